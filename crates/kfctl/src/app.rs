@@ -71,7 +71,7 @@ pub enum AppError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
-    #[error("{0}\n  hint: pass --version with one of them")]
+    #[error(transparent)]
     Version(#[from] UnknownVersion),
     #[error("{dir} already holds an app (kfctl.yaml)\n  hint: pass --force to replace it, or choose another directory")]
     AlreadyInitialised { dir: PathBuf },
@@ -89,12 +89,12 @@ pub enum AppError {
     Render { component: String, dir: PathBuf, message: String },
     #[error("component {component:?}: cannot apply parameter {parameter}: {message}")]
     Parameter { component: String, parameter: String, message: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> AppError + '_ {
-    move |source| AppError::Io { path: path.to_path_buf(), source }
+    move |source| AppError::Io { path: path.to_path_buf(), error: source }
 }
 
 impl App {
@@ -349,13 +349,14 @@ impl App {
                 .and_then(Value::as_str)
                 .ok_or_else(|| param_err(edits[0].0, format!("{} has no data.{key}", path.display())))?;
             let mut document: Value = serde_saphyr::from_str(embedded_text).map_err(|e| param_err(edits[0].0, format!("{}: data.{key}: {e}", path.display())))?;
+            let first = edits[0].0;
             for (name, pointer, value) in edits {
                 let slot = document
                     .pointer_mut(pointer)
                     .ok_or_else(|| param_err(name, format!("{} data.{key} has no {pointer}", path.display())))?;
                 *slot = Value::String(value.to_string());
             }
-            let new_text = serde_saphyr::to_string(&document).map_err(|e| param_err(edits[0].0, e.to_string()))?;
+            let new_text = serde_saphyr::to_string(&document).map_err(|e| param_err(first, e.to_string()))?;
             let patch = json!({
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
@@ -363,7 +364,7 @@ impl App {
                 "data": { key: new_text },
             });
             let file_name = format!("parameters-{n:02}.yaml");
-            let patch_text = serde_saphyr::to_string(&patch).map_err(|e| param_err(edits[0].0, e.to_string()))?;
+            let patch_text = serde_saphyr::to_string(&patch).map_err(|e| param_err(first, e.to_string()))?;
             let patch_path = overlay_dir.join(&file_name);
             std::fs::write(&patch_path, patch_text).map_err(io_err(&patch_path))?;
             patches.push(json!({ "path": file_name, "target": { "kind": "ConfigMap", "name": cm_name } }));
@@ -386,15 +387,31 @@ impl RenderJob {
     fn run(&self) -> Result<Vec<Value>, AppError> {
         let mut objects = Vec::new();
         for dir in &self.dirs {
-            let build = kfctl_render::build(dir).map_err(|e| AppError::Render {
+            let built = build_kustomization(dir).map_err(|message| AppError::Render {
                 component: self.component.clone(),
                 dir: dir.clone(),
-                message: e.to_string(),
+                message,
             })?;
-            objects.extend(build.resources.into_iter().map(|r| Value::Object(r.object)));
+            objects.extend(built);
         }
         Ok(objects)
     }
+}
+
+/// Render one kustomization directory into its objects.
+///
+/// Interim: runs `kubectl kustomize` (the rendering reference) until the native engine
+/// `kfctl_render::build` is on main; the swap is this one function.
+fn build_kustomization(dir: &Path) -> Result<Vec<Value>, String> {
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("cannot run kubectl kustomize: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).map_err(|e| e.to_string())
 }
 
 /// `manifests-1.4.1` (GitHub's archive prefix) -> `v1.4.1`.
@@ -414,17 +431,17 @@ fn move_into_place(staging: tempfile::TempDir, dir: &Path, registry_rel: &Path) 
             let staged = staging.keep();
             return std::fs::rename(&staged, dir).map_err(|source| {
                 let _ = std::fs::remove_dir_all(&staged);
-                AppError::Io { path: dir.to_path_buf(), source }
+                AppError::Io { path: dir.to_path_buf(), error: source }
             });
         }
-        Err(e) => return Err(AppError::Io { path: dir.to_path_buf(), source: e }),
+        Err(e) => return Err(AppError::Io { path: dir.to_path_buf(), error: e }),
     };
     if empty {
         std::fs::remove_dir(dir).map_err(io_err(dir))?;
         let staged = staging.keep();
         return std::fs::rename(&staged, dir).map_err(|source| {
             let _ = std::fs::remove_dir_all(&staged);
-            AppError::Io { path: dir.to_path_buf(), source }
+            AppError::Io { path: dir.to_path_buf(), error: source }
         });
     }
     let target_registry = dir.join(registry_rel);

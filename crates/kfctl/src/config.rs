@@ -138,14 +138,14 @@ pub struct ImageOverride {
 /// What can be wrong with kfctl.yaml.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}\n  hint: is this an app directory? create one with `kfctl init DIR`")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {path}: {error}\n  hint: is this an app directory? create one with `kfctl init DIR`")]
+    Read { path: PathBuf, error: std::io::Error },
     #[error("{path} is not a valid kfctl.yaml: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{path}: {}", problems.join("\n  "))]
     Invalid { path: PathBuf, problems: Vec<String> },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("cannot serialize kfctl.yaml: {0}")]
     Serialize(String),
 }
@@ -181,7 +181,7 @@ impl AppConfig {
 
     /// Read and validate `path`.
     pub fn load(path: &Path) -> Result<AppConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), error: source })?;
         let config = AppConfig::from_yaml(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })?;
         config.validate().map_err(|problems| ConfigError::Invalid { path: path.to_path_buf(), problems })?;
         Ok(config)
@@ -377,7 +377,7 @@ impl AppConfig {
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         self.validate().map_err(|problems| ConfigError::Invalid { path: path.to_path_buf(), problems })?;
         let text = self.to_commented_yaml()?;
-        write_atomically(path, text.as_bytes()).map_err(|source| ConfigError::Write { path: path.to_path_buf(), source })
+        write_atomically(path, text.as_bytes()).map_err(|source| ConfigError::Write { path: path.to_path_buf(), error: source })
     }
 }
 
@@ -393,7 +393,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     Ok(())
 }
 
-fn yaml_string<T: Serialize + ?Sized>(value: &T) -> Result<String, ConfigError> {
+fn yaml_string<T: Serialize>(value: &T) -> Result<String, ConfigError> {
     serde_saphyr::to_string(value).map_err(|e| ConfigError::Serialize(e.to_string()))
 }
 
@@ -501,13 +501,13 @@ mod tests {
     #[test]
     fn validation_names_the_field() {
         let mut config = sample();
-        config.components[3].name = "foo".into();
+        config.components[4].name = "foo".into();
         config.components[0].parameters.insert("password".into(), "hunter2".into());
         config.component_mut("user-namespace").unwrap().parameters.insert("user".into(), "not-an-email".into());
         config.component_mut("dex").unwrap().parameters.insert("passwordHash".into(), "hunter2".into());
         let problems = config.validate().unwrap_err();
         let all = problems.join("\n");
-        assert!(all.contains("components[3].name: unknown component \"foo\"; hint: `kfctl component list`"), "{all}");
+        assert!(all.contains("components[4].name: unknown component \"foo\"; hint: `kfctl component list`"), "{all}");
         assert!(all.contains("components[0].parameters.password: plaintext passwords are not stored"), "{all}");
         assert!(!all.contains("hunter2"), "a secret leaked into an error: {all}");
         assert!(all.contains("parameters.user: \"not-an-email\" is not an email address"), "{all}");

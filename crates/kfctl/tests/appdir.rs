@@ -15,7 +15,13 @@ fn real_archive() -> PathBuf {
     if let Ok(path) = std::env::var("KFCTL_TEST_REGISTRY") {
         return PathBuf::from(path);
     }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/registries/kubeflow-manifests-v1.4.1.tar.gz")
+    // shared/ sits beside the repository (or beside the worktrees' parent).
+    let wanted = Path::new("shared/registries/kubeflow-manifests-v1.4.1.tar.gz");
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join(wanted))
+        .find(|path| path.is_file())
+        .expect("shared/registries/kubeflow-manifests-v1.4.1.tar.gz beside the repository (or set KFCTL_TEST_REGISTRY)")
 }
 
 fn kfctl(args: &[&str]) -> Output {
@@ -39,7 +45,7 @@ fn fails(args: &[&str]) -> String {
     let out = kfctl(args);
     let stderr = text(&out.stderr);
     assert!(!out.status.success(), "kfctl {args:?} succeeded:\n{}\n{stderr}", text(&out.stdout));
-    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(stderr.matches("error: ").count(), 1, "one error message: {stderr}");
     stderr
 }
 
@@ -236,4 +242,99 @@ fn components_list_add_remove_set() {
     assert!(bcrypt::verify("s3cret-Passw0rd", &dex.parameters["passwordHash"]).unwrap());
     let err = fails(&["component", "set", "katib", "foo=bar", "--app", app]);
     assert!(err.contains("katib has no parameter \"foo\""), "{err}");
+}
+
+/// `kind/namespace/name` of a rendered object.
+fn object_id(object: &serde_json::Value) -> String {
+    let field = |p: &str| object.pointer(p).and_then(|v| v.as_str()).unwrap_or("").to_string();
+    format!("{}/{}/{}", field("/kind"), field("/metadata/namespace"), field("/metadata/name"))
+}
+
+#[test]
+fn render_covers_the_example_and_tags_components_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_app(tmp.path());
+    let app = kfctl::app::App::open(&dir).unwrap();
+    let rendered = app.render().unwrap();
+
+    // Components appear in catalog (example/kustomization.yaml) order, each as one run.
+    let release = app.release().unwrap();
+    let mut runs: Vec<&str> = Vec::new();
+    for o in &rendered.objects {
+        if runs.last() != Some(&o.component.as_str()) {
+            runs.push(&o.component);
+        }
+    }
+    let base: Vec<&str> = release.components.iter().filter(|c| c.base).map(|c| c.name).collect();
+    assert_eq!(runs, base);
+
+    // The base set is exactly what upstream's example/ renders (same objects, any order).
+    let out = Command::new("kubectl").arg("kustomize").arg(app.registry_dir().join("example")).output().expect("run kubectl");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let expected: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text(&out.stdout)).unwrap();
+    let mut expected: Vec<String> = expected.iter().map(object_id).collect();
+    let mut actual: Vec<String> = rendered.objects.iter().map(|o| object_id(&o.object)).collect();
+    expected.sort();
+    actual.sort();
+    assert_eq!(actual.len(), expected.len());
+    assert_eq!(actual, expected);
+}
+
+#[test]
+fn render_applies_parameters_patches_images_and_own_components() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = init_app(tmp.path());
+    let app_dir = dir.to_str().unwrap();
+    ok(&["component", "set", "dex", "email=admin@example.org", "password=correct horse", "--app", app_dir]);
+    ok(&["component", "set", "user-namespace", "user=admin@example.org", "profileName=admin", "--app", app_dir]);
+    fs::create_dir_all(dir.join("patches")).unwrap();
+    fs::write(dir.join("patches/dex-replicas.yaml"), "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: dex\n  namespace: auth\nspec:\n  replicas: 2\n").unwrap();
+    fs::write(dir.join("patches/dex-label.json"), r#"[{"op": "add", "path": "/metadata/labels", "value": {"team": "ml"}}]"#).unwrap();
+    let own = dir.join("mine/hello");
+    fs::create_dir_all(&own).unwrap();
+    fs::write(own.join("kustomization.yaml"), "resources:\n- cm.yaml\n").unwrap();
+    fs::write(own.join("cm.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hello\n  namespace: kubeflow\n").unwrap();
+    ok(&["component", "add", "hello", "--path", "mine/hello", "--app", app_dir]);
+
+    let mut app = kfctl::app::App::open(&dir).unwrap();
+    let dex = app.config.component_mut("dex").unwrap();
+    dex.patches.push(kfctl::config::PatchConfig { path: "patches/dex-replicas.yaml".into(), target: None });
+    dex.patches.push(kfctl::config::PatchConfig {
+        path: "patches/dex-label.json".into(),
+        target: Some(kfctl::config::PatchTarget { kind: Some("Service".into()), name: Some("dex".into()), ..Default::default() }),
+    });
+    dex.images.push(kfctl::config::ImageOverride { name: "quay.io/dexidp/dex".into(), new_name: Some("registry.example/dex".into()), new_tag: Some("v2.31.0".into()), digest: None });
+    for c in app.config.components.iter_mut().filter(|c| !["dex", "user-namespace", "hello"].contains(&c.name.as_str())) {
+        c.enabled = false;
+    }
+    app.save().unwrap();
+    let app = kfctl::app::App::open(&dir).unwrap();
+    let rendered = app.render().unwrap();
+    let find = |component: &str, id: &str| {
+        rendered
+            .objects
+            .iter()
+            .find(|o| o.component == component && object_id(&o.object) == id)
+            .unwrap_or_else(|| panic!("{component} {id} not rendered"))
+            .object
+            .clone()
+    };
+    let config = find("dex", "ConfigMap/auth/dex");
+    let dex_config: serde_json::Value = serde_saphyr::from_str(config["data"]["config.yaml"].as_str().unwrap()).unwrap();
+    let user = &dex_config["staticPasswords"][0];
+    assert_eq!(user["email"], "admin@example.org");
+    assert!(bcrypt::verify("correct horse", user["hash"].as_str().unwrap()).unwrap());
+    assert_eq!(dex_config["issuer"], "http://dex.auth.svc.cluster.local:5556/dex", "rest of dex's config kept");
+    let deployment = find("dex", "Deployment/auth/dex");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["spec"]["template"]["spec"]["containers"][0]["image"], "registry.example/dex:v2.31.0");
+    assert_eq!(find("dex", "Service/auth/dex")["metadata"]["labels"]["team"], "ml");
+    let profile = find("user-namespace", "Profile//admin");
+    assert_eq!(profile["spec"]["owner"]["name"], "admin@example.org");
+    find("hello", "ConfigMap/kubeflow/hello");
+    let components: Vec<&str> = rendered.objects.iter().map(|o| o.component.as_str()).collect();
+    let last_dex = components.iter().rposition(|c| *c == "dex").unwrap();
+    let first_user = components.iter().position(|c| *c == "user-namespace").unwrap();
+    let first_own = components.iter().position(|c| *c == "hello").unwrap();
+    assert!(last_dex < first_user && first_user < first_own, "render order: catalog, then own");
 }

@@ -10,6 +10,8 @@ use crate::platform::{PlatformKind, PlatformSpec};
 use crate::registry::catalog;
 
 #[derive(Debug, clap::Args)]
+// `--version` here is the Kubeflow version, not kfctl's (which `kfctl --version` prints).
+#[command(disable_version_flag = true)]
 pub struct InitArgs {
     /// The app directory to create.
     pub dir: PathBuf,
@@ -53,7 +55,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         name: args.name,
         force: args.force,
     };
-    let app = App::init(&opts).with_context(|| format!("kfctl init {} failed; nothing was written", args.dir.display()))?;
+    let app = App::init(&opts).with_context(|| format!("cannot initialise an app in {}", args.dir.display()))?;
     let enabled = app.config.components.iter().filter(|c| c.enabled).count();
     println!(
         "created {} for Kubeflow {} ({} components enabled, registry sha256 {})",

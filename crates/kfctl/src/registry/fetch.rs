@@ -58,11 +58,11 @@ pub fn fetch(source: &str, staging_dir: &Path) -> Result<FetchedArchive, Registr
         .prefix(".kfctl-registry-")
         .suffix(".tar.gz")
         .tempfile_in(staging_dir)
-        .map_err(|source| RegistryError::Write { path: staging_dir.to_path_buf(), source })?;
+        .map_err(|source| RegistryError::Write { path: staging_dir.to_path_buf(), error: source })?;
     let mut writer = HashingWriter { file: out.as_file_mut(), hasher: Sha256::new(), size: 0, path: staging_dir };
     match parse_source(source)? {
         Source::Local(path) => {
-            let read_err = |source| RegistryError::ReadLocal { path: path.clone(), source };
+            let read_err = |source| RegistryError::ReadLocal { path: path.clone(), error: source };
             let mut input = File::open(&path).map_err(read_err)?;
             let mut buf = vec![0u8; 256 * 1024];
             loop {
@@ -77,7 +77,7 @@ pub fn fetch(source: &str, staging_dir: &Path) -> Result<FetchedArchive, Registr
     }
     let sha256 = hex::encode(writer.hasher.finalize());
     let size = writer.size;
-    out.as_file_mut().flush().map_err(|source| RegistryError::Write { path: out.path().to_path_buf(), source })?;
+    out.as_file_mut().flush().map_err(|source| RegistryError::Write { path: out.path().to_path_buf(), error: source })?;
     Ok(FetchedArchive { file: out, sha256, size })
 }
 
@@ -98,7 +98,7 @@ impl HashingWriter<'_> {
             });
         }
         self.hasher.update(bytes);
-        self.file.write_all(bytes).map_err(|source| RegistryError::Write { path: self.path.to_path_buf(), source })
+        self.file.write_all(bytes).map_err(|source| RegistryError::Write { path: self.path.to_path_buf(), error: source })
     }
 }
 

@@ -18,8 +18,8 @@ pub use unpack::{UnpackLimits, UnpackReport, unpack};
 /// What can go wrong getting a registry into the app directory.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("cannot read registry archive {path}: {source}")]
-    ReadLocal { path: PathBuf, source: std::io::Error },
+    #[error("cannot read registry archive {path}: {error}")]
+    ReadLocal { path: PathBuf, error: std::io::Error },
     #[error("registry URL {url:?} is not supported; use https://, file:// or a local path")]
     UnsupportedScheme { url: String },
     #[error("cannot download registry {url}: {message}")]
@@ -38,8 +38,8 @@ pub enum RegistryError {
     Unsafe { archive: String, entry: String, reason: String },
     #[error("registry archive {archive} exceeds the unpack limit: {reason}; nothing was written")]
     TooLarge { archive: String, reason: String },
-    #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {path}: {error}")]
+    Write { path: PathBuf, error: std::io::Error },
     #[error("{path} already exists\n  hint: remove it first, or pass --force to replace it")]
     TargetExists { path: PathBuf },
 }

@@ -62,18 +62,18 @@ pub fn unpack(archive: &Path, archive_name: &str, target: &Path, limits: &Unpack
         return Err(RegistryError::TargetExists { path: target.to_path_buf() });
     }
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|source| RegistryError::Write { path: parent.to_path_buf(), source })?;
+    fs::create_dir_all(parent).map_err(|source| RegistryError::Write { path: parent.to_path_buf(), error: source })?;
     let staging = tempfile::Builder::new()
         .prefix(".kfctl-unpack-")
         .tempdir_in(parent)
-        .map_err(|source| RegistryError::Write { path: parent.to_path_buf(), source })?;
+        .map_err(|source| RegistryError::Write { path: parent.to_path_buf(), error: source })?;
 
     let (mut report, links) = extract(archive, archive_name, staging.path(), limits)?;
 
     // Strip a single top-level directory, as GitHub release archives have.
     let top: Vec<_> = fs::read_dir(staging.path())
         .and_then(|entries| entries.collect::<Result<Vec<_>, _>>())
-        .map_err(|source| RegistryError::Write { path: staging.path().to_path_buf(), source })?;
+        .map_err(|source| RegistryError::Write { path: staging.path().to_path_buf(), error: source })?;
     let root = match top.as_slice() {
         [only] if only.file_type().map(|t| t.is_dir()).unwrap_or(false) => {
             report.stripped_prefix = Some(only.file_name().to_string_lossy().into_owned());
@@ -84,7 +84,7 @@ pub fn unpack(archive: &Path, archive_name: &str, target: &Path, limits: &Unpack
     let strip = usize::from(report.stripped_prefix.is_some());
     create_links(&root, archive_name, strip, &links, &mut report)?;
 
-    fs::rename(&root, target).map_err(|source| RegistryError::Write { path: target.to_path_buf(), source })?;
+    fs::rename(&root, target).map_err(|source| RegistryError::Write { path: target.to_path_buf(), error: source })?;
     // `staging` (now empty, or already moved) is removed on drop.
     if root == staging.path() {
         let _ = staging.keep();
@@ -105,7 +105,7 @@ fn extract(
         entry: entry.display().to_string(),
         reason: reason.to_string(),
     };
-    let file = File::open(archive).map_err(|source| RegistryError::ReadLocal { path: archive.to_path_buf(), source })?;
+    let file = File::open(archive).map_err(|source| RegistryError::ReadLocal { path: archive.to_path_buf(), error: source })?;
     let mut tar = Archive::new(GzDecoder::new(io::BufReader::new(file)));
     let mut report = UnpackReport::default();
     let mut links = Vec::new();
@@ -129,7 +129,7 @@ fn extract(
             continue; // "./" itself
         }
         let dest = root.join(&rel);
-        let write_err = |source| RegistryError::Write { path: dest.clone(), source };
+        let write_err = |source| RegistryError::Write { path: dest.clone(), error: source };
         match kind {
             EntryType::Directory => {
                 fs::create_dir_all(&dest).map_err(write_err)?;
@@ -150,7 +150,7 @@ fn extract(
                     });
                 }
                 if let Some(dir) = dest.parent() {
-                    fs::create_dir_all(dir).map_err(|source| RegistryError::Write { path: dir.to_path_buf(), source })?;
+                    fs::create_dir_all(dir).map_err(|source| RegistryError::Write { path: dir.to_path_buf(), error: source })?;
                 }
                 let executable = entry.header().mode().map(|m| m & 0o111 != 0).unwrap_or(false);
                 let mut out = OpenOptions::new()
@@ -241,7 +241,7 @@ fn create_links(root: &Path, archive_name: &str, strip: usize, links: &[PendingL
                     return Err(unsafe_entry(&link.entry, format!("lies under the link {}", ancestor.display())));
                 }
             }
-            fs::create_dir_all(dir).map_err(|source| RegistryError::Write { path: dir.to_path_buf(), source })?;
+            fs::create_dir_all(dir).map_err(|source| RegistryError::Write { path: dir.to_path_buf(), error: source })?;
         }
         if link.hard {
             let target = checked_relative(&link.target)
@@ -254,10 +254,10 @@ fn create_links(root: &Path, archive_name: &str, strip: usize, links: &[PendingL
             if !is_file {
                 return Err(unsafe_entry(&link.entry, format!("is a hard link to {}, which is not a regular file of the archive", link.target.display())));
             }
-            fs::copy(&source, &dest).map_err(|source| RegistryError::Write { path: dest.clone(), source })?;
+            fs::copy(&source, &dest).map_err(|source| RegistryError::Write { path: dest.clone(), error: source })?;
         } else {
             check_symlink_target(at, &link.target, &symlinks).map_err(|reason| unsafe_entry(&link.entry, reason))?;
-            std::os::unix::fs::symlink(&link.target, &dest).map_err(|source| RegistryError::Write { path: dest.clone(), source })?;
+            std::os::unix::fs::symlink(&link.target, &dest).map_err(|source| RegistryError::Write { path: dest.clone(), error: source })?;
         }
         report.links += 1;
     }
