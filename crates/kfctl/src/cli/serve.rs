@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::web::{BoundServer, ServeOptions};
+use crate::web::{BoundServer, Release, ServeOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -20,6 +20,13 @@ pub struct ServeArgs {
     /// else ~/.local/state/kfctl/serve).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Registry archive (URL or local .tar.gz) to deploy the newest release from, instead of the
+    /// upstream archive (a mirror, or a test fixture). Chosen here, never by the browser.
+    #[arg(long, value_name = "URL|PATH")]
+    pub registry: Option<String>,
+    /// Expected sha256 of --registry (a local archive without it is hashed at start).
+    #[arg(long, value_name = "HEX", requires = "registry")]
+    pub registry_sha256: Option<String>,
 }
 
 fn default_state_dir() -> anyhow::Result<PathBuf> {
@@ -36,7 +43,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => default_state_dir()?,
     };
     std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
-    let options = ServeOptions { listen: args.listen, allow_remote: args.allow_remote, state_dir, releases: Vec::new() };
+    let registry = args.registry.as_deref().map(|source| (source, args.registry_sha256.as_deref()));
+    let releases = Release::from_catalog(registry)?;
+    let options = ServeOptions { listen: args.listen, allow_remote: args.allow_remote, state_dir, releases };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = BoundServer::bind(&options).await?;

@@ -9,13 +9,22 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Service;
 use serde::Serialize;
 
 use super::jobs::{AccessLink, Job, JobError, JobState};
 use super::wizard::{CheckedDeployment, KubeconfigSource, PlatformForm};
 use super::{Release, ServerState};
-use crate::progress::{Progress, ProgressSink};
+use crate::app::{App, InitOptions};
+use crate::apply::{self, ApplyOptions};
+use crate::cluster;
+use crate::config::{AppConfig, RegistryConfig};
+use crate::health;
+use crate::platform::{self, PlatformSpec, ProvisionOptions, shell::Shell};
+use crate::progress::{Progress, ProgressSink, Silent};
+use crate::registry::catalog::{self, ParameterKind};
 
 /// Why a preview or a deployment failed.
 #[derive(Debug, thiserror::Error)]
@@ -39,29 +48,153 @@ pub struct Preview {
     pub terraform: Option<String>,
 }
 
-/// Builds the review page's content for a checked form, without touching any cluster.
-pub async fn preview(_state: &ServerState, _release: &Release, _checked: &CheckedDeployment) -> Result<Preview, DeployError> {
-    Err(DeployError::Pipeline(
-        "the deploy pipeline (App::init, platform::provision, apply_app) is not on main yet; this branch lands it next".into(),
-    ))
+/// How long a deployment may wait for every component to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// The local port the suggested `kfctl open` port-forward listens on (8080 is `kfctl serve`'s).
+const OPEN_PORT: u16 = 8081;
+
+/// The platform spec the wizard's platform step describes. `kubeconfig` is where the job's
+/// kubeconfig lives on the server (for `existing`).
+pub fn platform_spec(form: &PlatformForm, kubeconfig: Option<PathBuf>) -> PlatformSpec {
+    let mut spec = PlatformSpec::new(form.kind());
+    match form {
+        PlatformForm::Existing { context, .. } => {
+            spec.kubeconfig = kubeconfig;
+            spec.context = context.clone();
+        }
+        PlatformForm::Kind { cluster_name } | PlatformForm::K3d { cluster_name } => spec.cluster_name = Some(cluster_name.clone()),
+        PlatformForm::Minikube { profile } => spec.cluster_name = Some(profile.clone()),
+        PlatformForm::Microk8s {} => {}
+        PlatformForm::Gke { project, region, cluster_name, machine_type, nodes } => {
+            spec.project = Some(project.clone());
+            spec.region = Some(region.clone());
+            spec.cluster_name = Some(cluster_name.clone());
+            spec.node_size = Some(machine_type.clone());
+            spec.node_count = Some(*nodes);
+        }
+        PlatformForm::Eks { region, cluster_name, instance_type, nodes } => {
+            spec.region = Some(region.clone());
+            spec.cluster_name = Some(cluster_name.clone());
+            spec.node_size = Some(instance_type.clone());
+            spec.node_count = Some(*nodes);
+        }
+        PlatformForm::Aks { subscription, resource_group, location, cluster_name, vm_size, nodes } => {
+            spec.account = Some(subscription.clone());
+            spec.resource_group = Some(resource_group.clone());
+            spec.region = Some(location.clone());
+            spec.cluster_name = Some(cluster_name.clone());
+            spec.node_size = Some(vm_size.clone());
+            spec.node_count = Some(*nodes);
+        }
+    }
+    spec
+}
+
+/// Enables exactly the chosen components (with what they need) and sets the default user's login:
+/// the email, and the password only as a bcrypt hash. Blocking (bcrypt is slow on purpose).
+fn apply_choices(config: &mut AppConfig, checked: &CheckedDeployment) -> Result<(), DeployError> {
+    for component in &mut config.components {
+        component.enabled = checked.components.contains(&component.name);
+    }
+    let user = &checked.form.user;
+    let hash = bcrypt::hash(&user.password, 12).map_err(|e| DeployError::Pipeline(format!("cannot hash the password: {e}")))?;
+    let release = config.release().map_err(|e| DeployError::Pipeline(e.to_string()))?;
+    for spec in release.components {
+        let Some(component) = config.components.iter_mut().find(|c| c.name == spec.name) else { continue };
+        for parameter in spec.parameters {
+            let value = match parameter.kind {
+                ParameterKind::Email => user.email.clone(),
+                ParameterKind::BcryptHash => hash.clone(),
+                ParameterKind::DnsLabel => continue,
+            };
+            component.parameters.insert(parameter.name.to_string(), value);
+        }
+    }
+    Ok(())
+}
+
+/// The registry entry kfctl.yaml gets for `release` before the archive is fetched.
+fn registry_config(release: &Release) -> RegistryConfig {
+    RegistryConfig {
+        url: release.registry.clone(),
+        sha256: release.sha256.clone().unwrap_or_default(),
+        path: Path::new("registry").join(&release.version),
+    }
+}
+
+/// Builds the review page's content for a checked form, without touching any cluster: the
+/// kfctl.yaml the job will write and, for clouds, the platform's dry run (Terraform files and
+/// the commands it would run).
+pub async fn preview(_state: &ServerState, release: &Release, checked: &CheckedDeployment) -> Result<Preview, DeployError> {
+    let release = release.clone();
+    let checked_for_config = checked.clone();
+    let kubeconfig = checked.kubeconfig.as_ref().and_then(|k| k.path.clone());
+    let spec = platform_spec(&checked.form.platform, kubeconfig);
+    let config_spec = spec.clone();
+    let kfctl_yaml = tokio::task::spawn_blocking(move || {
+        let catalog = catalog::release(&release.version).map_err(|e| DeployError::Pipeline(e.to_string()))?;
+        let mut config = AppConfig::new(&checked_for_config.form.name, catalog, registry_config(&release), config_spec);
+        apply_choices(&mut config, &checked_for_config)?;
+        config.to_commented_yaml().map_err(|e| DeployError::Pipeline(e.to_string()))
+    })
+    .await
+    .expect("preview task panicked")?;
+
+    let terraform = if checked.form.platform.is_cloud() { Some(terraform_summary(&checked.form.name, &checked.form.version, &spec).await?) } else { None };
+    Ok(Preview { kfctl_yaml, components: checked.components.clone(), terraform })
+}
+
+/// The platform engineer's dry run for a cloud platform, condensed: the values in
+/// terraform.tfvars, then every step and command, with the fixed .tf files' bodies folded.
+async fn terraform_summary(name: &str, version: &str, spec: &PlatformSpec) -> Result<String, DeployError> {
+    let support = platform::release_support(version).map_err(|e| DeployError::Pipeline(e.to_string()))?;
+    let resolved = spec.resolved(support).map_err(|e| DeployError::Pipeline(e.to_string()))?;
+    let dir = Path::new("/APPDIR").join(name);
+    let mut shell = Shell::dry_run(&Silent, &format!("kfctl deploy {name}: the {} platform (dry run)", spec.kind));
+    let options = ProvisionOptions { assume_yes: true, ..ProvisionOptions::default() };
+    platform::provision_in(&mut shell, &dir, &resolved, version, &options).await.map_err(|e| DeployError::Pipeline(e.to_string()))?;
+    let script = shell.into_script().unwrap_or_default();
+
+    let mut summary = String::from("# terraform.tfvars\n");
+    summary.push_str(&platform::terraform::tfvars(name, &resolved));
+    summary.push_str("\n# What kfctl will do (APPDIR is the job's app directory)\n");
+    let mut fence: Option<(String, usize)> = None;
+    for line in script.lines() {
+        if let Some((end, count)) = &mut fence {
+            if line == end.as_str() {
+                summary.push_str(&format!("  ({count} lines)\n"));
+                fence = None;
+            } else {
+                *count += 1;
+            }
+            continue;
+        }
+        summary.push_str(line);
+        summary.push('\n');
+        if let Some((_, rest)) = line.split_once("<<'") {
+            fence = Some((rest.trim_end_matches('\'').to_string(), 0));
+        }
+    }
+    Ok(summary)
 }
 
 /// Creates the job, stores its credentials privately, and starts the deployment on its own task.
 pub fn start(state: Arc<ServerState>, release: Release, checked: CheckedDeployment) -> Result<Arc<Job>, DeployError> {
     let form = &checked.form;
     let job = state.jobs.create(&form.name, form.platform.kind_name(), &form.version)?;
-    if let PlatformForm::Existing { kubeconfig: source, .. } = &form.platform {
-        store_kubeconfig_source(&job.private_dir(), source)?;
-    }
+    let kubeconfig = match &form.platform {
+        PlatformForm::Existing { kubeconfig: source, .. } => Some(store_kubeconfig_source(&job.private_dir(), source)?),
+        _ => None,
+    };
     let mut secrets = vec![form.user.password.clone()];
-    if let Some(kubeconfig) = &checked.kubeconfig {
-        secrets.extend(kubeconfig.secret_values());
+    if let Some(checked_kubeconfig) = &checked.kubeconfig {
+        secrets.extend(checked_kubeconfig.secret_values());
     }
     state.job_secrets.lock().expect("job secrets lock").insert(job.id.clone(), secrets);
 
     let task_job = job.clone();
     tokio::spawn(async move {
-        let outcome = run(&task_job, &release, &checked).await;
+        let outcome = run(&task_job, &release, &checked, kubeconfig).await;
         let (state_after, summary, access) = match outcome {
             Ok(access) => (JobState::Succeeded, format!("Kubeflow {} is ready", checked.form.version), access),
             Err(err) => (JobState::Failed, err.to_string(), Vec::new()),
@@ -74,24 +207,128 @@ pub fn start(state: Arc<ServerState>, release: Release, checked: CheckedDeployme
     Ok(job)
 }
 
-async fn run(job: &Job, _release: &Release, checked: &CheckedDeployment) -> Result<Vec<AccessLink>, DeployError> {
-    job.report(Progress::Message { text: format!("Deploying {} to {}", checked.form.name, checked.form.platform.kind_name()) });
-    Err(DeployError::Pipeline(
-        "the deploy pipeline (App::init, platform::provision, apply_app) is not on main yet; this branch lands it next".into(),
-    ))
+fn step(job: &Job, text: impl Into<String>) {
+    job.report(Progress::Message { text: text.into() });
+}
+
+fn failed(what: &str) -> impl FnOnce(String) -> DeployError + '_ {
+    move |message| DeployError::Pipeline(format!("{what}: {message}"))
+}
+
+/// The deployment itself: init the app directory, provision the platform, detect cluster
+/// settings, render, apply in phases, wait until ready. Every step reports into the job's log.
+async fn run(job: &Arc<Job>, release: &Release, checked: &CheckedDeployment, kubeconfig: Option<PathBuf>) -> Result<Vec<AccessLink>, DeployError> {
+    let form = &checked.form;
+    step(job, format!("Deploying {} (Kubeflow {}) to the {} platform", form.name, form.version, form.platform.kind_name()));
+
+    step(job, format!("Fetching and verifying the registry {}", release.registry));
+    let options = InitOptions {
+        dir: job.app_dir(),
+        registry: release.registry.clone(),
+        sha256: release.sha256.clone(),
+        version: Some(release.version.clone()),
+        platform: Some(platform_spec(&form.platform, kubeconfig)),
+        name: Some(form.name.clone()),
+        force: false,
+    };
+    let choices = checked.clone();
+    let mut app = tokio::task::spawn_blocking(move || -> Result<App, DeployError> {
+        let mut app = App::init(&options).map_err(|e| DeployError::Pipeline(format!("cannot create the app directory: {e}")))?;
+        apply_choices(&mut app.config, &choices)?;
+        app.save().map_err(|e| DeployError::Pipeline(e.to_string()))?;
+        Ok(app)
+    })
+    .await
+    .expect("init task panicked")?;
+    step(job, format!("App directory ready: {} components enabled", checked.components.len()));
+
+    let provision = ProvisionOptions { assume_yes: true, ..ProvisionOptions::default() };
+    let provisioned = platform::provision(&app, &provision, job.as_ref()).await.map_err(|e| failed("the platform step failed")(e.to_string()))?;
+    app.config.platform = provisioned.spec.clone();
+
+    let access = provisioned.access;
+    let client = cluster::connect(access.kubeconfig.as_deref(), access.context.as_deref()).await.map_err(|e| failed("cannot reach the cluster")(e.to_string()))?;
+    app.config.cluster = platform::detect::detect(&client, job.as_ref()).await.map_err(|e| failed("cannot read the cluster's settings")(e.to_string()))?;
+    let render_app = app.clone();
+    let rendered = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
+        render_app.save().map_err(|e| DeployError::Pipeline(e.to_string()))?;
+        render_app.render().map_err(|e| DeployError::Pipeline(format!("cannot render: {e}")))
+    })
+    .await
+    .expect("render task panicked")?;
+    step(job, format!("Rendered {} objects", rendered.objects.len()));
+
+    let report = apply::apply_app(&client, &app, &rendered, &ApplyOptions::default(), job.as_ref()).await.map_err(|e| failed("apply failed")(e.to_string()))?;
+    if !report.failed.is_empty() {
+        return Err(DeployError::Pipeline(format!(
+            "{} objects failed to apply (see the log for each reason)\n  hint: fix the cause, then deploy again or run `kfctl apply` from the downloaded app directory",
+            report.failed.len()
+        )));
+    }
+    step(job, "Applied; waiting until every component is ready");
+    let status = health::wait_ready(&client, &app, READY_TIMEOUT, job.as_ref()).await.map_err(|e| failed("not ready")(e.to_string()))?;
+    if !status.ready {
+        return Err(DeployError::Pipeline("some components did not become ready".into()));
+    }
+    Ok(access_links(&client, &app, &access).await)
+}
+
+/// How to reach the dashboard and JupyterLab: the gateway's load balancer address where it has
+/// one, else the `kfctl open` port-forward to run (from the downloaded app directory).
+async fn access_links(client: &kube::Client, app: &App, access: &platform::ClusterAccess) -> Vec<AccessLink> {
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "istio-system");
+    let ingress = services.get_opt("istio-ingressgateway").await.ok().flatten().and_then(|service| {
+        let ingress = service.status?.load_balancer?.ingress?.into_iter().next()?;
+        ingress.hostname.or(ingress.ip)
+    });
+    if let Some(host) = ingress {
+        return vec![
+            AccessLink { label: "Kubeflow dashboard".into(), url: format!("http://{host}/"), command: None },
+            AccessLink { label: "JupyterLab (notebooks)".into(), url: format!("http://{host}/_/jupyter/"), command: None },
+        ];
+    }
+    let mut flags = String::new();
+    if let Some(kubeconfig) = &access.kubeconfig
+        && !kubeconfig.starts_with(&app.dir)
+    {
+        flags.push_str(&format!(" --kubeconfig {}", shell_word(&kubeconfig.to_string_lossy())));
+    }
+    if let Some(context) = &access.context {
+        flags.push_str(&format!(" --context {}", shell_word(context)));
+    }
+    let command = |target: &str| format!("cd {} && kfctl open {target} --port {OPEN_PORT}{flags}", app.config.name);
+    vec![
+        AccessLink { label: "Kubeflow dashboard".into(), url: format!("http://localhost:{OPEN_PORT}/"), command: Some(command("dashboard")) },
+        AccessLink { label: "JupyterLab (notebooks)".into(), url: format!("http://localhost:{OPEN_PORT}/_/jupyter/"), command: Some(command("jupyter")) },
+    ]
+}
+
+/// A word quoted for a POSIX shell when it needs it.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./@:=".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 const KUBECONFIG_FILE: &str = "kubeconfig";
 const KUBECONFIG_PATH_FILE: &str = "kubeconfig-path";
 
 /// Keeps the job's kubeconfig where only this server's user can read it: an upload as a file,
-/// a server path as a note of that path.
-fn store_kubeconfig_source(private_dir: &Path, source: &KubeconfigSource) -> Result<(), DeployError> {
-    let (path, content) = match source {
-        KubeconfigSource::Upload { content } => (private_dir.join(KUBECONFIG_FILE), content.as_str()),
-        KubeconfigSource::ServerPath { path } => (private_dir.join(KUBECONFIG_PATH_FILE), path.as_str()),
-    };
-    write_private(&path, content.as_bytes())
+/// a server path as a note of that path. Returns the kubeconfig's path.
+fn store_kubeconfig_source(private_dir: &Path, source: &KubeconfigSource) -> Result<PathBuf, DeployError> {
+    match source {
+        KubeconfigSource::Upload { content } => {
+            let path = private_dir.join(KUBECONFIG_FILE);
+            write_private(&path, content.as_bytes())?;
+            Ok(path)
+        }
+        KubeconfigSource::ServerPath { path } => {
+            write_private(&private_dir.join(KUBECONFIG_PATH_FILE), path.as_bytes())?;
+            Ok(PathBuf::from(path))
+        }
+    }
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DeployError> {

@@ -37,6 +37,10 @@ pub enum WebError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Jobs(#[from] jobs::JobError),
+    #[error("cannot read the registry archive {path}: {error}\n  hint: pass an existing .tar.gz to --registry")]
+    RegistryRead { path: PathBuf, error: std::io::Error },
+    #[error("--registry {source_name} is a remote URL without a digest\n  hint: pass --registry-sha256 HEX so every deployment verifies the archive")]
+    RegistryDigest { source_name: String },
     #[error("the server stopped: {0}")]
     Serve(std::io::Error),
 }
@@ -49,6 +53,56 @@ pub struct Release {
     pub registry: String,
     pub sha256: Option<String>,
     pub components: Vec<ComponentChoice>,
+}
+
+impl Release {
+    /// The releases kfctl's catalog knows, each from its upstream archive (pinned by digest).
+    /// `registry` replaces the newest release's archive with a URL or local path of the
+    /// operator's choosing (a mirror, or a test fixture); a local archive without a given digest
+    /// is hashed now, so every job verifies it is still the same file. Blocking (may hash a file).
+    pub fn from_catalog(registry: Option<(&str, Option<&str>)>) -> Result<Vec<Release>, WebError> {
+        let mut releases: Vec<Release> = crate::registry::catalog::RELEASES
+            .iter()
+            .map(|r| Release {
+                version: r.version.to_string(),
+                registry: r.default_url.to_string(),
+                sha256: Some(r.default_sha256.to_string()),
+                components: r
+                    .components
+                    .iter()
+                    .map(|c| ComponentChoice {
+                        name: c.name.to_string(),
+                        description: c.description.to_string(),
+                        default: c.base,
+                        requires: c.depends_on.iter().map(|d| d.to_string()).collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        if let (Some((source, sha256)), Some(newest)) = (registry, releases.last_mut()) {
+            let sha256 = match sha256 {
+                Some(given) => given.to_ascii_lowercase(),
+                None if source.contains("://") && !source.starts_with("file://") => {
+                    return Err(WebError::RegistryDigest { source_name: source.to_string() });
+                }
+                None => {
+                    let path = std::path::Path::new(source.strip_prefix("file://").unwrap_or(source));
+                    sha256_file(path).map_err(|error| WebError::RegistryRead { path: path.to_path_buf(), error })?
+                }
+            };
+            newest.registry = source.to_string();
+            newest.sha256 = Some(sha256);
+        }
+        Ok(releases)
+    }
+}
+
+fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
 }
 
 /// How `kfctl serve` was started.

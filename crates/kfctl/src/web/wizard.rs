@@ -12,6 +12,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::platform::PlatformKind;
+
 /// The password upstream Kubeflow ships for user@example.com; a deployment must not keep it.
 pub const UPSTREAM_DEFAULT_PASSWORD: &str = "12341234";
 /// Largest kubeconfig accepted (upload or server path).
@@ -58,23 +60,28 @@ pub enum PlatformForm {
 }
 
 impl PlatformForm {
+    /// The platform kind.
+    pub fn kind(&self) -> PlatformKind {
+        match self {
+            PlatformForm::Existing { .. } => PlatformKind::Existing,
+            PlatformForm::Kind { .. } => PlatformKind::Kind,
+            PlatformForm::Minikube { .. } => PlatformKind::Minikube,
+            PlatformForm::Microk8s {} => PlatformKind::Microk8s,
+            PlatformForm::K3d { .. } => PlatformKind::K3d,
+            PlatformForm::Gke { .. } => PlatformKind::Gke,
+            PlatformForm::Eks { .. } => PlatformKind::Eks,
+            PlatformForm::Aks { .. } => PlatformKind::Aks,
+        }
+    }
+
     /// The platform kind's name as kfctl.yaml spells it.
     pub fn kind_name(&self) -> &'static str {
-        match self {
-            PlatformForm::Existing { .. } => "existing",
-            PlatformForm::Kind { .. } => "kind",
-            PlatformForm::Minikube { .. } => "minikube",
-            PlatformForm::Microk8s {} => "microk8s",
-            PlatformForm::K3d { .. } => "k3d",
-            PlatformForm::Gke { .. } => "gke",
-            PlatformForm::Eks { .. } => "eks",
-            PlatformForm::Aks { .. } => "aks",
-        }
+        self.kind().as_str()
     }
 
     /// Whether the platform is created by generated Terraform (and so has a plan to review).
     pub fn is_cloud(&self) -> bool {
-        matches!(self, PlatformForm::Gke { .. } | PlatformForm::Eks { .. } | PlatformForm::Aks { .. })
+        self.kind().is_cloud()
     }
 }
 
