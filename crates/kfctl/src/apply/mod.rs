@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use crate::app::{ComponentObject, RenderedApp};
 use crate::health::{self, EventRecorder};
-use crate::plan::{APP_LABEL, AppTarget, Gate, InventoryEntry, PhaseName, Plan, PlanError, PlannedObject};
+use crate::plan::{APP_LABEL, AppTarget, Gate, KindTable, InventoryEntry, PhaseName, Plan, PlanError, PlannedObject};
 use crate::progress::{Progress, ProgressSink};
 pub use delete::{DeleteReport, delete_target};
 use discovery::KindResolver;
@@ -132,6 +132,25 @@ fn not_attempted_text(report: &ApplyReport) -> String {
     format!("\n  not attempted, because an earlier phase failed: {}", phases.join(", "))
 }
 
+/// The plan kfctl applies for `target`: the rendered objects plus the Application CRD and
+/// Application, labelled, with port protocols defaulted. Without a cluster, pass
+/// [`KindTable::builtin`] (custom kinds are then placed by whether they carry a namespace).
+pub fn plan_for(target: &AppTarget, rendered: &RenderedApp, kinds: &KindTable) -> Result<Plan, PlanError> {
+    let mut objects = rendered.objects.clone();
+    objects.extend(health::application::objects(target, &rendered.objects));
+    prepare_plan(target, &objects, kinds)
+}
+
+fn prepare_plan(target: &AppTarget, objects: &[ComponentObject], kinds: &KindTable) -> Result<Plan, PlanError> {
+    let mut plan = Plan::build(&target.name, objects, kinds)?;
+    for phase in &mut plan.phases {
+        for o in &mut phase.objects {
+            protocol::default_port_protocols(&mut o.object);
+        }
+    }
+    Ok(plan)
+}
+
 /// Apply an app's rendered objects to the cluster as one ordered, gated pass (see [`Plan`]).
 pub async fn apply_rendered(
     client: &Client,
@@ -148,12 +167,7 @@ pub async fn apply_rendered(
         .filter_map(|o| o.object.get("apiVersion").and_then(Value::as_str).map(str::to_owned))
         .collect();
     resolver.refresh(group_versions).await.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
-    let mut plan = Plan::build(&target.name, &objects, &resolver.kind_table())?;
-    for phase in &mut plan.phases {
-        for o in &mut phase.objects {
-            protocol::default_port_protocols(&mut o.object);
-        }
-    }
+    let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
 
     let previous = inventory::read(client, target).await?;
     let desired = plan.inventory();
@@ -489,9 +503,4 @@ async fn wait_gate(client: &Client, gate: &Gate, timeout: Duration, sink: &dyn P
             text: format!("warning: gate not reached within {}s ({waiting}); going on, failed objects are retried", timeout.as_secs()),
         });
     }
-}
-
-/// Objects rendered for a component, tagged (used by callers building a RenderedApp by hand).
-pub fn component_objects(component: &str, objects: Vec<Value>) -> Vec<ComponentObject> {
-    objects.into_iter().map(|object| ComponentObject { component: component.to_owned(), object }).collect()
 }

@@ -1,9 +1,9 @@
 //! Defaulting `protocol: TCP` on ports, as the API server's defaulting would.
 //!
-//! Server-side apply merges Service and container ports by the key (port, protocol). Before
-//! Kubernetes 1.20.? the apply path validates that key before defaulting runs, so an omitted
-//! protocol is rejected ("associative list with keys has an element that omits key field
-//! \"protocol\""). Writing the default ourselves is exactly what the server would store.
+//! Server-side apply merges Service and container ports by the key (port, protocol). Kubernetes
+//! 1.20 and older build the merge key before defaulting runs, so an omitted protocol is rejected
+//! ("associative list with keys has an element that omits key field \"protocol\""). Writing the
+//! default ourselves is exactly what the server would store.
 
 use serde_json::Value;
 

@@ -27,6 +27,35 @@ pub fn application_crd() -> Value {
         "group": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"},
         "namespace": {"type": "string"}, "link": {"type": "string"}, "status": {"type": "string"},
         "message": {"type": "string"}}});
+    let spec = json!({"type": "object", "properties": {
+        "selector": {"type": "object", "properties": {
+            "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "matchExpressions": {"type": "array", "items": {"type": "object", "properties": {
+                "key": {"type": "string"}, "operator": {"type": "string"},
+                "values": {"type": "array", "items": {"type": "string"}}}}}}},
+        "componentKinds": {"type": "array", "items": {"type": "object", "properties": {
+            "group": {"type": "string"}, "kind": {"type": "string"}}}},
+        "descriptor": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+        "addOwnerRef": {"type": "boolean"},
+        "info": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
+        "assemblyPhase": {"type": "string"}}});
+    let status = json!({"type": "object", "properties": {
+        "observedGeneration": {"type": "integer", "format": "int64"},
+        "conditions": {"type": "array", "items": condition},
+        "components": {"type": "array", "items": component},
+        "componentsReady": {"type": "string"}}});
+    let schema = json!({
+        "type": "object",
+        "description": "An Application aggregates the Kubernetes objects of one application (sig-apps).",
+        "properties": {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+                       "spec": spec, "status": status}});
+    let columns = json!([
+        {"name": "Type", "type": "string", "jsonPath": ".spec.descriptor.type"},
+        {"name": "Version", "type": "string", "jsonPath": ".spec.descriptor.version"},
+        {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
+        {"name": "Components", "type": "string", "description": "ready components / all components", "jsonPath": ".status.componentsReady"},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+    ]);
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -40,37 +69,8 @@ pub fn application_crd() -> Value {
                 "served": true,
                 "storage": true,
                 "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    {"name": "Type", "type": "string", "jsonPath": ".spec.descriptor.type"},
-                    {"name": "Version", "type": "string", "jsonPath": ".spec.descriptor.version"},
-                    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"},
-                    {"name": "Components", "type": "string", "description": "ready components / all components", "jsonPath": ".status.componentsReady"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-                ],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": "An Application aggregates the Kubernetes objects of one application (sig-apps).",
-                    "properties": {
-                        "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
-                        "spec": {"type": "object", "properties": {
-                            "selector": {"type": "object", "properties": {
-                                "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
-                                "matchExpressions": {"type": "array", "items": {"type": "object", "properties": {
-                                    "key": {"type": "string"}, "operator": {"type": "string"},
-                                    "values": {"type": "array", "items": {"type": "string"}}}}}}},
-                            "componentKinds": {"type": "array", "items": {"type": "object", "properties": {
-                                "group": {"type": "string"}, "kind": {"type": "string"}}}},
-                            "descriptor": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
-                            "addOwnerRef": {"type": "boolean"},
-                            "info": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-                            "assemblyPhase": {"type": "string"}}},
-                        "status": {"type": "object", "properties": {
-                            "observedGeneration": {"type": "integer", "format": "int64"},
-                            "conditions": {"type": "array", "items": condition},
-                            "components": {"type": "array", "items": component},
-                            "componentsReady": {"type": "string"}}}
-                    }
-                }}
+                "additionalPrinterColumns": columns,
+                "schema": {"openAPIV3Schema": schema}
             }]
         }
     })
@@ -103,11 +103,18 @@ pub fn application(target: &AppTarget, rendered: &[ComponentObject]) -> Value {
 }
 
 /// The objects kfctl adds to every app: the Application CRD and the Application.
+/// A CRD the rendered set already carries (some releases ship the sig-apps CRD) is not added twice.
 pub fn objects(target: &AppTarget, rendered: &[ComponentObject]) -> Vec<ComponentObject> {
-    vec![
-        ComponentObject { component: APPLICATION_COMPONENT.to_owned(), object: application_crd() },
-        ComponentObject { component: APPLICATION_COMPONENT.to_owned(), object: application(target, rendered) },
-    ]
+    let crd = application_crd();
+    let has_crd = rendered.iter().any(|o| {
+        o.object.get("kind") == crd.get("kind") && o.object.pointer("/metadata/name") == crd.pointer("/metadata/name")
+    });
+    let mut out = Vec::new();
+    if !has_crd {
+        out.push(ComponentObject { component: APPLICATION_COMPONENT.to_owned(), object: crd });
+    }
+    out.push(ComponentObject { component: APPLICATION_COMPONENT.to_owned(), object: application(target, rendered) });
+    out
 }
 
 fn application_api(client: &Client, target: &AppTarget) -> Api<DynamicObject> {

@@ -191,8 +191,8 @@ mod tests {
 
     #[test]
     fn deployment_needs_observed_generation_updated_replicas_and_available() {
-        let d = |gen: i64, observed: i64, updated: i64, available: &str| json!({
-            "metadata": {"generation": gen}, "spec": {"replicas": 2},
+        let d = |generation: i64, observed: i64, updated: i64, available: &str| json!({
+            "metadata": {"generation": generation}, "spec": {"replicas": 2},
             "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": 2,
                 "conditions": [{"type": "Available", "status": available}]}});
         assert_eq!(readiness("apps", "Deployment", &d(2, 2, 2, "True")), Readiness::Ready);
