@@ -1,7 +1,6 @@
 //! Connecting to a cluster: kubeconfig, context, one rustls crypto provider.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -22,24 +21,13 @@ pub enum ClusterError {
     Unreachable { server: String, context: String, reason: String },
 }
 
-/// Install ring as the process-wide rustls crypto provider, once. Every TLS user in kfctl (the kube
-/// client, reqwest for registries) calls this before its first handshake: rustls refuses to pick a
-/// provider on its own when more than one could be compiled in.
-pub fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // An Err means another provider was installed first (by an embedding program); keep it.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 /// How long to wait for the API server to answer the first request before calling it unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A kube client for `context` (or the current one) from `kubeconfig` (or KUBECONFIG /
 /// ~/.kube/config), checked by asking the server for its version.
 pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Client, ClusterError> {
-    install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let kc = match kubeconfig {
         Some(path) => Kubeconfig::read_from(path)
             .map_err(|source| ClusterError::KubeconfigRead { path: path.to_path_buf(), source })?,

@@ -504,3 +504,20 @@ async fn wait_gate(client: &Client, gate: &Gate, timeout: Duration, sink: &dyn P
         });
     }
 }
+
+/// The contract other faces (`deploy`, the web app) call: apply `app`'s rendered objects as app
+/// `app.config.name` with its Application in namespace `kubeflow`.
+pub async fn apply_app(
+    client: &Client,
+    app: &crate::app::App,
+    rendered: &RenderedApp,
+    opts: &ApplyOptions,
+    sink: &dyn ProgressSink,
+) -> Result<ApplyReport, ApplyError> {
+    apply_rendered(client, &AppTarget::for_app(app), rendered, opts, sink).await
+}
+
+/// Delete everything kfctl applied for `app` (see [`delete_target`]).
+pub async fn delete_app(client: &Client, app: &crate::app::App, purge: bool, sink: &dyn ProgressSink) -> Result<DeleteReport, ApplyError> {
+    delete_target(client, &AppTarget::for_app(app), purge, sink).await
+}

@@ -315,3 +315,13 @@ pub async fn wait_target(client: &Client, target: &AppTarget, timeout: Duration,
         }
     }
 }
+
+/// The contract other faces call: wait until `app` is ready (see [`wait_target`]).
+pub async fn wait_ready(client: &Client, app: &crate::app::App, timeout: Duration, sink: &dyn ProgressSink) -> Result<AppStatus, HealthError> {
+    wait_target(client, &AppTarget::for_app(app), timeout, sink).await
+}
+
+/// The contract other faces call: `app`'s readiness, also written to its Application.
+pub async fn status(client: &Client, app: &crate::app::App) -> Result<AppStatus, HealthError> {
+    refresh(client, &AppTarget::for_app(app), &crate::progress::Silent).await
+}

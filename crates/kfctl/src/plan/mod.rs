@@ -28,6 +28,9 @@ pub enum PlanError {
     Duplicate { object: String, first: String, second: String },
 }
 
+/// Where an app's Application, inventory and Events live unless told otherwise.
+pub const DEFAULT_APP_NAMESPACE: &str = "kubeflow";
+
 /// Which kfctl app on the cluster an operation acts on: its name (the value of [`APP_LABEL`] and
 /// the Application's name) and the namespace holding its Application, inventory and Events.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,11 @@ impl AppTarget {
     /// Kubeflow's own: Application `kubeflow` in namespace `kubeflow`.
     pub fn kubeflow() -> AppTarget {
         AppTarget { name: "kubeflow".into(), namespace: "kubeflow".into() }
+    }
+
+    /// An app directory's target: named after the app, Application in namespace `kubeflow`.
+    pub fn for_app(app: &crate::app::App) -> AppTarget {
+        AppTarget { name: app.config.name.clone(), namespace: DEFAULT_APP_NAMESPACE.into() }
     }
 }
 
