@@ -491,3 +491,60 @@ fn refuses_non_loopback_addresses_unless_allowed() {
     child.wait().unwrap();
     assert!(line.starts_with("warning: listening on 0.0.0.0:"), "{line}");
 }
+
+#[tokio::test]
+async fn catalog_offers_the_releases_with_base_set_and_dependencies() {
+    let server = Server::start();
+    let catalog = json(get(&server, "/api/catalog").await).await;
+    let v141 = catalog["versions"].as_array().unwrap().iter().find(|v| v["version"] == "v1.4.1").expect("v1.4.1 offered");
+    let components = v141["components"].as_array().unwrap();
+    let dex = components.iter().find(|c| c["name"] == "dex").unwrap();
+    assert_eq!(dex["default"], true);
+    assert_eq!(dex["requires"], serde_json::json!(["istio"]));
+    assert!(components.iter().any(|c| c["default"] == false), "optional components are offered unselected");
+}
+
+#[tokio::test]
+async fn preview_shows_the_kfctl_yaml_with_only_a_hash_of_the_password() {
+    let server = Server::start();
+    let path = server.state_dir.join("kubeconfig.yaml");
+    std::fs::write(&path, KUBECONFIG).unwrap();
+    let mut form = valid_form(path.to_str().unwrap());
+    form["platform"]["context"] = "other".into();
+    form["components"] = serde_json::json!(["oidc-authservice"]);
+    let response = post(&server, "/api/preview", &form).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let preview = json(response).await;
+    // oidc-authservice needs istio and dex; dex needs istio.
+    assert_eq!(preview["components"], serde_json::json!(["istio", "oidc-authservice", "dex"]));
+    assert_eq!(preview["terraform"], serde_json::Value::Null);
+    let yaml = preview["kfctl_yaml"].as_str().unwrap();
+    assert!(yaml.contains("name: kubeflow"), "{yaml}");
+    assert!(yaml.contains("context: other"), "{yaml}");
+    assert!(yaml.contains("email: user@example.com"), "{yaml}");
+    assert!(yaml.contains("passwordHash: $2b$12$"), "{yaml}");
+    assert!(!yaml.contains("a-long-new-password") && !yaml.contains("kubeconfig-secret-token-value"), "{yaml}");
+    let config = kfctl::config::AppConfig::from_yaml(yaml).unwrap();
+    let enabled: Vec<&str> = config.components.iter().filter(|c| c.enabled).map(|c| c.name.as_str()).collect();
+    assert_eq!(enabled, vec!["istio", "oidc-authservice", "dex"]);
+    config.validate().unwrap();
+}
+
+#[tokio::test]
+async fn preview_of_a_cloud_platform_shows_the_terraform_dry_run() {
+    let server = Server::start();
+    let mut form = valid_form("/unused");
+    form["platform"] = serde_json::json!({ "kind": "gke", "project": "my-project-123", "region": "europe-west4", "cluster_name": "kf", "machine_type": "e2-standard-8", "nodes": 3 });
+    let response = post(&server, "/api/preview", &form).await;
+    let status = response.status();
+    let preview = json(response).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let terraform = preview["terraform"].as_str().unwrap();
+    assert!(terraform.contains("project") && terraform.contains("\"my-project-123\""), "{terraform}");
+    assert!(terraform.contains("europe-west4"), "{terraform}");
+    assert!(terraform.contains("terraform") && terraform.contains("plan"), "{terraform}");
+    assert!(terraform.contains("lines)"), "the fixed .tf bodies are folded: {terraform}");
+    assert!(preview["kfctl_yaml"].as_str().unwrap().contains("kind: gke"));
+    // Nothing was created on the server's disk by a preview.
+    assert_eq!(json(get(&server, "/api/jobs").await).await["jobs"], serde_json::json!([]));
+}

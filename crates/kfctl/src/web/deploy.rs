@@ -192,9 +192,15 @@ pub fn start(state: Arc<ServerState>, release: Release, checked: CheckedDeployme
     }
     state.job_secrets.lock().expect("job secrets lock").insert(job.id.clone(), secrets);
 
+    // Each job gets a thread with its own single-threaded runtime: the apply/health futures are
+    // not `Send` (their stream pipelines hit rustc's higher-ranked closure limitation), and a job
+    // of its own cannot starve the server or another job.
     let task_job = job.clone();
-    tokio::spawn(async move {
-        let outcome = run(&task_job, &release, &checked, kubeconfig).await;
+    let spawned = std::thread::Builder::new().name(format!("kfctl-job-{}", &job.id.as_str()[..8])).spawn(move || {
+        let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime.block_on(run(&task_job, &release, &checked, kubeconfig)),
+            Err(err) => Err(DeployError::Pipeline(format!("cannot start the job's async runtime: {err}"))),
+        };
         let (state_after, summary, access) = match outcome {
             Ok(access) => (JobState::Succeeded, format!("Kubeflow {} is ready", checked.form.version), access),
             Err(err) => (JobState::Failed, err.to_string(), Vec::new()),
@@ -204,6 +210,11 @@ pub fn start(state: Arc<ServerState>, release: Release, checked: CheckedDeployme
             eprintln!("kfctl serve: job {}: {err}", task_job.id);
         }
     });
+    if let Err(err) = spawned {
+        let summary = format!("cannot start the job's thread: {err}");
+        job.report(Progress::Finished { ok: false, summary: summary.clone() });
+        job.finish(JobState::Failed, summary, Vec::new())?;
+    }
     Ok(job)
 }
 
@@ -359,3 +370,4 @@ pub fn stored_kubeconfig_secrets(private_dir: &Path) -> Vec<String> {
         Err(_) => Vec::new(),
     }
 }
+

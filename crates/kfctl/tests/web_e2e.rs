@@ -1,0 +1,456 @@
+//! End-to-end tests of `kfctl serve` against the real control plane of `scripts/testenv`:
+//! deployments through the HTTP API (two at once), and the whole wizard in real headless
+//! Chromium driven over WebDriver, with screenshots of each step in target/e2e-artifacts/.
+//!
+//! They deploy a small fixture registry (built here as a .tar.gz with every v1.4.1 catalog path,
+//! each a tiny kustomization: namespaces, ConfigMaps, a few Deployments that simnode runs, and
+//! dex's ConfigMap so the login is really set), not the full Kubeflow release, which would take
+//! far longer on the test cluster than a browser test should.
+//!
+//! Run inside the testenv, with the browser installed:
+//! `scripts/install-browser && scripts/testenv up && scripts/testenv exec -- cargo test -p kfctl --offline --test web_e2e`
+
+mod webdriver;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kfctl::registry::catalog;
+use rand::RngCore;
+use reqwest::header;
+use serde_json::{Value, json};
+use webdriver::Browser;
+
+/// Set by `scripts/testenv exec` to the admin kubeconfig of the running environment.
+const KUBECONFIG_ENV: &str = "KFCTL_TESTENV_KUBECONFIG";
+/// A bound that only turns a hang into a readable failure (not a speed assertion).
+const LIMIT: Duration = Duration::from_secs(600);
+const PASSWORD: &str = "e2e-Correct-Horse-42";
+
+fn testenv_kubeconfig() -> PathBuf {
+    let path = std::env::var_os(KUBECONFIG_ENV).map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "error: {KUBECONFIG_ENV} is not set: not running inside scripts/testenv\n  hint: scripts/testenv up, then \
+             scripts/testenv exec -- cargo test -p kfctl --offline --test web_e2e"
+        )
+    });
+    assert!(path.is_file(), "{} does not exist; is the testenv up? (scripts/testenv status)", path.display());
+    path
+}
+
+fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("e2e-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn unique_name(prefix: &str) -> String {
+    let mut bytes = [0u8; 3];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+/// Writes a Kubeflow-v1.4.1-shaped registry archive whose objects live in namespace `ns`.
+fn fixture_registry(dir: &Path, ns: &str) -> PathBuf {
+    let release = catalog::release("v1.4.1").unwrap();
+    let root = dir.join("src/manifests-1.4.1");
+    let write = |rel: &str, text: String| {
+        let path = root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    let kustomization = |resources: &[&str], extra: &str| {
+        format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{}{extra}", resources.iter().map(|r| format!("- {r}\n")).collect::<String>())
+    };
+    let deployment = |name: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: registry.invalid/kfctl-e2e/{name}:1\n"
+        )
+    };
+    for component in release.components {
+        for path in component.paths {
+            let slug = path.replace('/', "-").replace('.', "-");
+            let configmap = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {slug}\n  namespace: {ns}\ndata:\n  component: {}\n", component.name);
+            match component.name {
+                "kubeflow-namespace" => {
+                    write(&format!("{path}/namespaces.yaml"), format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubeflow\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"));
+                    write(&format!("{path}/kustomization.yaml"), kustomization(&["namespaces.yaml"], ""));
+                }
+                "dex" => {
+                    write(
+                        "common/dex/base/config-map.yaml",
+                        format!(
+                            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dex\n  namespace: {ns}\ndata:\n  config.yaml: |\n    issuer: http://dex.auth.svc.cluster.local:5556/dex\n    staticPasswords:\n    - email: user@example.com\n      hash: $2y$12$4K/VkmDd1q1Orb3xAt82zu8gk7Ad6ReFR4LCP9UeYE90NLiN9Df72\n      username: user\n      userID: \"15841185641784\"\n"
+                        ),
+                    );
+                    write("common/dex/base/kustomization.yaml", kustomization(&["config-map.yaml"], ""));
+                    write(&format!("{path}/kustomization.yaml"), kustomization(&["../../base"], ""));
+                }
+                "user-namespace" => {
+                    write(
+                        &format!("{path}/kustomization.yaml"),
+                        format!(
+                            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {ns}\nconfigMapGenerator:\n- name: default-install-config\n  literals:\n  - user=user@example.com\n  - profile-name=kubeflow-user-example-com\ngeneratorOptions:\n  disableNameSuffixHash: true\n"
+                        ),
+                    );
+                }
+                "istio" | "central-dashboard" | "notebooks" if path == &component.paths[0] => {
+                    write(&format!("{path}/objects.yaml"), format!("{configmap}---\n{}", deployment(&format!("{}-e2e", component.name))));
+                    write(&format!("{path}/kustomization.yaml"), kustomization(&["objects.yaml"], ""));
+                }
+                _ => {
+                    write(&format!("{path}/objects.yaml"), configmap);
+                    write(&format!("{path}/kustomization.yaml"), kustomization(&["objects.yaml"], ""));
+                }
+            }
+        }
+    }
+    let archive = dir.join("fixture-registry.tar.gz");
+    let file = std::fs::File::create(&archive).unwrap();
+    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
+    tar.append_dir_all("manifests-1.4.1", &root).unwrap();
+    tar.into_inner().unwrap().finish().unwrap();
+    archive
+}
+
+/// A running `kfctl serve` deploying from the fixture registry, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(state_dir: &Path, registry: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(state_dir)
+            .arg("--registry")
+            .arg(registry)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start kfctl serve");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let url = stdout.lines().map(Result::unwrap).find(|l| l.starts_with("http://")).expect("kfctl serve printed its URL");
+        let (base, token) = url.split_once("/?token=").unwrap();
+        Server { child, base: base.into(), token: token.into() }
+    }
+
+    fn client(&self) -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::builder().no_proxy().build().unwrap()
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.client().get(format!("{}{path}", self.base)).bearer_auth(&self.token).send().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
+        let session: Value = serde_json::from_slice(&self.get("/api/session").await.bytes().await.unwrap()).unwrap();
+        self.client()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .header("x-kfctl-csrf", session["csrf_token"].as_str().unwrap())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap();
+    serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("{status}: {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// Follows a job's SSE stream to its `finished` event; returns every progress event.
+async fn follow(server: &Server, id: &str) -> Vec<Value> {
+    let mut response = server.get(&format!("/api/jobs/{id}/events")).await;
+    assert_eq!(response.status(), 200);
+    let deadline = Instant::now() + LIMIT;
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline.into(), response.chunk()).await.expect("job finished in time").unwrap();
+        let Some(chunk) = chunk else { break };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:"))) {
+                let event: Value = serde_json::from_str(data).unwrap();
+                events.push(event["progress"].clone());
+            }
+        }
+    }
+    events
+}
+
+/// Every entry of a .tar.gz, as (path, bytes).
+fn unpack(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    archive
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            (path, data)
+        })
+        .collect()
+}
+
+/// The credentials that must never leave the server: the kubeconfig's keys/tokens, the password,
+/// the access token.
+fn forbidden_strings(kubeconfig: &Path, token: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    let checked = kfctl::web::wizard::parse_kubeconfig(text, None).unwrap();
+    let mut secrets = checked.secret_values();
+    assert!(!secrets.is_empty(), "the testenv kubeconfig carries credentials to look for");
+    secrets.extend([PASSWORD.to_string(), token.to_string(), "client-key-data".into(), "PRIVATE KEY-----".into()]);
+    secrets
+}
+
+fn assert_no_credentials(files: &[(String, Vec<u8>)], forbidden: &[String]) {
+    for (path, data) in files {
+        let text = String::from_utf8_lossy(data);
+        for secret in forbidden {
+            assert!(!text.contains(secret.as_str()), "{path} in the download carries a credential");
+        }
+        assert!(!path.contains("kubeconfig") && !path.contains("private/"), "{path} must not be in the download");
+    }
+}
+
+/// The dex ConfigMap on the cluster holds a bcrypt hash of the password chosen in the wizard.
+async fn assert_login_set(client: &kube::Client, ns: &str, email: &str) {
+    let dex = kube::Api::<ConfigMap>::namespaced(client.clone(), ns).get("dex").await.unwrap();
+    let config: Value = serde_saphyr::from_str(&dex.data.unwrap()["config.yaml"]).unwrap();
+    let user = &config["staticPasswords"][0];
+    assert_eq!(user["email"], email);
+    let hash = user["hash"].as_str().unwrap();
+    assert!(bcrypt::verify(PASSWORD, hash).unwrap(), "dex's hash is the chosen password's");
+    assert!(!bcrypt::verify("12341234", hash).unwrap(), "the upstream default password no longer logs in");
+}
+
+async fn cleanup(client: &kube::Client, app_dir: &Path) {
+    if let Ok(app) = kfctl::app::App::open(app_dir) {
+        let _ = kfctl::apply::delete_app(client, &app, false, &kfctl::progress::Silent).await;
+    }
+}
+
+fn job_app_dir(state: &Path, id: &str) -> PathBuf {
+    state.join("jobs").join(id).join("app")
+}
+
+fn form(name: &str, kubeconfig: &Path) -> Value {
+    json!({
+        "name": name,
+        "version": "v1.4.1",
+        "platform": { "kind": "existing", "kubeconfig": { "source": "server_path", "path": kubeconfig }, "context": null },
+        "components": catalog::release("v1.4.1").unwrap().components.iter().filter(|c| c.base).map(|c| c.name).collect::<Vec<_>>(),
+        "user": { "email": format!("{name}@example.com"), "password": PASSWORD },
+    })
+}
+
+#[tokio::test]
+async fn two_deployments_at_once_through_the_api_reach_ready_and_survive_a_restart() {
+    let kubeconfig = testenv_kubeconfig();
+    let client = kfctl::cluster::connect(Some(&kubeconfig), None).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let names = [unique_name("web-api-a"), unique_name("web-api-b")];
+    // One registry per app: each fixture puts its objects in the app's own namespace.
+    let registry = fixture_registry(&work.path().join("fixture"), &names[0]);
+    let server = Server::start(&state, &registry);
+
+    let mut ids = Vec::new();
+    for name in &names {
+        let response = server.post("/api/jobs", &form(name, &kubeconfig)).await;
+        assert_eq!(response.status(), 202);
+        ids.push(json_of(response).await["id"].as_str().unwrap().to_string());
+    }
+    let (a, b) = tokio::join!(follow(&server, &ids[0]), follow(&server, &ids[1]));
+    for (name, (id, events)) in names.iter().zip(ids.iter().zip([a, b])) {
+        let last = events.last().unwrap();
+        assert_eq!(last["type"], "finished", "{name}: {events:#?}");
+        assert_eq!(last["ok"], true, "{name} failed: {}", last["summary"]);
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+        for kind in ["message", "phase_started", "phase_finished", "object_applied", "component_status"] {
+            assert!(kinds.contains(&kind), "{name}: no {kind} event in {kinds:?}");
+        }
+        assert!(events.iter().any(|e| e["type"] == "component_status" && e["component"] == "istio" && e["ready"] == true), "{name}: istio never reported ready");
+        let record = json_of(server.get(&format!("/api/jobs/{id}")).await).await;
+        assert_eq!(record["state"], "succeeded");
+        assert_eq!(record["name"], name.as_str());
+        let links = record["access"].as_array().unwrap();
+        assert!(links.iter().any(|l| l["command"].as_str().unwrap_or_default().contains("kfctl open dashboard")), "{record}");
+        // Each job wrote its own app directory.
+        let app = kfctl::app::App::open(&job_app_dir(&state, id)).unwrap();
+        assert_eq!(app.config.name, name.as_str());
+    }
+    // Both apps' objects live in the first app's namespace (one fixture); the login is the
+    // chosen one (the last job to apply owns dex's ConfigMap).
+    let dex_owner = kube::Api::<ConfigMap>::namespaced(client.clone(), &names[0]).get("dex").await.unwrap();
+    let email: Value = serde_saphyr::from_str(&dex_owner.data.unwrap()["config.yaml"]).unwrap();
+    let email = email["staticPasswords"][0]["email"].as_str().unwrap().to_string();
+    assert!(names.iter().any(|n| email == format!("{n}@example.com")));
+    assert_login_set(&client, &names[0], &email).await;
+
+    // The download carries the app without credentials.
+    let download = server.get(&format!("/api/jobs/{}/download", ids[0])).await;
+    assert_eq!(download.status(), 200);
+    let files = unpack(&download.bytes().await.unwrap());
+    assert!(files.iter().any(|(p, _)| p == &format!("{}/kfctl.yaml", names[0])));
+    assert!(files.iter().any(|(p, _)| p.starts_with(&format!("{}/registry/v1.4.1/", names[0]))));
+    assert_no_credentials(&files, &forbidden_strings(&kubeconfig, &server.token));
+    let kfctl_yaml = String::from_utf8_lossy(&files.iter().find(|(p, _)| p.ends_with("/kfctl.yaml")).unwrap().1).into_owned();
+    assert!(kfctl_yaml.contains("passwordHash: $2b$12$"), "{kfctl_yaml}");
+
+    // A restarted server still has both jobs, finished, with their logs.
+    drop(server);
+    let server = Server::start(&state, &registry);
+    for id in &ids {
+        assert_eq!(json_of(server.get(&format!("/api/jobs/{id}")).await).await["state"], "succeeded");
+        let replay = follow(&server, id).await;
+        assert_eq!(replay.last().unwrap()["ok"], true);
+    }
+
+    for id in &ids {
+        cleanup(&client, &job_app_dir(&state, id)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_wizard_in_headless_chromium_deploys_to_ready_and_downloads_the_app() {
+    let kubeconfig = testenv_kubeconfig();
+    let client = kfctl::cluster::connect(Some(&kubeconfig), None).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let name = unique_name("web-ui");
+    let registry = fixture_registry(&work.path().join("fixture"), &name);
+    let server = Server::start(&state, &registry);
+    let shots = artifacts_dir();
+    let downloads = work.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let browser = Browser::start(&downloads).await;
+    let shot = |n: &str| shots.join(format!("wizard-{n}.png"));
+
+    // Without the token the page says what to do.
+    browser.goto(&format!("{}/", server.base)).await;
+    let refused = browser.text(&browser.wait_for("body", Duration::from_secs(20)).await).await;
+    assert!(refused.contains("missing access token"), "{refused}");
+    browser.screenshot(&shot("0-no-token")).await;
+
+    // With it: the cookie is set and the token leaves the address bar.
+    browser.goto(&format!("{}/?token={}", server.base, server.token)).await;
+    browser.wait_for("fieldset[data-step=platform]", Duration::from_secs(20)).await;
+    assert!(!browser.url().await.contains("token="), "the token stays out of the address bar");
+    browser.screenshot(&shot("1-platform")).await;
+
+    // Platform: upload the testenv's kubeconfig, load its contexts.
+    let upload = browser.find("#kubeconfig-file").await;
+    browser.send_keys(&upload, &kubeconfig.to_string_lossy()).await;
+    browser.wait_until("return document.querySelector('#kube-context').options.length > 0 && !document.querySelector('#kube-context').disabled", Duration::from_secs(20), "contexts loaded").await;
+    browser.screenshot(&shot("2-platform-kubeconfig")).await;
+    browser.click(&browser.find("#next").await).await;
+
+    // Name and version.
+    browser.wait_for("fieldset[data-step=version]", Duration::from_secs(10)).await;
+    browser.fill("#app-name", &name).await;
+    browser.screenshot(&shot("3-version")).await;
+    browser.click(&browser.find("#next").await).await;
+
+    // Components: the base set is preselected; choosing seldon pulls in nothing else here, then
+    // unchecking istio removes what needs it (the note says so), and "Base set" restores it.
+    browser.wait_for("fieldset[data-step=components]", Duration::from_secs(10)).await;
+    let checked = browser.execute("return document.querySelectorAll('#components input:checked').length", json!([])).await;
+    let base = catalog::release("v1.4.1").unwrap().components.iter().filter(|c| c.base).count();
+    assert_eq!(checked, json!(base));
+    browser.click(&browser.find("#component-istio").await).await;
+    let note = browser.text(&browser.find("#components-note").await).await;
+    assert!(note.contains("Also removed") && note.contains("istio"), "{note}");
+    browser.screenshot(&shot("4-components-dependencies")).await;
+    browser.click(&browser.find("#components-base").await).await;
+    browser.screenshot(&shot("4-components")).await;
+    browser.click(&browser.find("#next").await).await;
+
+    // Login: the upstream default password is refused, in the page and on the server.
+    browser.wait_for("fieldset[data-step=user]", Duration::from_secs(10)).await;
+    let email = format!("{name}@example.com");
+    browser.fill("#user-email", &email).await;
+    browser.fill("#user-password", "12341234").await;
+    browser.fill("#user-password2", "12341234").await;
+    browser.click(&browser.find("#next").await).await;
+    let error = browser.text(&browser.find("[data-error-for='user.password']").await).await;
+    assert!(error.contains("upstream default"), "{error}");
+    browser.screenshot(&shot("5-login-refused")).await;
+    browser.fill("#user-password", PASSWORD).await;
+    browser.fill("#user-password2", PASSWORD).await;
+    browser.screenshot(&shot("5-login")).await;
+    browser.click(&browser.find("#next").await).await;
+
+    // Review: the generated kfctl.yaml, with only a hash of the password.
+    browser.wait_for("fieldset[data-step=review]", Duration::from_secs(60)).await;
+    browser.wait_until("return document.querySelector('#review-yaml').textContent.includes('passwordHash')", Duration::from_secs(60), "kfctl.yaml shown").await;
+    let yaml = browser.text(&browser.find("#review-yaml").await).await;
+    assert!(yaml.contains(&format!("name: {name}")) && !yaml.contains(PASSWORD), "{yaml}");
+    browser.screenshot(&shot("6-review")).await;
+    browser.click(&browser.find("#next").await).await;
+
+    // Progress, live, until Ready.
+    browser.wait_for("#job", Duration::from_secs(20)).await;
+    browser.wait_until("return document.querySelectorAll('#job-log li').length > 3", Duration::from_secs(120), "progress shown").await;
+    browser.screenshot(&shot("7-progress")).await;
+    let url = browser.url().await;
+    let id = url.rsplit('/').next().unwrap().to_string();
+    assert_eq!(id.len(), 32, "{url}");
+    // Reloading resumes the same job (the log is replayed).
+    browser.goto(&url).await;
+    browser.wait_until(
+        "const s = document.querySelector('#job-state').textContent; return s === 'succeeded' || s === 'failed' || s === 'interrupted'",
+        LIMIT,
+        "deployment finished",
+    )
+    .await;
+    browser.screenshot(&shot("8-ready")).await;
+    let job_state = browser.text(&browser.find("#job-state").await).await;
+    let log = browser.text(&browser.find("#job-log").await).await;
+    assert_eq!(job_state, "succeeded", "log:\n{log}");
+    let ready = browser.execute("return Array.from(document.querySelectorAll('#job-components td.yes')).length", json!([])).await;
+    assert!(ready.as_u64().unwrap() >= base as u64, "every component shown ready: {ready}");
+    let links = browser.text(&browser.find("#job-links").await).await;
+    assert!(links.contains("Kubeflow dashboard") && links.contains("kfctl open dashboard") && links.contains("JupyterLab"), "{links}");
+    browser.execute("document.querySelector('#job-done').scrollIntoView()", json!([])).await;
+    browser.screenshot(&shot("9-done")).await;
+
+    // Download the app directory through the page.
+    browser.click(&browser.find("#job-download").await).await;
+    let archive = downloads.join(format!("{name}.tar.gz"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !archive.is_file() {
+        assert!(Instant::now() < deadline, "download did not arrive in {}", downloads.display());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let files = unpack(&std::fs::read(&archive).unwrap());
+    assert!(files.iter().any(|(p, _)| p == &format!("{name}/kfctl.yaml")));
+    assert_no_credentials(&files, &forbidden_strings(&kubeconfig, &server.token));
+    std::fs::copy(&archive, shots.join("wizard-download.tar.gz")).unwrap();
+
+    assert_login_set(&client, &name, &email).await;
+    cleanup(&client, &job_app_dir(&state, &id)).await;
+}
