@@ -349,7 +349,7 @@ fn seed_jobs(state_dir: &Path) -> (String, String) {
     finished.append(Progress::Message { text: "starting".into() }).unwrap();
     finished.append(Progress::PhaseStarted { phase: "crds".into(), objects: 2 }).unwrap();
     finished.append(Progress::ComponentStatus { component: "istio".into(), ready: true, reason: None }).unwrap();
-    finished.append(Progress::Finished { ok: true, summary: "ready".into() }).unwrap();
+    finished.append_last(Progress::Finished { ok: true, summary: "ready".into() }).unwrap();
     finished.finish(JobState::Succeeded, "ready".into(), Vec::new()).unwrap();
     let app = finished.app_dir();
     std::fs::create_dir_all(app.join("manifests/istio")).unwrap();

@@ -205,14 +205,14 @@ pub fn start(state: Arc<ServerState>, release: Release, checked: CheckedDeployme
             Ok(access) => (JobState::Succeeded, format!("Kubeflow {} is ready", checked.form.version), access),
             Err(err) => (JobState::Failed, err.to_string(), Vec::new()),
         };
-        task_job.report(Progress::Finished { ok: state_after == JobState::Succeeded, summary: summary.clone() });
-        if let Err(err) = task_job.finish(state_after, summary, access) {
+        let outcome = Progress::Finished { ok: state_after == JobState::Succeeded, summary: summary.clone() };
+        if let Err(err) = task_job.append_last(outcome).and_then(|_| task_job.finish(state_after, summary, access)) {
             eprintln!("kfctl serve: job {}: {err}", task_job.id);
         }
     });
     if let Err(err) = spawned {
         let summary = format!("cannot start the job's thread: {err}");
-        job.report(Progress::Finished { ok: false, summary: summary.clone() });
+        job.append_last(Progress::Finished { ok: false, summary: summary.clone() })?;
         job.finish(JobState::Failed, summary, Vec::new())?;
     }
     Ok(job)

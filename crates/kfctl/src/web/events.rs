@@ -3,7 +3,7 @@
 //! Each SSE event carries the job event's sequence number as its id. A browser that reconnects
 //! sends `Last-Event-ID` and gets only what came after it, replayed from the on-disk log, then the
 //! live feed; a page that loads afresh replays the whole log. The stream ends after the job's
-//! `finished` event, so a finished job's page does not keep a connection open.
+//! last event (its outcome), so a finished job's page does not keep a connection open.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,7 +15,6 @@ use futures::stream::{self, Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::jobs::{Job, JobError, JobEvent};
-use crate::progress::Progress;
 
 /// The sequence number the client saw last: `Last-Event-ID`, else `?after=`, else 0.
 pub fn resume_point(headers: &HeaderMap, after: Option<u64>) -> u64 {
@@ -34,7 +33,7 @@ pub async fn stream(job: Arc<Job>, after: u64) -> Result<Sse<impl Stream<Item = 
     let reader = job.clone();
     let past = tokio::task::spawn_blocking(move || reader.events_after(after)).await.expect("event log reader panicked")?;
     let last_seen = past.last().map(|e| e.seq).unwrap_or(after);
-    let ended = past.iter().any(|e| matches!(e.progress, Progress::Finished { .. })) || job.record().state.is_final();
+    let ended = past.iter().any(|e| e.last) || job.record().state.is_final();
 
     let replay = stream::iter(past.into_iter().map(|e| Ok(sse_event(&e))));
     let live = stream::unfold((live, last_seen, ended), |(mut live, last_seen, ended)| async move {
@@ -45,7 +44,7 @@ pub async fn stream(job: Arc<Job>, after: u64) -> Result<Sse<impl Stream<Item = 
             match live.recv().await {
                 Ok(event) if event.seq <= last_seen => continue,
                 Ok(event) => {
-                    let ended = matches!(event.progress, Progress::Finished { .. });
+                    let ended = event.last;
                     let seq = event.seq;
                     return Some((Ok(sse_event(&event)), (live, seq, ended)));
                 }

@@ -136,6 +136,10 @@ pub struct JobEvent {
     pub seq: u64,
     pub time: String,
     pub progress: Progress,
+    /// The job's own last event (its outcome). Library steps report `finished` for themselves
+    /// too (an apply ends with one), so the stream's end is marked here, not by the event type.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last: bool,
 }
 
 fn now() -> String {
@@ -183,8 +187,17 @@ impl Job {
 
     /// Appends one event to the log and sends it to live subscribers.
     pub fn append(&self, progress: Progress) -> Result<JobEvent, JobError> {
+        self.append_event(progress, false)
+    }
+
+    /// Appends the job's outcome, its last event.
+    pub fn append_last(&self, progress: Progress) -> Result<JobEvent, JobError> {
+        self.append_event(progress, true)
+    }
+
+    fn append_event(&self, progress: Progress, last: bool) -> Result<JobEvent, JobError> {
         let mut log = self.log.lock().expect("job log lock");
-        let event = JobEvent { seq: log.next_seq, time: now(), progress };
+        let event = JobEvent { seq: log.next_seq, time: now(), progress, last };
         let mut line = serde_json::to_string(&event).expect("job events serialize");
         line.push('\n');
         let path = self.events_path();
@@ -279,7 +292,7 @@ impl JobStore {
                            Check the cluster with `kfctl status` from the downloaded app directory, or deploy again."
                         .into(),
                 })?;
-                job.append(Progress::Finished { ok: false, summary: "interrupted: the server stopped during the deployment".into() })?;
+                job.append_last(Progress::Finished { ok: false, summary: "interrupted: the server stopped during the deployment".into() })?;
                 job.finish(JobState::Interrupted, "interrupted: the server stopped during the deployment".into(), Vec::new())?;
             }
             jobs.insert(id, Arc::new(job));
@@ -374,7 +387,7 @@ mod tests {
         job.append(Progress::Message { text: "one".into() }).unwrap();
         job.append(Progress::PhaseStarted { phase: "crds".into(), objects: 3 }).unwrap();
         let done = store.create("done", "kind", "v1.4.1").unwrap();
-        done.append(Progress::Finished { ok: true, summary: "ready".into() }).unwrap();
+        done.append_last(Progress::Finished { ok: true, summary: "ready".into() }).unwrap();
         done.finish(JobState::Succeeded, "ready".into(), Vec::new()).unwrap();
         let id = job.id.clone();
         drop((job, done, store));
@@ -385,6 +398,7 @@ mod tests {
         let events = job.events_after(0).unwrap();
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         assert_eq!(events[3].progress, Progress::Finished { ok: false, summary: "interrupted: the server stopped during the deployment".into() });
+        assert!(events[3].last && !events[2].last);
         assert_eq!(job.events_after(2).unwrap().len(), 2);
         let list = store.list();
         assert_eq!(list.len(), 2);

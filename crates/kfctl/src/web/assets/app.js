@@ -424,7 +424,7 @@ async function showJob(id) {
   events.addEventListener("progress", (message) => {
     const event = JSON.parse(message.data);
     applyEvent(event);
-    if (event.progress.type === "finished") {
+    if (event.last) {
       events.close();
       api("GET", `/api/jobs/${id}`).then(setJobState).catch((error) => showBanner(error.message));
     }
