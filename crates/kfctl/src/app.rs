@@ -473,3 +473,23 @@ fn relative_path(from: &Path, to: &Path) -> PathBuf {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_between_directories() {
+        assert_eq!(relative_path(Path::new("/tmp/a/b"), Path::new("/work/app/registry")), PathBuf::from("../../../work/app/registry"));
+        assert_eq!(relative_path(Path::new("/work/app"), Path::new("/work/app/registry/x")), PathBuf::from("registry/x"));
+        assert_eq!(relative_path(Path::new("/work/app/o"), Path::new("/work/app")), PathBuf::from(".."));
+    }
+
+    #[test]
+    fn versions_from_archive_prefixes() {
+        assert_eq!(version_from_prefix("manifests-1.4.1").as_deref(), Some("v1.4.1"));
+        assert_eq!(version_from_prefix("manifests-v1.8.0").as_deref(), Some("v1.8.0"));
+        assert_eq!(version_from_prefix("manifests-master"), None);
+        assert_eq!(version_from_prefix("other-1.4.1"), None);
+    }
+}
