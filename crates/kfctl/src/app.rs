@@ -172,7 +172,13 @@ impl App {
         std::fs::create_dir_all(staged_registry.parent().unwrap_or(staging.path())).map_err(io_err(staging.path()))?;
         std::fs::rename(&unpacked, &staged_registry).map_err(io_err(&staged_registry))?;
 
-        let registry_config = RegistryConfig { url: opts.registry.clone(), sha256, path: registry_rel.clone() };
+        // A local path is recorded absolute: relative to the current directory it would mean nothing later.
+        let url = if opts.registry.contains("://") {
+            opts.registry.clone()
+        } else {
+            std::fs::canonicalize(&opts.registry).map(|p| p.display().to_string()).unwrap_or_else(|_| opts.registry.clone())
+        };
+        let registry_config = RegistryConfig { url, sha256, path: registry_rel.clone() };
         let name = opts.name.clone().unwrap_or_else(|| "kubeflow".to_string());
         let config = AppConfig::new(&name, release, registry_config, opts.platform.clone().unwrap_or_default());
         config.save(&staging.path().join(config::FILE_NAME))?;
