@@ -244,6 +244,9 @@ impl App {
             let component = &jobs[i].component;
             objects.extend(result?.into_iter().map(|object| ComponentObject { component: component.clone(), object }));
         }
+        // The choices under `cluster:` (auto-configured by the platform, reviewable in kfctl.yaml):
+        // storage class or emptyDir, GPU option, gateway Service type.
+        crate::platform::settings::apply_settings(&self.config.cluster, &mut objects);
         Ok(RenderedApp { objects })
     }
 

@@ -213,7 +213,7 @@ pub fn settings_from(facts: &ClusterFacts) -> ClusterSettings {
             persistent_volumes: false,
             storage_class: None,
             reason: Some(format!(
-                "no default StorageClass ({} StorageClasses, none marked default): PersistentVolumeClaims would stay Pending, so notebooks and pipelines run without persistent volumes and lose data on restart; to use volumes, mark one default (kubectl patch storageclass NAME -p '{{\"metadata\":{{\"annotations\":{{\"{}\":\"true\"}}}}}}') and set persistentVolumes: true",
+                "no default StorageClass ({} StorageClasses, none marked default): PersistentVolumeClaims would stay Pending, so kfctl leaves the claims of pipelines (and other components) out and gives their Pods emptyDir volumes, whose data is lost when a Pod restarts; create notebooks without a workspace volume. To use volumes, mark a StorageClass default (kubectl patch storageclass NAME -p '{{\"metadata\":{{\"annotations\":{{\"{}\":\"true\"}}}}}}') and set persistentVolumes: true",
                 facts.storage_classes.len(),
                 DEFAULT_CLASS_ANNOTATIONS[0]
             )),

@@ -166,6 +166,10 @@ fn one() -> u32 {
     1
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 impl PlatformSpec {
     /// A spec of the given kind with nothing else chosen yet.
     pub fn new(kind: PlatformKind) -> PlatformSpec {
@@ -207,7 +211,8 @@ pub struct ClusterSettings {
 }
 
 /// Persistent volumes for notebook workspaces and the pipelines database/artifact store.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Default (nothing detected yet): volumes as the manifests ask for them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct StorageSettings {
     /// Use PersistentVolumeClaims for notebooks and pipelines.
@@ -220,8 +225,8 @@ pub struct StorageSettings {
     pub reason: Option<String>,
 }
 
-/// GPU options in the notebook spawner.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// GPU options in the notebook spawner. Default (nothing detected yet): offered, as upstream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GpuSettings {
     /// Offer GPUs in the notebook spawner.
@@ -230,10 +235,23 @@ pub struct GpuSettings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
     /// GPUs allocatable across the cluster when detected.
+    #[serde(skip_serializing_if = "is_zero")]
     pub allocatable: u64,
     /// Why: what kfctl found.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl Default for StorageSettings {
+    fn default() -> StorageSettings {
+        StorageSettings { persistent_volumes: true, storage_class: None, reason: None }
+    }
+}
+
+impl Default for GpuSettings {
+    fn default() -> GpuSettings {
+        GpuSettings { enabled: true, resource: None, allocatable: 0, reason: None }
+    }
 }
 
 /// How the Kubeflow gateway (istio-ingressgateway) is exposed.
@@ -265,6 +283,7 @@ pub mod detect;
 pub mod doctor;
 pub mod local;
 pub mod releases;
+pub mod settings;
 pub mod shell;
 pub mod terraform;
 
@@ -534,4 +553,17 @@ pub async fn teardown_in(
 pub async fn teardown(dir: &Path, spec: &PlatformSpec, opts: &ProvisionOptions, sink: &dyn ProgressSink) -> Result<(), PlatformError> {
     let mut shell = Shell::real(sink);
     teardown_in(&mut shell, dir, spec, opts).await
+}
+
+/// Provision the cluster of an app (the contract the CLI and the web app share): the app's
+/// `platform:` for its Kubeflow version, really run. Save `Provisioned::spec` into kfctl.yaml
+/// (`app.config.platform`) so later commands reach the same cluster; connect with
+/// `Provisioned::access`.
+pub async fn provision(
+    app: &crate::app::App,
+    opts: &ProvisionOptions,
+    sink: &dyn ProgressSink,
+) -> Result<Provisioned, PlatformError> {
+    let mut shell = Shell::real(sink);
+    provision_in(&mut shell, &app.dir, &app.config.platform, &app.config.version, opts).await
 }
