@@ -103,8 +103,16 @@ fn a_moved_app_directory_still_works() {
     fs::rename(&dir, &moved).unwrap();
     let (stdout, _) = ok(&["component", "list", moved.to_str().unwrap()]);
     assert!(stdout.lines().any(|l| l.starts_with("pipelines ") && l.contains(" yes ")), "{stdout}");
-    let app = kfctl::app::App::open(&moved).unwrap();
+    let mut app = kfctl::app::App::open(&moved).unwrap();
     assert!(app.registry_dir().join("example").is_dir());
+    // Rendering reads only the moved copy: the original path is gone.
+    assert!(!dir.exists());
+    for c in app.config.components.iter_mut() {
+        c.enabled = c.name == "kubeflow-namespace" || c.name == "kubeflow-roles";
+    }
+    let rendered = app.render().unwrap();
+    assert!(rendered.objects.iter().any(|o| o.component == "kubeflow-namespace" && o.object["kind"] == "Namespace"));
+    assert!(rendered.objects.iter().any(|o| o.component == "kubeflow-roles" && o.object["kind"] == "ClusterRole"));
 }
 
 #[test]
