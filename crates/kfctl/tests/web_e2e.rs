@@ -27,7 +27,7 @@ use webdriver::Browser;
 /// Set by `scripts/testenv exec` to the admin kubeconfig of the running environment.
 const KUBECONFIG_ENV: &str = "KFCTL_TESTENV_KUBECONFIG";
 /// A bound that only turns a hang into a readable failure (not a speed assertion).
-const LIMIT: Duration = Duration::from_secs(600);
+const LIMIT: Duration = Duration::from_secs(240);
 const PASSWORD: &str = "e2e-Correct-Horse-42";
 
 fn testenv_kubeconfig() -> PathBuf {
@@ -184,7 +184,11 @@ async fn follow(server: &Server, id: &str) -> Vec<Value> {
     let mut buffer = String::new();
     let mut events = Vec::new();
     loop {
-        let chunk = tokio::time::timeout_at(deadline.into(), response.chunk()).await.expect("job finished in time").unwrap();
+        let Ok(chunk) = tokio::time::timeout_at(deadline.into(), response.chunk()).await else {
+            let tail: Vec<&Value> = events.iter().rev().take(40).collect();
+            panic!("job {id} did not finish within {LIMIT:?}; its last events, newest first:\n{tail:#?}");
+        };
+        let chunk = chunk.unwrap();
         let Some(chunk) = chunk else { break };
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find("\n\n") {
@@ -266,78 +270,100 @@ fn form(name: &str, kubeconfig: &Path) -> Value {
     })
 }
 
+/// Tests that deploy to the shared test cluster take turns: every kfctl app labels the shared
+/// Application CRD as its own, so two apps becoming ready at the same moment would each see the
+/// CRD as the other's.
+static CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A kubeconfig whose cluster is a closed loopback port: a deployment to it fails, with a reason.
+const UNREACHABLE_KUBECONFIG: &str = "apiVersion: v1
+kind: Config
+clusters:
+- name: nowhere
+  cluster: {server: 'https://127.0.0.1:9'}
+users:
+- name: nobody
+  user: {token: 'unreachable-cluster-token-value'}
+contexts:
+- name: nowhere
+  context: {cluster: nowhere, user: nobody}
+current-context: nowhere
+";
+
 #[tokio::test]
-async fn two_deployments_at_once_through_the_api_reach_ready_and_survive_a_restart() {
+async fn two_deployments_at_once_through_the_api_each_keep_their_own_outcome_and_survive_a_restart() {
     let kubeconfig = testenv_kubeconfig();
+    let _turn = CLUSTER.lock().await;
     let client = kfctl::cluster::connect(Some(&kubeconfig), None).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
-    let names = [unique_name("web-api-a"), unique_name("web-api-b")];
-    // One registry per app: each fixture puts its objects in the app's own namespace.
-    let registry = fixture_registry(&work.path().join("fixture"), &names[0]);
+    let good = unique_name("web-api");
+    let bad = unique_name("web-api-down");
+    let registry = fixture_registry(&work.path().join("fixture"), &good);
     let server = Server::start(&state, &registry);
 
-    let mut ids = Vec::new();
-    for name in &names {
-        let response = server.post("/api/jobs", &form(name, &kubeconfig)).await;
-        assert_eq!(response.status(), 202);
-        ids.push(json_of(response).await["id"].as_str().unwrap().to_string());
+    // Both start at once: one to the test cluster, one to a cluster that does not answer.
+    let mut down = form(&bad, &kubeconfig);
+    down["platform"]["kubeconfig"] = json!({ "source": "upload", "content": UNREACHABLE_KUBECONFIG });
+    let up = form(&good, &kubeconfig);
+    let (a, b) = tokio::join!(server.post("/api/jobs", &up), server.post("/api/jobs", &down));
+    assert_eq!((a.status(), b.status()), (reqwest::StatusCode::ACCEPTED, reqwest::StatusCode::ACCEPTED));
+    let ids = [json_of(a).await["id"].as_str().unwrap().to_string(), json_of(b).await["id"].as_str().unwrap().to_string()];
+    let (events, down_events) = tokio::join!(follow(&server, &ids[0]), follow(&server, &ids[1]));
+
+    let last = events.last().unwrap();
+    let failures: Vec<&Value> = events.iter().filter(|e| e["type"] == "object_failed" || (e["type"] == "event" && e["warning"] == true)).collect();
+    assert_eq!(last["ok"], true, "{good} failed: {}\n{failures:#?}", last["summary"]);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    for kind in ["message", "phase_started", "phase_finished", "object_applied", "component_status"] {
+        assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
     }
-    let (a, b) = tokio::join!(follow(&server, &ids[0]), follow(&server, &ids[1]));
-    for (name, (id, events)) in names.iter().zip(ids.iter().zip([a, b])) {
-        let last = events.last().unwrap();
-        assert_eq!(last["type"], "finished", "{name}: {events:#?}");
-        let failures: Vec<&Value> = events.iter().filter(|e| e["type"] == "object_failed" || (e["type"] == "event" && e["warning"] == true)).collect();
-        assert_eq!(last["ok"], true, "{name} failed: {}\n{failures:#?}", last["summary"]);
-        let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
-        for kind in ["message", "phase_started", "phase_finished", "object_applied", "component_status"] {
-            assert!(kinds.contains(&kind), "{name}: no {kind} event in {kinds:?}");
-        }
-        assert!(events.iter().any(|e| e["type"] == "component_status" && e["component"] == "istio" && e["ready"] == true), "{name}: istio never reported ready");
-        let record = json_of(server.get(&format!("/api/jobs/{id}")).await).await;
-        assert_eq!(record["state"], "succeeded");
-        assert_eq!(record["name"], name.as_str());
-        let links = record["access"].as_array().unwrap();
-        assert!(links.iter().any(|l| l["command"].as_str().unwrap_or_default().contains("kfctl open dashboard")), "{record}");
-        // Each job wrote its own app directory.
-        let app = kfctl::app::App::open(&job_app_dir(&state, id)).unwrap();
-        assert_eq!(app.config.name, name.as_str());
-    }
-    // Both apps' objects live in the first app's namespace (one fixture); the login is the
-    // chosen one (the last job to apply owns dex's ConfigMap).
-    let dex_owner = kube::Api::<ConfigMap>::namespaced(client.clone(), &names[0]).get("dex").await.unwrap();
-    let email: Value = serde_saphyr::from_str(&dex_owner.data.unwrap()["config.yaml"]).unwrap();
-    let email = email["staticPasswords"][0]["email"].as_str().unwrap().to_string();
-    assert!(names.iter().any(|n| email == format!("{n}@example.com")));
-    assert_login_set(&client, &names[0], &email).await;
+    assert!(events.iter().any(|e| e["type"] == "component_status" && e["component"] == "istio" && e["ready"] == true), "istio never reported ready");
+    let record = json_of(server.get(&format!("/api/jobs/{}", ids[0])).await).await;
+    assert_eq!(record["state"], "succeeded");
+    let links = record["access"].as_array().unwrap();
+    assert!(links.iter().any(|l| l["command"].as_str().unwrap_or_default().contains("kfctl open dashboard")), "{record}");
+    assert_login_set(&client, &good, &format!("{good}@example.com")).await;
+
+    // The other failed on its own, saying why, without touching the first.
+    let down_last = down_events.last().unwrap();
+    assert_eq!(down_last["ok"], false);
+    let reason = down_last["summary"].as_str().unwrap();
+    assert!(reason.contains("127.0.0.1:9"), "the failure names the unreachable server: {reason}");
+    assert_eq!(json_of(server.get(&format!("/api/jobs/{}", ids[1])).await).await["state"], "failed");
+    // Each job wrote its own app directory.
+    assert_eq!(kfctl::app::App::open(&job_app_dir(&state, &ids[0])).unwrap().config.name, good);
+    assert_eq!(kfctl::app::App::open(&job_app_dir(&state, &ids[1])).unwrap().config.name, bad);
 
     // The download carries the app without credentials.
     let download = server.get(&format!("/api/jobs/{}/download", ids[0])).await;
     assert_eq!(download.status(), 200);
     let files = unpack(&download.bytes().await.unwrap());
-    assert!(files.iter().any(|(p, _)| p == &format!("{}/kfctl.yaml", names[0])));
-    assert!(files.iter().any(|(p, _)| p.starts_with(&format!("{}/registry/v1.4.1/", names[0]))));
+    assert!(files.iter().any(|(p, _)| p == &format!("{good}/kfctl.yaml")));
+    assert!(files.iter().any(|(p, _)| p.starts_with(&format!("{good}/registry/v1.4.1/"))));
     assert_no_credentials(&files, &forbidden_strings(&kubeconfig, &server.token));
     let kfctl_yaml = String::from_utf8_lossy(&files.iter().find(|(p, _)| p.ends_with("/kfctl.yaml")).unwrap().1).into_owned();
     assert!(kfctl_yaml.contains("passwordHash: $2b$12$"), "{kfctl_yaml}");
+    let down_files = unpack(&server.get(&format!("/api/jobs/{}/download", ids[1])).await.bytes().await.unwrap());
+    let mut forbidden = forbidden_strings(&kubeconfig, &server.token);
+    forbidden.push("unreachable-cluster-token-value".into());
+    assert_no_credentials(&down_files, &forbidden);
 
     // A restarted server still has both jobs, finished, with their logs.
     drop(server);
     let server = Server::start(&state, &registry);
-    for id in &ids {
-        assert_eq!(json_of(server.get(&format!("/api/jobs/{id}")).await).await["state"], "succeeded");
-        let replay = follow(&server, id).await;
-        assert_eq!(replay.last().unwrap()["ok"], true);
-    }
+    assert_eq!(json_of(server.get(&format!("/api/jobs/{}", ids[0])).await).await["state"], "succeeded");
+    assert_eq!(json_of(server.get(&format!("/api/jobs/{}", ids[1])).await).await["state"], "failed");
+    let replay = follow(&server, &ids[0]).await;
+    assert_eq!(replay.len(), events.len(), "the whole log replays after a restart");
 
-    for id in &ids {
-        cleanup(&client, &job_app_dir(&state, id)).await;
-    }
+    cleanup(&client, &job_app_dir(&state, &ids[0])).await;
 }
 
 #[tokio::test]
 async fn the_wizard_in_headless_chromium_deploys_to_ready_and_downloads_the_app() {
     let kubeconfig = testenv_kubeconfig();
+    let _turn = CLUSTER.lock().await;
     let client = kfctl::cluster::connect(Some(&kubeconfig), None).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
@@ -352,8 +378,7 @@ async fn the_wizard_in_headless_chromium_deploys_to_ready_and_downloads_the_app(
 
     // Without the token the page says what to do.
     browser.goto(&format!("{}/", server.base)).await;
-    let refused = browser.text(&browser.wait_for("body", Duration::from_secs(20)).await).await;
-    assert!(refused.contains("missing access token"), "{refused}");
+    browser.wait_until("return !!document.body && document.body.innerText.includes('missing access token')", Duration::from_secs(20), "the refusal shown").await;
     browser.screenshot(&shot("0-no-token")).await;
 
     // With it: the cookie is set and the token leaves the address bar.

@@ -281,12 +281,13 @@ async fn run(job: &Arc<Job>, release: &Release, checked: &CheckedDeployment, kub
     if !status.ready {
         return Err(DeployError::Pipeline("some components did not become ready".into()));
     }
-    Ok(access_links(&client, &app, &access).await)
+    Ok(access_links(&client, &app, &access, &job.dir).await)
 }
 
 /// How to reach the dashboard and JupyterLab: the gateway's load balancer address where it has
-/// one, else the `kfctl open` port-forward to run (from the downloaded app directory).
-async fn access_links(client: &kube::Client, app: &App, access: &platform::ClusterAccess) -> Vec<AccessLink> {
+/// one, else the `kfctl open` port-forward to run (from the downloaded app directory). A
+/// kubeconfig kept inside the job (an upload) is not named: the user has their own copy.
+async fn access_links(client: &kube::Client, app: &App, access: &platform::ClusterAccess, job_dir: &Path) -> Vec<AccessLink> {
     let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "istio-system");
     let ingress = services.get_opt("istio-ingressgateway").await.ok().flatten().and_then(|service| {
         let ingress = service.status?.load_balancer?.ingress?.into_iter().next()?;
@@ -300,7 +301,7 @@ async fn access_links(client: &kube::Client, app: &App, access: &platform::Clust
     }
     let mut flags = String::new();
     if let Some(kubeconfig) = &access.kubeconfig
-        && !kubeconfig.starts_with(&app.dir)
+        && !kubeconfig.starts_with(job_dir)
     {
         flags.push_str(&format!(" --kubeconfig {}", shell_word(&kubeconfig.to_string_lossy())));
     }

@@ -14,7 +14,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 /// The key W3C WebDriver uses for an element reference.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecc";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A running chromedriver with one browser session; both end on drop.
 pub struct Browser {
@@ -144,7 +144,11 @@ impl Browser {
             {
                 return element;
             }
-            assert!(Instant::now() < deadline, "{css} did not appear within {limit:?}");
+            if Instant::now() >= deadline {
+                let url = format!("{}/session/{}/element", self.base, self.session);
+                let raw = self.http.post(url).body(json!({ "using": "css selector", "value": css }).to_string()).send().await.unwrap().json_value().await;
+                panic!("{css} did not appear within {limit:?} at {}; find answered {raw}", self.url().await);
+            }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -185,8 +189,10 @@ impl Browser {
         self.command("GET", &format!("/element/{}/text", element.0), Value::Null).await.as_str().unwrap_or_default().to_string()
     }
 
+    /// Whether the element takes up room on the page (not hidden, not inside something hidden).
     pub async fn is_displayed(&self, element: &Element) -> bool {
-        self.command("GET", &format!("/element/{}/displayed", element.0), Value::Null).await == Value::Bool(true)
+        let script = "const e = arguments[0]; return e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden';";
+        self.execute(script, json!([{ ELEMENT_KEY: element.0 }])).await == Value::Bool(true)
     }
 
     /// Saves a PNG screenshot of the viewport to `path`.
