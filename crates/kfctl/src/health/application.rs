@@ -95,7 +95,7 @@ pub fn application(target: &AppTarget, rendered: &[ComponentObject]) -> Value {
         "metadata": {"name": target.name, "namespace": target.namespace},
         "spec": {
             "selector": {"matchLabels": {APP_LABEL: target.name}},
-            "componentKinds": kinds.into_iter().map(|(group, kind)| json!({"group": group, "kind": kind})).collect::<Vec<_>>(),
+            "componentKinds": kinds.into_iter().map(|(group, kind)| if group.is_empty() { json!({"kind": kind}) } else { json!({"group": group, "kind": kind}) }).collect::<Vec<_>>(),
             "descriptor": {"type": "kubeflow", "description": "Kubeflow, deployed and kept by kfctl"},
             "addOwnerRef": false
         }
@@ -184,6 +184,9 @@ pub fn desired_status(status: &AppStatus, previous: Option<&Value>, now: &str) -
                                "status": o.readiness.status_word()});
             if let Some(ns) = &o.reference.namespace {
                 v["namespace"] = json!(ns);
+            }
+            if o.reference.group.is_empty() {
+                v.as_object_mut().expect("object").remove("group");
             }
             if let Some(r) = o.readiness.reason() {
                 v["message"] = json!(r);
