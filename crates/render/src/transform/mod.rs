@@ -4,14 +4,18 @@
 //! [`TransformerConfig`]: crate::builtin_config::TransformerConfig
 
 pub mod annotations;
+pub mod images;
 pub mod labels;
 pub mod namespace;
 pub mod prefix_suffix;
+pub mod replicas;
 
 pub use annotations::apply_annotations;
+pub use images::{ImageRewrite, apply_images};
 pub use labels::{LabelOptions, apply_common_labels, apply_labels};
 pub use namespace::{NamespaceOptions, SubjectMode, apply_namespace, apply_namespace_with};
 pub use prefix_suffix::{apply_name_prefix, apply_name_prefix_suffix, apply_name_suffix};
+pub use replicas::{ReplicaCount, apply_replicas};
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
