@@ -6,6 +6,7 @@
 pub mod annotations;
 pub mod images;
 pub mod labels;
+pub mod name_reference;
 pub mod namespace;
 pub mod prefix_suffix;
 pub mod replicas;
@@ -13,6 +14,7 @@ pub mod replicas;
 pub use annotations::apply_annotations;
 pub use images::{ImageRewrite, apply_images};
 pub use labels::{LabelOptions, apply_common_labels, apply_labels};
+pub use name_reference::fix_name_references;
 pub use namespace::{NamespaceOptions, SubjectMode, apply_namespace, apply_namespace_with};
 pub use prefix_suffix::{apply_name_prefix, apply_name_prefix_suffix, apply_name_suffix};
 pub use replicas::{ReplicaCount, apply_replicas};
