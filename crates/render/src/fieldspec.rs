@@ -289,6 +289,120 @@ fn walk_map(
     walk(child, rest, leaf, visit)
 }
 
+/// One step of a kyaml-style field path (as used by vars' `fieldref` and replacements).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathStep {
+    /// A mapping field.
+    Field(String),
+    /// A sequence element by position.
+    Index(usize),
+    /// Sequence elements whose `field` equals `value` (`[name=x]`); an empty field matches the
+    /// element itself (`[=x]`, for lists of scalars).
+    Match {
+        /// The element field compared ("" = the element).
+        field: String,
+        /// The wanted value.
+        value: String,
+    },
+    /// Every element of a sequence or every value of a mapping (`*`).
+    Wildcard,
+}
+
+impl PathStep {
+    /// Parses one dotted-path part: `0`, `[name=x]`, `*`, or a field name.
+    pub fn parse(part: &str) -> PathStep {
+        if part == "*" {
+            return PathStep::Wildcard;
+        }
+        if let Some(inner) = part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
+            if let Some((field, value)) = inner.split_once('=') {
+                return PathStep::Match { field: field.to_string(), value: value.to_string() };
+            }
+        }
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            if let Ok(i) = part.parse() {
+                return PathStep::Index(i);
+            }
+        }
+        PathStep::Field(part.to_string())
+    }
+
+    /// Whether a sequence element is selected by a `Match` step.
+    pub fn matches_element(field: &str, value: &str, element: &Value) -> bool {
+        let probe = if field.is_empty() { Some(element) } else { element.as_object().and_then(|m| m.get(field)) };
+        probe.and_then(scalar_string).is_some_and(|v| v == value)
+    }
+}
+
+/// A scalar as the text YAML would show (strings as is).
+pub fn scalar_string(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Splits a dotted field path as kustomize's SmarterPathSplitter does: dots inside `[...]` do
+/// not split (`spec.containers.[name=a.b].image`), and `a[0]`/`a[k=v]` become two parts.
+pub fn split_dotted_path(path: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0usize;
+    for ch in path.chars() {
+        match ch {
+            '[' => {
+                if depth == 0 && !current.is_empty() {
+                    parts.push(std::mem::take(&mut current));
+                }
+                depth += 1;
+                current.push(ch);
+            }
+            ']' => {
+                depth = depth.saturating_sub(1);
+                current.push(ch);
+            }
+            '.' if depth == 0 => {
+                if !current.is_empty() {
+                    parts.push(std::mem::take(&mut current));
+                }
+            }
+            _ => current.push(ch),
+        }
+    }
+    if !current.is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+/// Parses a dotted field path into steps: `a.b`, `a[0]`/`a.0`, `a.[k=v]`/`a[k=v]`, `a.*`.
+pub fn parse_dotted_path(path: &str) -> Vec<PathStep> {
+    split_dotted_path(path)
+        .iter()
+        .map(|part| match part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
+            Some(inner) if inner.contains('=') => PathStep::parse(part),
+            Some(inner) if !inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit()) => PathStep::parse(inner),
+            _ => PathStep::parse(part),
+        })
+        .collect()
+}
+
+/// Reads the node at a kyaml-style path (no wildcards), or None when any step is missing.
+pub fn lookup<'v>(node: &'v Value, steps: &[PathStep]) -> Option<&'v Value> {
+    let Some((step, rest)) = steps.split_first() else { return Some(node) };
+    let next = match (step, node) {
+        (PathStep::Field(name), Value::Object(map)) => map.get(name)?,
+        (PathStep::Index(i), Value::Array(items)) => items.get(*i)?,
+        (PathStep::Match { field, value }, Value::Array(items)) => {
+            items.iter().find(|item| PathStep::matches_element(field, value, item))?
+        }
+        _ => return None,
+    };
+    lookup(next, rest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,6 +562,23 @@ mod tests {
         for (api_version, kind, want) in cases {
             assert_eq!(Gvk::from_api_version(api_version, kind).is_cluster_scoped(), want, "{api_version} {kind}");
         }
+    }
+
+    #[test]
+    fn dotted_paths_and_lookup() {
+        assert_eq!(split_dotted_path("spec.ports[0].port"), vec!["spec", "ports", "[0]", "port"]);
+        assert_eq!(
+            split_dotted_path("spec.containers.[name=a.b].image"),
+            vec!["spec", "containers", "[name=a.b]", "image"]
+        );
+        let doc = serde_json::json!({"spec": {"ports": [{"name": "http", "port": 80}], "args": ["x", "y"]}});
+        let at = |p: &str| lookup(&doc, &parse_dotted_path(p)).cloned();
+        assert_eq!(at("spec.ports.0.port"), Some(serde_json::json!(80)));
+        assert_eq!(at("spec.ports[0].port"), Some(serde_json::json!(80)));
+        assert_eq!(at("spec.ports.[name=http].port"), Some(serde_json::json!(80)));
+        assert_eq!(at("spec.ports[name=http].port"), Some(serde_json::json!(80)));
+        assert_eq!(at("spec.args.[=y]"), Some(serde_json::json!("y")));
+        assert_eq!(at("spec.nope"), None);
     }
 
     #[test]

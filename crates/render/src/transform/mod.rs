@@ -10,6 +10,7 @@ pub mod name_reference;
 pub mod namespace;
 pub mod prefix_suffix;
 pub mod replicas;
+pub mod vars;
 
 pub use annotations::apply_annotations;
 pub use images::{ImageRewrite, apply_images};
@@ -18,6 +19,7 @@ pub use name_reference::fix_name_references;
 pub use namespace::{NamespaceOptions, SubjectMode, apply_namespace, apply_namespace_with};
 pub use prefix_suffix::{apply_name_prefix, apply_name_prefix_suffix, apply_name_suffix};
 pub use replicas::{ReplicaCount, apply_replicas};
+pub use vars::{Var, VarSet, resolve_vars};
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
