@@ -177,6 +177,90 @@ impl TransformerConfig {
     }
 }
 
+impl TransformerConfig {
+    /// The config a kustomization's `crds:` file adds (kustomize's LoadConfigFromCRDs): the file
+    /// maps OpenAPI type names to definitions; in each definition that looks like a Kubernetes
+    /// type (`kind`, `apiVersion`, `metadata` properties), properties marked
+    /// `x-kubernetes-annotation`, `x-kubernetes-label-selector`, `x-kubernetes-identity` or
+    /// `x-kubernetes-object-ref-api-version` + `x-kubernetes-object-ref-kind` become
+    /// commonAnnotations, commonLabels, namePrefix and nameReference fieldSpecs (`$ref`s are
+    /// followed).
+    pub fn from_crd_openapi(definitions: &Value) -> Result<TransformerConfig, ConfigError> {
+        let Some(definitions) = definitions.as_object() else {
+            return Err(ConfigError::Invalid("a crds file must map type names to OpenAPI definitions".into()));
+        };
+        let mut config = TransformerConfig::default();
+        for (type_name, definition) in definitions {
+            let properties = definition.pointer("/properties").and_then(Value::as_object);
+            let is_k8s_type = properties
+                .is_some_and(|p| p.contains_key("kind") && p.contains_key("apiVersion") && p.contains_key("metadata"));
+            if !is_k8s_type {
+                continue;
+            }
+            // kustomize takes only the kind, from the last dot-separated part of the type name.
+            let kind = type_name.rsplit('.').next().unwrap_or(type_name).to_string();
+            let mut found = TransformerConfig::default();
+            crd_fields(&mut found, &kind, definitions, type_name, &mut Vec::new(), 0);
+            config.merge(&found)?;
+        }
+        Ok(config)
+    }
+}
+
+fn crd_fields(
+    config: &mut TransformerConfig,
+    kind: &str,
+    definitions: &serde_json::Map<String, Value>,
+    type_name: &str,
+    path: &mut Vec<String>,
+    depth: usize,
+) {
+    // $ref chains are finite in real schemas; the bound only guards against self-references.
+    if depth > 32 {
+        return;
+    }
+    let Some(properties) = definitions.get(type_name).and_then(|d| d.pointer("/properties")).and_then(Value::as_object)
+    else {
+        return;
+    };
+    for (name, property) in properties {
+        path.push(name.clone());
+        let at = |extra: Option<&str>| {
+            let mut p = path.join("/");
+            if let Some(extra) = extra {
+                p.push('/');
+                p.push_str(extra);
+            }
+            FieldSpec { kind: kind.to_string(), path: p, ..FieldSpec::default() }
+        };
+        let has = |key: &str| property.get(key).is_some();
+        if has("x-kubernetes-annotation") {
+            let _ = merge_specs(&mut config.common_annotations, &[at(None)]);
+        }
+        if has("x-kubernetes-label-selector") {
+            let _ = merge_specs(&mut config.common_labels, &[at(None)]);
+        }
+        if has("x-kubernetes-identity") {
+            let _ = merge_specs(&mut config.name_prefix, &[at(None)]);
+        }
+        let text = |key: &str| property.get(key).and_then(Value::as_str);
+        if let (Some(version), Some(ref_kind)) =
+            (text("x-kubernetes-object-ref-api-version"), text("x-kubernetes-object-ref-kind"))
+        {
+            let name_key = text("x-kubernetes-object-ref-name-key").unwrap_or("name");
+            let back_ref = NameBackReference {
+                gvk: Gvk { group: String::new(), version: version.to_string(), kind: ref_kind.to_string() },
+                referrers: vec![at(Some(name_key))],
+            };
+            let _ = TransformerConfig::merge(config, &TransformerConfig { name_reference: vec![back_ref], ..Default::default() });
+        }
+        if let Some(reference) = property.get("$ref").and_then(Value::as_str) {
+            crd_fields(config, kind, definitions, reference, path, depth + 1);
+        }
+        path.pop();
+    }
+}
+
 /// kustomize's FsSlice.MergeAll.
 pub fn merge_specs(into: &mut Vec<FieldSpec>, incoming: &[FieldSpec]) -> Result<(), ConfigError> {
     for spec in incoming {
@@ -570,6 +654,31 @@ mod tests {
         let file = json!({"commonLabels": [{"path": "metadata/labels", "create": false}]});
         let err = TransformerConfig::with_files(&[file]).unwrap_err();
         assert!(matches!(err, ConfigError::Conflict { .. }), "{err}");
+    }
+
+    #[test]
+    fn crd_openapi_definitions_add_fieldspecs() {
+        // Shaped like kustomize's own crds test data (an OpenAPI definitions map).
+        let crds = json!({
+            "github.com/example/pkg/apis/jingfang/v1beta1.Bee": {
+                "properties": {
+                    "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"$ref": "k8s.io/ObjectMeta"},
+                    "spec": {"$ref": "github.com/example/pkg/apis/jingfang/v1beta1.BeeSpec"}
+                }
+            },
+            "github.com/example/pkg/apis/jingfang/v1beta1.BeeSpec": {
+                "properties": {
+                    "secretRef": {"x-kubernetes-object-ref-api-version": "v1", "x-kubernetes-object-ref-kind": "Secret"},
+                    "selectors": {"x-kubernetes-label-selector": ""},
+                    "notes": {"x-kubernetes-annotation": ""}
+                }
+            }
+        });
+        let config = TransformerConfig::from_crd_openapi(&crds).unwrap();
+        let secret = config.name_reference.iter().find(|n| n.gvk.kind == "Secret").unwrap();
+        assert_eq!(secret.referrers, vec![FieldSpec { kind: "Bee".into(), path: "spec/secretRef/name".into(), ..FieldSpec::default() }]);
+        assert_eq!(config.common_labels[0].path, "spec/selectors");
+        assert_eq!(config.common_annotations[0].path, "spec/notes");
     }
 
     #[test]
