@@ -68,17 +68,43 @@ pub struct ResId {
 }
 
 impl std::fmt::Display for ResId {
-    /// kustomize's ResId.String(): `[noGrp]/v1/ConfigMap/[noNs]/name` style.
+    /// kustomize's ResId.String(): `Kind.version.group/name.namespace`, with `[noGrp]`,
+    /// `[noVer]`, `[noKind]`, `[noName]`, `[noNs]` for empty parts.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let group = if self.group.is_empty() { "[noGrp]" } else { &self.group };
-        let ns = self.namespace.as_deref().unwrap_or("[noNs]");
-        let mut gvk = format!("{group}/{}", self.version);
-        if !self.kind.is_empty() {
-            gvk.push('/');
-            gvk.push_str(&self.kind);
-        }
-        write!(f, "{gvk}/{ns}/{}", self.name)
+        let or = |s: &str, d: &'static str| if s.is_empty() { d.to_string() } else { s.to_string() };
+        write!(
+            f,
+            "{}.{}.{}/{}.{}",
+            or(&self.kind, "[noKind]"),
+            or(&self.version, "[noVer]"),
+            or(&self.group, "[noGrp]"),
+            or(&self.name, "[noName]"),
+            or(self.namespace.as_deref().unwrap_or(""), "[noNs]")
+        )
     }
+}
+
+/// Whether (group, kind) is cluster-scoped in the Kubernetes schema kustomize embeds (v1.21):
+/// such objects get no namespace and their ids ignore it. Unknown kinds (CRDs) are namespaced,
+/// as in kustomize.
+pub fn is_cluster_scoped(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        ("", "Namespace" | "Node" | "PersistentVolume" | "ComponentStatus")
+            | ("admissionregistration.k8s.io", "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+            | ("apiregistration.k8s.io", "APIService")
+            | ("authentication.k8s.io", "TokenReview")
+            | ("authorization.k8s.io", "SelfSubjectAccessReview" | "SelfSubjectRulesReview" | "SubjectAccessReview")
+            | ("certificates.k8s.io", "CertificateSigningRequest")
+            | ("flowcontrol.apiserver.k8s.io", "FlowSchema" | "PriorityLevelConfiguration")
+            | ("networking.k8s.io", "IngressClass")
+            | ("node.k8s.io", "RuntimeClass")
+            | ("policy", "PodSecurityPolicy")
+            | ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding")
+            | ("scheduling.k8s.io", "PriorityClass")
+            | ("storage.k8s.io", "CSIDriver" | "CSINode" | "StorageClass" | "VolumeAttachment")
+    )
 }
 
 impl Resource {
@@ -168,6 +194,11 @@ impl Resource {
         entry.as_object_mut().expect("metadata was just made a mapping")
     }
 
+    /// Whether this object's kind is cluster-scoped (see [`is_cluster_scoped`]).
+    pub fn is_cluster_scoped(&self) -> bool {
+        is_cluster_scoped(self.group(), self.kind())
+    }
+
     /// Record the current id in previous_ids, then set metadata.name.
     pub fn rename(&mut self, new_name: &str) {
         self.previous_ids.push(self.id());
@@ -207,6 +238,6 @@ mod tests {
         assert_eq!(r.previous_ids[0].name, "a");
         assert_eq!(r.previous_ids[1].name, "b");
         assert_eq!(r.previous_ids[1].namespace.as_deref(), Some("x"));
-        assert_eq!(r.id().to_string(), "[noGrp]/v1/ConfigMap/y/b");
+        assert_eq!(r.id().to_string(), "ConfigMap.v1.[noGrp]/b.y");
     }
 }
