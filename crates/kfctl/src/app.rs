@@ -1,0 +1,1 @@
+//! The app directory: kfctl.yaml, the vendored registry, and rendering per component.

@@ -1,0 +1,1 @@
+//! Server-side apply of a plan, retries with backoff, the inventory.

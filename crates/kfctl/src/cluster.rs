@@ -1,0 +1,1 @@
+//! Connecting to a cluster: kubeconfig, context, one rustls crypto provider.

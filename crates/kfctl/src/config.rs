@@ -1,0 +1,1 @@
+//! The kfctl.yaml schema and its validation.

@@ -1,0 +1,1 @@
+//! Readiness per kind, the Application status, Events.

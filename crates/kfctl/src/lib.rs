@@ -1,0 +1,17 @@
+//! kfctl: deploy Kubeflow with one command and keep it healthy.
+//!
+//! The library is a pipeline, one module per stage:
+//! config -> registry -> app (render per component) -> plan -> apply -> health,
+//! with `platform` back-ends in front of it and two faces on top (`cli`, `web`).
+
+pub mod app;
+pub mod apply;
+pub mod cli;
+pub mod cluster;
+pub mod config;
+pub mod health;
+pub mod plan;
+pub mod platform;
+pub mod progress;
+pub mod registry;
+pub mod web;

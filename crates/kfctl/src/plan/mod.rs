@@ -1,0 +1,1 @@
+//! Ordering rendered objects into phases, webhook and CRD gates, the prune set.

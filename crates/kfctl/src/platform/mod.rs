@@ -1,0 +1,1 @@
+//! Platforms: existing, kind, minikube, microk8s, k3d, gke, eks, aks.

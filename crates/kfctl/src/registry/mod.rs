@@ -1,0 +1,1 @@
+//! Fetching, verifying and safely unpacking registry archives; the component catalog.

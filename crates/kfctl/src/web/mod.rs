@@ -1,0 +1,1 @@
+//! The click-to-deploy web app.

@@ -1,0 +1,424 @@
+//! The build pipeline, in kustomize's order (api/internal/target/kusttarget.go):
+//!
+//! accumulateTarget(dir) =
+//!   resources/bases (files, directories recursively, each a fresh accumulation)
+//!   -> configurations + crds merged into the transformer config
+//!   -> configMapGenerator, secretGenerator (create/merge/replace into what is accumulated)
+//!   -> components (each runs accumulateTarget on this accumulation)
+//!   -> transformers: patchesStrategicMerge, patches, namespace, namePrefix, nameSuffix,
+//!      labels + commonLabels, commonAnnotations, patchesJson6902, replicas, images, replacements
+//!   -> vars merged
+//! and at the root only: name hashes of generated objects, name back-references, vars,
+//! local-config objects dropped, then sortOptions (legacy by default).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{RenderError, Result};
+use crate::generator::{self, GeneratorKind};
+use crate::kustomization::{self, KustomizationFile};
+use crate::loader::{self, FileLoadError, Loader};
+use crate::resource::{GeneratorBehavior, Origin, ResId, Resource};
+
+/// The result of a build: the rendered objects in output order, and the warnings kustomize prints
+/// on stderr (deprecated fields).
+#[derive(Debug, Clone, Default)]
+pub struct Build {
+    /// Rendered objects, in `kubectl kustomize` output order; each keeps its origin.
+    pub resources: Vec<Resource>,
+    /// Warnings, one line each, in the order kustomize prints them.
+    pub warnings: Vec<String>,
+}
+
+/// What a kustomization level has gathered: objects, transformer configs and vars from it and
+/// everything below it.
+#[derive(Debug, Default)]
+pub struct Accumulator {
+    /// Objects in accumulation order.
+    pub resources: Vec<Resource>,
+    /// Parsed `configurations:` files (transformer fieldSpec configs), with their file.
+    pub configurations: Vec<(PathBuf, Value)>,
+    /// Parsed `crds:` files, with their file.
+    pub crds: Vec<(PathBuf, Value)>,
+    /// `vars:` entries, with the kustomization file that declared them.
+    pub vars: Vec<(PathBuf, Value)>,
+}
+
+/// kustomize's id equality: same group/version/kind/name, and the same namespace where "" and
+/// "default" are the same and cluster-scoped kinds ignore it.
+pub fn ids_equal(a: &ResId, b: &ResId) -> bool {
+    a.group == b.group && a.version == b.version && a.kind == b.kind && a.name == b.name && effective_ns(a) == effective_ns(b)
+}
+
+fn effective_ns(id: &ResId) -> &str {
+    if crate::resource::is_cluster_scoped(&id.group, &id.kind) {
+        return "_non_namespaceable_";
+    }
+    match id.namespace.as_deref() {
+        None | Some("") | Some("default") => "default",
+        Some(ns) => ns,
+    }
+}
+
+type IdKey = (String, String, String, String, String);
+
+fn id_key(id: &ResId) -> IdKey {
+    (id.group.clone(), id.version.clone(), id.kind.clone(), id.name.clone(), effective_ns(id).to_string())
+}
+
+impl Accumulator {
+    /// kustomize's Append for many: an object whose current id is already present is an error.
+    fn append_all(&mut self, incoming: Vec<Resource>, kustomization: &Path) -> Result<()> {
+        let mut seen: HashSet<IdKey> = self.resources.iter().map(|r| id_key(&r.id())).collect();
+        for res in incoming {
+            let id = res.id();
+            if !seen.insert(id_key(&id)) {
+                return Err(RenderError::Accumulation {
+                    kustomization: kustomization.to_path_buf(),
+                    message: format!("may not add resource with an already registered id: {id}"),
+                });
+            }
+            self.resources.push(res);
+        }
+        Ok(())
+    }
+
+    /// A sub-kustomization's accumulation merged into this one.
+    fn merge(&mut self, other: Accumulator, kustomization: &Path) -> Result<()> {
+        self.append_all(other.resources, kustomization)?;
+        self.configurations.extend(other.configurations);
+        self.crds.extend(other.crds);
+        self.merge_vars(other.vars, kustomization)
+    }
+
+    fn merge_vars(&mut self, incoming: Vec<(PathBuf, Value)>, kustomization: &Path) -> Result<()> {
+        for (file, var) in incoming {
+            let name = var.get("name").and_then(Value::as_str).unwrap_or("");
+            if self.vars.iter().any(|(_, v)| v.get("name").and_then(Value::as_str) == Some(name)) {
+                return Err(RenderError::Accumulation {
+                    kustomization: kustomization.to_path_buf(),
+                    message: format!("var '{name}' already encountered"),
+                });
+            }
+            self.vars.push((file, var));
+        }
+        Ok(())
+    }
+
+    /// kustomize's appendReplaceOrMerge for a generated object.
+    fn absorb_generated(&mut self, mut res: Resource, kustomization: &Path) -> Result<()> {
+        let id = res.id();
+        let matches: Vec<usize> = self
+            .resources
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| ids_equal(&r.id(), &id) || r.previous_ids.iter().any(|p| ids_equal(p, &id)))
+            .map(|(i, _)| i)
+            .collect();
+        let behavior = res.generated.as_ref().map(|g| g.behavior).unwrap_or(GeneratorBehavior::Create);
+        let fail = |message: String| RenderError::Accumulation { kustomization: kustomization.to_path_buf(), message };
+        match matches.as_slice() {
+            [] => match behavior {
+                GeneratorBehavior::Create => self.append_all(vec![res], kustomization),
+                _ => Err(fail(format!("id {id} does not exist; cannot merge or replace"))),
+            },
+            [index] => {
+                let old = &self.resources[*index];
+                match behavior {
+                    GeneratorBehavior::Create => {
+                        return Err(fail(format!("id {id} exists; behavior must be merge or replace")));
+                    }
+                    GeneratorBehavior::Replace => copy_merge_metadata(&mut res, old),
+                    GeneratorBehavior::Merge => {
+                        copy_merge_metadata(&mut res, old);
+                        for field in ["data", "binaryData"] {
+                            merge_data_map(&mut res, old, field);
+                        }
+                    }
+                }
+                self.resources[*index] = res;
+                Ok(())
+            }
+            _ => Err(fail(format!("found multiple objects that could accept merge of {id}"))),
+        }
+    }
+}
+
+/// kustomize's CopyMergeMetaDataFieldsFrom: labels/annotations merged (new wins), name and
+/// namespace and build state (previous ids, hash option) taken from the old object.
+fn copy_merge_metadata(res: &mut Resource, old: &Resource) {
+    for field in ["labels", "annotations"] {
+        let mut merged = old.object.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_object).cloned().unwrap_or_default();
+        if let Some(new) = res.object.get("metadata").and_then(|m| m.get(field)).and_then(Value::as_object) {
+            for (k, v) in new {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        let meta = res.metadata_mut();
+        if merged.is_empty() {
+            meta.remove(field);
+        } else {
+            meta.insert(field.into(), Value::Object(merged));
+        }
+    }
+    let name = old.name().to_string();
+    let meta = res.metadata_mut();
+    meta.insert("name".into(), Value::String(name));
+    match old.namespace() {
+        Some(ns) => {
+            meta.insert("namespace".into(), Value::String(ns.to_string()));
+        }
+        None => {
+            meta.remove("namespace");
+        }
+    }
+    res.previous_ids = old.previous_ids.clone();
+    let old_hash = old.generated.as_ref().is_some_and(|g| g.append_hash);
+    if let Some(g) = res.generated.as_mut() {
+        g.append_hash = old_hash;
+    }
+}
+
+/// Merge `field` (data/binaryData) of `old` under the new object's entries, keys sorted as
+/// kustomize writes them.
+fn merge_data_map(res: &mut Resource, old: &Resource, field: &str) {
+    let mut merged: std::collections::BTreeMap<String, Value> = old
+        .object
+        .get(field)
+        .and_then(Value::as_object)
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    if let Some(new) = res.object.get(field).and_then(Value::as_object) {
+        for (k, v) in new {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    if merged.is_empty() {
+        res.object.remove(field);
+    } else {
+        res.object.insert(field.into(), Value::Object(merged.into_iter().collect()));
+    }
+}
+
+/// Build the kustomization in `dir`, like `kubectl kustomize dir`.
+pub fn build(dir: &Path) -> Result<Build> {
+    let loader = Loader::new_root(dir)?;
+    let mut builder = Builder { warnings: Vec::new() };
+    let root = builder.load_kustomization(&loader)?;
+    let acc = builder.accumulate_target(&loader, &root, Accumulator::default(), &[])?;
+    let mut resources = acc.resources;
+
+    // Root-only steps, after the recursion.
+    for res in resources.iter_mut() {
+        if res.generated.as_ref().is_some_and(|g| g.append_hash) {
+            let hash = generator::content_hash(&res.object);
+            let name = format!("{}-{hash}", res.name());
+            res.rename(&name);
+        }
+    }
+    let config = crate::pipeline::TransformContext::new(&root, &acc.configurations, &acc.crds)?;
+    config.fix_name_references(&mut resources)?;
+    config.resolve_vars(&mut resources, &acc.vars)?;
+    resources.retain(|r| {
+        r.annotations()
+            .and_then(|a| a.get("config.kubernetes.io/local-config"))
+            .and_then(Value::as_str)
+            != Some("true")
+    });
+    crate::sort::apply_sort_options(&mut resources, root.kustomization.sort_options.as_ref(), &root.file)?;
+    Ok(Build { resources, warnings: builder.warnings })
+}
+
+struct Builder {
+    warnings: Vec<String>,
+}
+
+impl Builder {
+    fn load_kustomization(&mut self, loader: &Loader) -> Result<KustomizationFile> {
+        let k = kustomization::load(&loader.root)?;
+        self.warnings.extend(k.warnings.iter().cloned());
+        Ok(k)
+    }
+
+    /// `chain`: the kustomization directories above this one, root first.
+    fn accumulate_target(
+        &mut self,
+        loader: &Loader,
+        k: &KustomizationFile,
+        mut acc: Accumulator,
+        chain: &[PathBuf],
+    ) -> Result<Accumulator> {
+        let mut chain = chain.to_vec();
+        chain.push(k.dir.clone());
+        let kz = &k.kustomization;
+
+        self.accumulate_resources(loader, k, &mut acc, kz.resources.as_deref().unwrap_or(&[]), &chain)?;
+
+        for entry in kz.configurations.iter().flatten() {
+            let (path, text) = loader.read_text(entry, &k.file)?;
+            let doc = crate::yaml::parse_document(&text, &path)?;
+            acc.configurations.push((path, doc));
+        }
+        for entry in kz.crds.iter().flatten() {
+            let (path, text) = loader.read_text(entry, &k.file)?;
+            for doc in crate::yaml::parse_documents(&text, &path)? {
+                acc.crds.push((path.clone(), doc));
+            }
+        }
+
+        self.run_generators(loader, k, &mut acc, &chain)?;
+
+        for entry in kz.components.iter().flatten() {
+            if loader::is_remote(entry) && !loader.root.join(entry).exists() {
+                return Err(RenderError::RemoteResource { url: entry.clone(), kustomization: k.file.clone() });
+            }
+            let child = loader.child(entry).map_err(|message| RenderError::Accumulation {
+                kustomization: k.file.clone(),
+                message: format!("accumulating components: loader.New \"{message}\""),
+            })?;
+            let ck = self.load_kustomization(&child)?;
+            if !ck.is_component() {
+                return Err(RenderError::Accumulation {
+                    kustomization: k.file.clone(),
+                    message: format!(
+                        "accumulating components: expected kind 'Component' for path '{}' but got '{}'",
+                        child.root.display(),
+                        ck.kustomization.kind.as_deref().unwrap_or("")
+                    ),
+                });
+            }
+            acc = self.accumulate_target(&child, &ck, acc, &chain)?;
+        }
+
+        let plugin_fields = [
+            ("generators", kz.generators.as_ref().is_some_and(|v| !v.is_empty())),
+            ("transformers", kz.transformers.as_ref().is_some_and(|v| !v.is_empty())),
+            ("validators", kz.validators.as_ref().is_some_and(|v| !v.is_empty())),
+            ("helmCharts", kz.helm_charts.as_ref().is_some_and(|v| !v.is_empty())),
+            ("helmChartInflationGenerator", kz.helm_chart_inflation_generator.as_ref().is_some_and(|v| !v.is_empty())),
+        ];
+        for (field, used) in plugin_fields {
+            if used {
+                return Err(RenderError::Kustomization {
+                    file: k.file.clone(),
+                    message: format!(
+                        "'{field}' (kustomize plugins / helm) is not supported by kfctl build\n  hint: render the plugin's output to a file and list it under 'resources'"
+                    ),
+                });
+            }
+        }
+
+        let ctx = crate::pipeline::TransformContext::new(k, &acc.configurations, &acc.crds)?;
+        ctx.run_transformers(loader, &mut acc.resources)?;
+
+        let vars = kz.vars.iter().flatten().map(|v| (k.file.clone(), v.clone())).collect();
+        acc.merge_vars(vars, &k.file)?;
+        Ok(acc)
+    }
+
+    fn accumulate_resources(
+        &mut self,
+        loader: &Loader,
+        k: &KustomizationFile,
+        acc: &mut Accumulator,
+        entries: &[String],
+        chain: &[PathBuf],
+    ) -> Result<()> {
+        for entry in entries {
+            let file_err = match loader.resolve_file(entry) {
+                Ok(path) => {
+                    let text = std::fs::read(&path).map_err(|source| RenderError::Io { path: path.clone(), source })?;
+                    let text = String::from_utf8(text).map_err(|_| RenderError::InvalidResource {
+                        file: path.clone(),
+                        message: "file is not valid UTF-8".into(),
+                    })?;
+                    let origin = Origin { file: Some(path.clone()), kustomizations: chain.to_vec() };
+                    match loader::resources_from_text(&text, &path, &origin) {
+                        Ok(resources) => {
+                            acc.append_all(resources, &k.file)?;
+                            continue;
+                        }
+                        Err(e) => FileLoadError::Malformed(e),
+                    }
+                }
+                Err(e) => e,
+            };
+            if loader::is_remote(entry) && !loader.root.join(entry).exists() {
+                return Err(RenderError::RemoteResource { url: entry.clone(), kustomization: k.file.clone() });
+            }
+            let child = match loader.child(entry) {
+                Ok(child) => child,
+                Err(dir_err) => {
+                    return Err(match file_err {
+                        FileLoadError::Malformed(e) => e,
+                        _ if !loader.root.join(entry).exists() => {
+                            RenderError::MissingResource { path: loader.root.join(entry), kustomization: k.file.clone() }
+                        }
+                        FileLoadError::NotAFile(m) | FileLoadError::Security(m) => RenderError::Accumulation {
+                            kustomization: k.file.clone(),
+                            message: format!("accumulating resources: accumulation err='accumulating resources from '{entry}': {m}': {dir_err}"),
+                        },
+                    });
+                }
+            };
+            let sub = self.load_kustomization(&child).map_err(|e| match e {
+                RenderError::NoKustomization { dir } => match &file_err {
+                    FileLoadError::Malformed(_) => RenderError::NoKustomization { dir },
+                    _ => RenderError::Accumulation {
+                        kustomization: k.file.clone(),
+                        message: format!(
+                            "accumulating resources from '{entry}': unable to find one of 'kustomization.yaml', 'kustomization.yml' or 'Kustomization' in directory '{}'",
+                            dir.display()
+                        ),
+                    },
+                },
+                other => other,
+            })?;
+            if sub.is_component() {
+                return Err(RenderError::Accumulation {
+                    kustomization: k.file.clone(),
+                    message: format!("expected kind != 'Component' for path '{}'", child.root.display()),
+                });
+            }
+            let sub_acc = self.accumulate_target(&child, &sub, Accumulator::default(), chain)?;
+            acc.merge(sub_acc, &k.file)?;
+        }
+        Ok(())
+    }
+
+    fn run_generators(&mut self, loader: &Loader, k: &KustomizationFile, acc: &mut Accumulator, chain: &[PathBuf]) -> Result<()> {
+        let kz = &k.kustomization;
+        let origin = Origin { file: None, kustomizations: chain.to_vec() };
+        let lists = [
+            (GeneratorKind::ConfigMap, kz.config_map_generator.as_deref().unwrap_or(&[])),
+            (GeneratorKind::Secret, kz.secret_generator.as_deref().unwrap_or(&[])),
+        ];
+        for (kind, list) in lists {
+            for args in list {
+                let res = generator::generate(kind, args, kz.generator_options.as_ref(), loader, &k.file, &origin)?;
+                acc.absorb_generated(res, &k.file)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_namespace_equals_none() {
+        let id = |ns: Option<&str>| ResId {
+            group: "".into(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "a".into(),
+            namespace: ns.map(str::to_string),
+        };
+        assert!(ids_equal(&id(None), &id(Some("default"))));
+        assert!(!ids_equal(&id(None), &id(Some("x"))));
+    }
+}

@@ -1,0 +1,230 @@
+//! The shared resource model: a Kubernetes object as kustomize sees it.
+
+use serde_json::{Map, Value};
+
+/// A Kubernetes object as kustomize sees it: a YAML mapping, plus where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    /// The object. Always a JSON/YAML mapping (serde_json::Map with preserve_order: field order kept).
+    pub object: Map<String, Value>,
+    /// Where it came from.
+    pub origin: Origin,
+    /// Ids this resource had before name/namespace/kind changes in this build, oldest first.
+    /// Name-reference fixing matches referrers against these (kustomize's previousNames/Namespaces).
+    pub previous_ids: Vec<ResId>,
+    /// Set for objects made by configMapGenerator/secretGenerator.
+    pub generated: Option<Generated>,
+}
+
+/// Generator metadata kept on a generated ConfigMap/Secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    /// How the generator combines with an existing object of the same id.
+    pub behavior: GeneratorBehavior,
+    /// Whether the content hash is appended to the name at the end of the build.
+    pub append_hash: bool,
+}
+
+/// configMapGenerator/secretGenerator `behavior`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GeneratorBehavior {
+    /// A new object; an existing one with the same id is an error.
+    Create,
+    /// Merge data into an existing object from a base.
+    Merge,
+    /// Replace the data of an existing object from a base.
+    Replace,
+}
+
+/// Which file produced a resource, and through which kustomizations (root first).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Origin {
+    /// The file the object was read from; None for generated objects.
+    pub file: Option<std::path::PathBuf>,
+    /// The kustomization directories that included it, from the root being built down to the one
+    /// whose `resources`/generators named it.
+    pub kustomizations: Vec<std::path::PathBuf>,
+}
+
+/// kustomize's resource id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResId {
+    /// API group, "" for the core group.
+    pub group: String,
+    /// API version without the group.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+    /// metadata.name.
+    pub name: String,
+    /// metadata.namespace, None when absent or empty.
+    pub namespace: Option<String>,
+}
+
+impl std::fmt::Display for ResId {
+    /// kustomize's ResId.String(): `Kind.version.group/name.namespace`, with `[noGrp]`,
+    /// `[noVer]`, `[noKind]`, `[noName]`, `[noNs]` for empty parts.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let or = |s: &str, d: &'static str| if s.is_empty() { d.to_string() } else { s.to_string() };
+        write!(
+            f,
+            "{}.{}.{}/{}.{}",
+            or(&self.kind, "[noKind]"),
+            or(&self.version, "[noVer]"),
+            or(&self.group, "[noGrp]"),
+            or(&self.name, "[noName]"),
+            or(self.namespace.as_deref().unwrap_or(""), "[noNs]")
+        )
+    }
+}
+
+/// Whether (group, kind) is cluster-scoped in the Kubernetes schema kustomize embeds (v1.21):
+/// such objects get no namespace and their ids ignore it. Unknown kinds (CRDs) are namespaced,
+/// as in kustomize.
+pub fn is_cluster_scoped(group: &str, kind: &str) -> bool {
+    matches!(
+        (group, kind),
+        ("", "Namespace" | "Node" | "PersistentVolume" | "ComponentStatus")
+            | ("admissionregistration.k8s.io", "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration")
+            | ("apiextensions.k8s.io", "CustomResourceDefinition")
+            | ("apiregistration.k8s.io", "APIService")
+            | ("authentication.k8s.io", "TokenReview")
+            | ("authorization.k8s.io", "SelfSubjectAccessReview" | "SelfSubjectRulesReview" | "SubjectAccessReview")
+            | ("certificates.k8s.io", "CertificateSigningRequest")
+            | ("flowcontrol.apiserver.k8s.io", "FlowSchema" | "PriorityLevelConfiguration")
+            | ("networking.k8s.io", "IngressClass")
+            | ("node.k8s.io", "RuntimeClass")
+            | ("policy", "PodSecurityPolicy")
+            | ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding")
+            | ("scheduling.k8s.io", "PriorityClass")
+            | ("storage.k8s.io", "CSIDriver" | "CSINode" | "StorageClass" | "VolumeAttachment")
+    )
+}
+
+impl Resource {
+    /// A resource read from `file` with no build history yet.
+    pub fn new(object: Map<String, Value>, origin: Origin) -> Self {
+        Resource { object, origin, previous_ids: Vec::new(), generated: None }
+    }
+
+    /// `apiVersion`, "" when absent.
+    pub fn api_version(&self) -> &str {
+        self.object.get("apiVersion").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// API group, "" for core.
+    pub fn group(&self) -> &str {
+        match self.api_version().rsplit_once('/') {
+            Some((group, _)) => group,
+            None => "",
+        }
+    }
+
+    /// API version without the group.
+    pub fn version(&self) -> &str {
+        let api_version = self.api_version();
+        match api_version.rsplit_once('/') {
+            Some((_, version)) => version,
+            None => api_version,
+        }
+    }
+
+    /// `kind`, "" when absent.
+    pub fn kind(&self) -> &str {
+        self.object.get("kind").and_then(Value::as_str).unwrap_or("")
+    }
+
+    fn metadata(&self) -> Option<&Map<String, Value>> {
+        self.object.get("metadata").and_then(Value::as_object)
+    }
+
+    /// `metadata.name`, "" when absent.
+    pub fn name(&self) -> &str {
+        self.metadata().and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// `metadata.namespace`, None when absent or empty.
+    pub fn namespace(&self) -> Option<&str> {
+        self.metadata()
+            .and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .filter(|ns| !ns.is_empty())
+    }
+
+    /// The current id.
+    pub fn id(&self) -> ResId {
+        ResId {
+            group: self.group().to_string(),
+            version: self.version().to_string(),
+            kind: self.kind().to_string(),
+            name: self.name().to_string(),
+            namespace: self.namespace().map(str::to_string),
+        }
+    }
+
+    /// `metadata.labels`.
+    pub fn labels(&self) -> Option<&Map<String, Value>> {
+        self.metadata().and_then(|m| m.get("labels")).and_then(Value::as_object)
+    }
+
+    /// `metadata.annotations`.
+    pub fn annotations(&self) -> Option<&Map<String, Value>> {
+        self.metadata().and_then(|m| m.get("annotations")).and_then(Value::as_object)
+    }
+
+    /// `metadata`, created as an empty mapping when absent or not a mapping.
+    pub fn metadata_mut(&mut self) -> &mut Map<String, Value> {
+        let entry = self.object.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
+        if !entry.is_object() {
+            *entry = Value::Object(Map::new());
+        }
+        entry.as_object_mut().expect("metadata was just made a mapping")
+    }
+
+    /// Whether this object's kind is cluster-scoped (see [`is_cluster_scoped`]).
+    pub fn is_cluster_scoped(&self) -> bool {
+        is_cluster_scoped(self.group(), self.kind())
+    }
+
+    /// Record the current id in previous_ids, then set metadata.name.
+    pub fn rename(&mut self, new_name: &str) {
+        self.previous_ids.push(self.id());
+        self.metadata_mut().insert("name".into(), Value::String(new_name.to_string()));
+    }
+
+    /// Record the current id in previous_ids, then set metadata.namespace.
+    pub fn set_namespace(&mut self, ns: &str) {
+        self.previous_ids.push(self.id());
+        self.metadata_mut().insert("namespace".into(), Value::String(ns.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn res(v: Value) -> Resource {
+        Resource::new(v.as_object().unwrap().clone(), Origin::default())
+    }
+
+    #[test]
+    fn group_version_split() {
+        let r = res(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a"}}));
+        assert_eq!((r.group(), r.version(), r.kind(), r.name()), ("apps", "v1", "Deployment", "a"));
+        let core = res(json!({"apiVersion": "v1", "kind": "Service"}));
+        assert_eq!((core.group(), core.version(), core.name(), core.namespace()), ("", "v1", "", None));
+    }
+
+    #[test]
+    fn rename_records_previous_id() {
+        let mut r = res(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "x"}}));
+        r.rename("b");
+        r.set_namespace("y");
+        assert_eq!(r.previous_ids.len(), 2);
+        assert_eq!(r.previous_ids[0].name, "a");
+        assert_eq!(r.previous_ids[1].name, "b");
+        assert_eq!(r.previous_ids[1].namespace.as_deref(), Some("x"));
+        assert_eq!(r.id().to_string(), "ConfigMap.v1.[noGrp]/b.y");
+    }
+}
