@@ -14,4 +14,5 @@ pub mod plan;
 pub mod platform;
 pub mod progress;
 pub mod registry;
+pub mod tls;
 pub mod web;

@@ -232,12 +232,18 @@ pub fn parse(text: &str, file: &Path) -> Result<(Kustomization, Vec<String>)> {
             json_type_name(&value)
         )));
     }
+    let value = fold_field_case(value, KUSTOMIZATION_FIELDS);
     let mut k: Kustomization = serde_json::from_value(value)
         .map_err(|e| invalid(format!("invalid Kustomization: json: {}", go_style_message(&e.to_string()))))?;
 
     let mut warnings = Vec::new();
     let deprecated = [
         (k.bases.is_some(), "# Warning: 'bases' is deprecated. Please use 'resources' instead.", EDIT_FIX),
+        (
+            k.common_labels.is_some(),
+            "# Warning: 'commonLabels' is deprecated. Please use 'labels' instead.",
+            EDIT_FIX,
+        ),
         (k.image_tags.is_some(), "# Warning: 'imageTags' is deprecated. Please use 'images' instead.", EDIT_FIX),
         (
             k.patches_json6902.is_some(),
@@ -311,6 +317,115 @@ fn is_empty(k: &Kustomization) -> bool {
     format!("{k:?}") == format!("{probe:?}")
 }
 
+/// How Go's encoding/json matches object keys to struct fields: exactly, else case-insensitively.
+/// A struct's fields; struct-typed fields (or lists of structs) carry their own table, map-typed
+/// fields (labels, annotations) and scalars are leaves whose keys are left alone.
+#[derive(Clone, Copy)]
+enum Shape {
+    Leaf,
+    Struct(&'static [(&'static str, Shape)]),
+}
+use Shape::{Leaf, Struct};
+
+const GENERATOR_OPTIONS_FIELDS: &[(&str, Shape)] =
+    &[("labels", Leaf), ("annotations", Leaf), ("disableNameSuffixHash", Leaf), ("immutable", Leaf)];
+const SELECTOR_FIELDS: &[(&str, Shape)] = &[
+    ("group", Leaf),
+    ("version", Leaf),
+    ("kind", Leaf),
+    ("name", Leaf),
+    ("namespace", Leaf),
+    ("labelSelector", Leaf),
+    ("annotationSelector", Leaf),
+];
+const GENERATOR_FIELDS: &[(&str, Shape)] = &[
+    ("namespace", Leaf),
+    ("name", Leaf),
+    ("behavior", Leaf),
+    ("literals", Leaf),
+    ("files", Leaf),
+    ("envs", Leaf),
+    ("env", Leaf),
+    ("options", Struct(GENERATOR_OPTIONS_FIELDS)),
+    ("type", Leaf),
+];
+const PATCH_FIELDS: &[(&str, Shape)] =
+    &[("path", Leaf), ("patch", Leaf), ("target", Struct(SELECTOR_FIELDS)), ("options", Leaf)];
+const LABEL_FIELDS: &[(&str, Shape)] =
+    &[("pairs", Leaf), ("includeSelectors", Leaf), ("includeTemplates", Leaf), ("fields", Leaf)];
+const IMAGE_FIELDS: &[(&str, Shape)] =
+    &[("name", Leaf), ("newName", Leaf), ("newTag", Leaf), ("tagSuffix", Leaf), ("digest", Leaf)];
+const REPLICA_FIELDS: &[(&str, Shape)] = &[("name", Leaf), ("count", Leaf)];
+const SORT_FIELDS: &[(&str, Shape)] =
+    &[("order", Leaf), ("legacySortOptions", Struct(&[("orderFirst", Leaf), ("orderLast", Leaf)]))];
+
+const KUSTOMIZATION_FIELDS: &[(&str, Shape)] = &[
+    ("apiVersion", Leaf),
+    ("kind", Leaf),
+    ("metadata", Leaf),
+    ("openapi", Leaf),
+    ("namePrefix", Leaf),
+    ("nameSuffix", Leaf),
+    ("namespace", Leaf),
+    ("commonLabels", Leaf),
+    ("labels", Struct(LABEL_FIELDS)),
+    ("commonAnnotations", Leaf),
+    ("patchesStrategicMerge", Leaf),
+    ("patchesJson6902", Struct(PATCH_FIELDS)),
+    ("patches", Struct(PATCH_FIELDS)),
+    ("images", Struct(IMAGE_FIELDS)),
+    ("imageTags", Struct(IMAGE_FIELDS)),
+    ("replacements", Leaf),
+    ("replicas", Struct(REPLICA_FIELDS)),
+    ("vars", Leaf),
+    ("sortOptions", Struct(SORT_FIELDS)),
+    ("resources", Leaf),
+    ("components", Leaf),
+    ("crds", Leaf),
+    ("bases", Leaf),
+    ("configMapGenerator", Struct(GENERATOR_FIELDS)),
+    ("secretGenerator", Struct(GENERATOR_FIELDS)),
+    ("helmGlobals", Leaf),
+    ("helmCharts", Leaf),
+    ("helmChartInflationGenerator", Leaf),
+    ("generatorOptions", Struct(GENERATOR_OPTIONS_FIELDS)),
+    ("configurations", Leaf),
+    ("generators", Leaf),
+    ("transformers", Leaf),
+    ("validators", Leaf),
+    ("inventory", Leaf),
+    ("buildMetadata", Leaf),
+];
+
+/// Rename keys that match a field of `fields` only case-insensitively to the field's spelling,
+/// recursively into struct-typed fields; unknown keys stay for the strict decoder to reject.
+fn fold_field_case(value: Value, fields: &'static [(&'static str, Shape)]) -> Value {
+    let Value::Object(map) = value else { return value };
+    let mut out = serde_json::Map::new();
+    for (key, v) in map {
+        let found = fields
+            .iter()
+            .find(|(name, _)| *name == key)
+            .or_else(|| fields.iter().find(|(name, _)| name.eq_ignore_ascii_case(&key)));
+        match found {
+            Some((name, shape)) => {
+                let v = match (shape, v) {
+                    (Struct(sub), Value::Array(items)) => {
+                        Value::Array(items.into_iter().map(|i| fold_field_case(i, sub)).collect())
+                    }
+                    (Struct(sub), v) => fold_field_case(v, sub),
+                    (Leaf, v) => v,
+                };
+                out.insert((*name).to_string(), v);
+            }
+            None => {
+                out.insert(key, v);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
 fn json_type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -347,6 +462,16 @@ mod tests {
     }
 
     #[test]
+    fn field_names_match_case_insensitively_like_go_json() {
+        let (k, _) = parse_text("nameprefix: x-\nResources:\n- a.yaml\nconfigmapgenerator:\n- NAME: c\n  options:\n    DisableNameSuffixHash: true\n").unwrap();
+        assert_eq!(k.name_prefix.as_deref(), Some("x-"));
+        assert_eq!(k.resources.unwrap(), vec!["a.yaml"]);
+        let g = &k.config_map_generator.unwrap()[0];
+        assert_eq!(g.name.as_deref(), Some("c"));
+        assert_eq!(g.options.as_ref().unwrap().disable_name_suffix_hash, Some(true));
+    }
+
+    #[test]
     fn legacy_fields_fold_and_warn() {
         let (k, warnings) = parse_text(
             "bases:\n- ../base\nresources:\n- a.yaml\nimageTags:\n- name: x\n  newTag: v1\nconfigMapGenerator:\n- name: c\n  env: e.env\n",
@@ -355,7 +480,7 @@ mod tests {
         assert_eq!(k.resources.unwrap(), vec!["a.yaml", "../base"]);
         assert_eq!(k.images.unwrap()[0].new_tag.as_deref(), Some("v1"));
         assert_eq!(k.config_map_generator.unwrap()[0].envs.as_deref(), Some(&["e.env".to_string()][..]));
-        assert_eq!(warnings.len(), 2);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
         assert!(warnings[0].starts_with("# Warning: 'bases' is deprecated."));
     }
 

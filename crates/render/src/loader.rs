@@ -163,25 +163,18 @@ impl Loader {
 }
 
 /// Parse a resource file's documents into resources, as kustomize's resource factory does: empty
-/// documents dropped, every object needs `kind` and `metadata.name`, lists may not hold null
-/// items, `*List` kinds with `items` expanded (their items queued after the file's other documents).
+/// documents dropped, every object needs `kind` and `metadata.name` (lists excepted), `*List` kinds with `items` expanded (their items queued after the file's other documents).
 pub fn resources_from_text(text: &str, file: &Path, origin: &Origin) -> Result<Vec<Resource>> {
     let docs = crate::yaml::parse_documents(text, file)?;
     let mut queue: std::collections::VecDeque<Value> = docs.into();
     let mut out = Vec::new();
     let invalid = |message: String| RenderError::InvalidResource { file: file.to_path_buf(), message };
-    let mut validated_initial = 0usize;
-    let initial = queue.len();
     while let Some(doc) = queue.pop_front() {
         let Value::Object(obj) = doc else {
             return Err(invalid(format!("expected a YAML mapping (a Kubernetes object), found: {}", crate::yaml::to_string(&doc).trim_end())));
         };
         if obj.is_empty() {
             continue;
-        }
-        // kustomize validates every top-level document before expanding lists.
-        if validated_initial < initial {
-            validated_initial += 1;
         }
         let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
         if kind.is_empty() {
@@ -190,9 +183,6 @@ pub fn resources_from_text(text: &str, file: &Path, origin: &Origin) -> Result<V
         let name = obj.get("metadata").and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or("");
         if !kind.ends_with("List") && name.is_empty() {
             return Err(invalid(format!("missing metadata.name in object {}", describe(&obj))));
-        }
-        if let Some(path) = nil_entry_in_list(&Value::Object(obj.clone()), String::new()) {
-            return Err(invalid(format!("empty item at {path} in object {}", describe(&obj))));
         }
         if kind.ends_with("List") {
             match obj.get("items") {
@@ -216,19 +206,6 @@ fn describe(obj: &Map<String, Value>) -> String {
     format!("{{apiVersion: {}, kind: {}, name: {name}}}", get("apiVersion"), get("kind"))
 }
 
-/// The path of the first null item inside any list, kustomize's HasNilEntryInList.
-fn nil_entry_in_list(v: &Value, path: String) -> Option<String> {
-    match v {
-        Value::Object(m) => {
-            m.iter().find_map(|(k, v)| nil_entry_in_list(v, if path.is_empty() { k.clone() } else { format!("{path}.{k}") }))
-        }
-        Value::Array(items) => items.iter().find_map(|item| {
-            if item.is_null() { Some(path.clone()) } else { nil_entry_in_list(item, path.clone()) }
-        }),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,15 +219,15 @@ mod tests {
     }
 
     #[test]
-    fn missing_name_and_null_items_are_errors() {
+    fn missing_name_is_an_error_null_items_are_not() {
         let err = resources_from_text("apiVersion: v1\nkind: ConfigMap\n", Path::new("f.yaml"), &Origin::default());
         assert!(err.unwrap_err().to_string().contains("missing metadata.name"));
-        let err = resources_from_text(
+        let ok = resources_from_text(
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\nlist:\n- a\n-\n",
             Path::new("f.yaml"),
             &Origin::default(),
         );
-        assert!(err.unwrap_err().to_string().contains("empty item at list"));
+        assert_eq!(ok.unwrap().len(), 1);
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! YAML in and out, the way kubectl reads it and kustomize writes it.
 //!
-//! Reading: multi-document YAML into `serde_json::Value` (field order kept) with YAML 1.1 habits
-//! that kubectl has: `0755` is octal (493), `yes`/`no`/`on`/`off` are booleans. Limits are raised
-//! because rendered Kubeflow trees hold documents with tens of thousands of nodes.
+//! Reading: multi-document YAML into `serde_json::Value` (field order kept), in the two dialects
+//! `kubectl kustomize` uses. Objects (resources, patches) are read by kyaml (go-yaml v3): `0755`
+//! is octal (493), only `true`/`false` are booleans, so `on`/`yes` stay strings. Kustomization
+//! and transformer-config files are read by sigs.k8s.io/yaml (go-yaml v2, YAML 1.1): there
+//! `yes`/`no`/`on`/`off` are booleans too. Limits are raised because rendered Kubeflow trees
+//! hold documents with tens of thousands of nodes.
 //!
 //! Writing: block style like kustomize's kyaml: 2-space indent, sequences not indented under their
 //! key, strings quoted where a YAML 1.1 reader would take them for a bool/number/null, multi-line
@@ -15,7 +18,16 @@ use serde_json::{Map, Value};
 
 use crate::error::{RenderError, Result};
 
-fn read_options() -> serde_saphyr::Options {
+/// Which YAML reader kustomize uses for a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// kyaml / go-yaml v3: objects, patches. Legacy octal, YAML 1.2 booleans.
+    Objects,
+    /// sigs.k8s.io/yaml / go-yaml v2: kustomization and config files. YAML 1.1 booleans.
+    Yaml11,
+}
+
+fn read_options(dialect: Dialect) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_events = usize::MAX / 2;
     budget.max_aliases = 1 << 20;
@@ -24,7 +36,7 @@ fn read_options() -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
     options.legacy_octal_numbers = true;
-    options.strict_booleans = false;
+    options.strict_booleans = dialect == Dialect::Objects;
     options.with_snippet = false;
     options.emit_comments = false;
     options
@@ -35,18 +47,23 @@ fn yaml_error(file: &Path, err: serde_saphyr::Error) -> RenderError {
     RenderError::Yaml { file: file.to_path_buf(), line, column, message: err.to_string() }
 }
 
-/// Parse every document of `text` (read from `file`, named in errors). Empty documents are
-/// skipped, as kustomize skips them.
+/// Parse every document of an object file `text` (read from `file`, named in errors). Empty
+/// documents are skipped, as kustomize skips them.
 pub fn parse_documents(text: &str, file: &Path) -> Result<Vec<Value>> {
-    serde_saphyr::from_multiple_with_options::<Value>(text, read_options())
+    parse_documents_as(text, file, Dialect::Objects)
+}
+
+/// Parse every document of `text` with the given reader dialect.
+pub fn parse_documents_as(text: &str, file: &Path, dialect: Dialect) -> Result<Vec<Value>> {
+    serde_saphyr::from_multiple_with_options::<Value>(text, read_options(dialect))
         .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
         .map_err(|e| yaml_error(file, e))
 }
 
-/// Parse a single-document YAML file (a kustomization, a transformer config); an empty file is
-/// an empty mapping.
+/// Parse a single-document YAML 1.1 file (a kustomization, a transformer config) as
+/// sigs.k8s.io/yaml does; an empty file is an empty mapping.
 pub fn parse_document(text: &str, file: &Path) -> Result<Value> {
-    let mut docs = parse_documents(text, file)?;
+    let mut docs = parse_documents_as(text, file, Dialect::Yaml11)?;
     match docs.len() {
         0 => Ok(Value::Object(Map::new())),
         1 => Ok(docs.remove(0)),
@@ -319,8 +336,13 @@ mod tests {
 
     #[test]
     fn reads_like_kubectl() {
-        let docs = parse("a: 0755\nb: yes\nc: off\nd: \"0755\"\ne: 1.5\n---\n---\nf: ~\n");
-        assert_eq!(docs, vec![json!({"a": 493, "b": true, "c": false, "d": "0755", "e": 1.5}), json!({"f": null})]);
+        let docs = parse("a: 0755\nb: yes\nc: off\nd: \"0755\"\ne: 1.5\ng: True\n---\n---\nf: ~\n");
+        assert_eq!(
+            docs,
+            vec![json!({"a": 493, "b": "yes", "c": "off", "d": "0755", "e": 1.5, "g": true}), json!({"f": null})]
+        );
+        let k = parse_document("a: yes\nb: off\n", Path::new("kustomization.yaml")).unwrap();
+        assert_eq!(k, json!({"a": true, "b": false}));
     }
 
     #[test]

@@ -1,10 +1,58 @@
-//! `kfctl serve`.
+//! `kfctl serve`: the click-to-deploy web app.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {}
+use anyhow::Context;
 
-pub fn run(_args: ServeArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("kfctl serve is under construction in this branch")
+use crate::web::{BoundServer, ServeOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Loopback by default: the server holds cluster credentials.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Allow a non-loopback --listen address (anyone who can reach it and has the token can deploy).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Where jobs, their logs and app directories are kept (default: $XDG_STATE_HOME/kfctl/serve,
+    /// else ~/.local/state/kfctl/serve).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+fn default_state_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("kfctl/serve"));
+    }
+    let home = std::env::var_os("HOME").filter(|d| !d.is_empty()).context("neither XDG_STATE_HOME nor HOME is set\n  hint: pass --state-dir DIR")?;
+    Ok(PathBuf::from(home).join(".local/state/kfctl/serve"))
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let state_dir = match args.state_dir {
+        Some(dir) => dir,
+        None => default_state_dir()?,
+    };
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create the state directory {}", state_dir.display()))?;
+    let options = ServeOptions { listen: args.listen, allow_remote: args.allow_remote, state_dir, releases: Vec::new() };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = BoundServer::bind(&options).await?;
+        if !server.local_addr.ip().is_loopback() {
+            eprintln!(
+                "warning: listening on {}, which is not loopback: anyone who can reach this address and has the token \
+                 can deploy with the credentials this server holds. Use a TLS-terminating proxy or an SSH tunnel.",
+                server.local_addr
+            );
+        }
+        eprintln!("kfctl serve: state in {}", options.state_dir.display());
+        // The URL goes to stdout alone on its line, so scripts (and tests) can read it.
+        println!("Open this URL in your browser (it carries the access token):");
+        println!("{}", server.url());
+        server.run().await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

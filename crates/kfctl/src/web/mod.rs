@@ -1,1 +1,133 @@
-//! The click-to-deploy web app.
+//! The click-to-deploy web app: `kfctl serve`.
+//!
+//! An axum server with its HTML, CSS and JavaScript embedded in the binary. The wizard's answers
+//! are validated here ([`wizard`]), a deployment runs as a background task writing its own app
+//! directory and progress log under the state directory ([`jobs`], [`deploy`]), the browser
+//! follows it over server-sent events ([`events`]) and downloads the app directory without
+//! credentials at the end ([`archive`]). Every request passes [`access::guard`].
+
+pub mod access;
+pub mod archive;
+pub mod deploy;
+pub mod events;
+pub mod jobs;
+mod routes;
+pub mod wizard;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+
+use access::Secret;
+use jobs::{JobId, JobStore};
+use wizard::ComponentChoice;
+
+/// What went wrong starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error(
+        "refusing to listen on {0}: it is not a loopback address and this server holds cluster credentials\n  \
+         hint: pass --allow-remote if you really want other machines to reach it (anyone with the token can deploy)"
+    )]
+    RemoteNotAllowed(SocketAddr),
+    #[error("cannot listen on {addr}: {source}\n  hint: choose another port with --listen 127.0.0.1:PORT")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Jobs(#[from] jobs::JobError),
+    #[error("the server stopped: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A Kubeflow release the wizard offers: where its registry is, and its component catalog.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub version: String,
+    /// Registry archive URL or local path, chosen by whoever started the server (never by a request).
+    pub registry: String,
+    pub sha256: Option<String>,
+    pub components: Vec<ComponentChoice>,
+}
+
+/// How `kfctl serve` was started.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub allow_remote: bool,
+    pub state_dir: PathBuf,
+    pub releases: Vec<Release>,
+}
+
+/// Everything the request handlers share.
+pub struct ServerState {
+    pub access_token: Secret,
+    pub csrf_token: Secret,
+    pub allow_remote: bool,
+    pub state_dir: PathBuf,
+    pub jobs: JobStore,
+    pub releases: Vec<Release>,
+    /// Secrets a running job holds only in memory (the user's password), for the download scan.
+    pub job_secrets: Mutex<HashMap<JobId, Vec<String>>>,
+}
+
+impl ServerState {
+    /// Opens the state directory (recovering jobs) and makes fresh tokens.
+    pub fn new(options: &ServeOptions) -> Result<ServerState, WebError> {
+        Ok(ServerState {
+            access_token: Secret::generate(),
+            csrf_token: Secret::generate(),
+            allow_remote: options.allow_remote,
+            state_dir: options.state_dir.clone(),
+            jobs: JobStore::open(&options.state_dir)?,
+            releases: options.releases.clone(),
+            job_secrets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The release with this version.
+    pub fn release(&self, version: &str) -> Option<&Release> {
+        self.releases.iter().find(|r| r.version == version)
+    }
+}
+
+/// The app's routes with the access guard and security headers.
+pub fn router(state: Arc<ServerState>) -> Router {
+    routes::router(state)
+}
+
+/// A bound server, ready to run: the URL to print, with its token, and the listener.
+pub struct BoundServer {
+    pub state: Arc<ServerState>,
+    pub listener: tokio::net::TcpListener,
+    pub local_addr: SocketAddr,
+}
+
+impl BoundServer {
+    /// Binds the listen address, refusing non-loopback addresses unless remote access is allowed.
+    pub async fn bind(options: &ServeOptions) -> Result<BoundServer, WebError> {
+        if !options.listen.ip().is_loopback() && !options.allow_remote {
+            return Err(WebError::RemoteNotAllowed(options.listen));
+        }
+        let state = Arc::new(ServerState::new(options)?);
+        let listener = tokio::net::TcpListener::bind(options.listen).await.map_err(|source| WebError::Bind { addr: options.listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| WebError::Bind { addr: options.listen, source })?;
+        Ok(BoundServer { state, listener, local_addr })
+    }
+
+    /// The URL to open, token included.
+    pub fn url(&self) -> String {
+        let host = match self.local_addr.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        format!("http://{host}:{}/?token={}", self.local_addr.port(), self.state.access_token.expose())
+    }
+
+    /// Serves until the process ends.
+    pub async fn run(self) -> Result<(), WebError> {
+        axum::serve(self.listener, router(self.state)).await.map_err(WebError::Serve)
+    }
+}

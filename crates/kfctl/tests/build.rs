@@ -1,0 +1,125 @@
+//! `kfctl build` against the reference: live `kubectl kustomize` on the fixture trees in
+//! crates/render/tests/fixtures (one tree per kustomize feature kfctl supports), compared by
+//! scripts/parity as parsed YAML. Plus the error messages for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn fixtures() -> PathBuf {
+    repo().join("crates/render/tests/fixtures")
+}
+
+fn kfctl_build(dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kfctl")).arg("build").arg(dir).output().expect("run kfctl")
+}
+
+#[test]
+fn fixtures_match_kubectl_kustomize() {
+    let out = Command::new(repo().join("scripts/parity"))
+        .arg(fixtures())
+        .arg("--kfctl")
+        .arg(env!("CARGO_BIN_EXE_kfctl"))
+        .output()
+        .expect("run scripts/parity (needs python3 and kubectl)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let summary = stdout.lines().find(|l| l.starts_with("parity: ")).unwrap_or_else(|| panic!("no summary:\n{stdout}\n{stderr}"));
+    let counts = summary["parity: ".len()..].split_whitespace().next().unwrap();
+    let (ok, total) = counts.split_once('/').unwrap();
+    assert!(total.parse::<usize>().unwrap() >= 20, "fixture trees went missing: {summary}");
+    assert_eq!(ok, total, "kfctl build differs from kubectl kustomize:\n{stdout}\n{stderr}");
+    assert!(out.status.success());
+}
+
+#[test]
+fn invalid_yaml_names_file_and_line() {
+    let out = kfctl_build(&fixtures().join("errors/invalid-yaml"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:6:"), "{err}");
+}
+
+#[test]
+fn missing_resource_names_path_and_kustomization() {
+    let out = kfctl_build(&fixtures().join("errors/missing-resource"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does-not-exist.yaml"), "{err}");
+    assert!(err.contains("errors/missing-resource/kustomization.yaml"), "{err}");
+}
+
+#[test]
+fn cycle_is_reported() {
+    let out = kfctl_build(&fixtures().join("errors/cycle/a"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cycle detected"), "{err}");
+}
+
+#[test]
+fn unknown_field_is_kustomize_error() {
+    let out = kfctl_build(&fixtures().join("errors/unknown-field"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid Kustomization: json: unknown field \"foo\""), "{err}");
+}
+
+#[test]
+fn remote_resource_is_refused_naming_the_url() {
+    // Not compared with kubectl: it would fetch from the network.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "resources:\n- https://github.com/kubeflow/manifests//common/cert-manager?ref=v1.4.1\n",
+    )
+    .unwrap();
+    let out = kfctl_build(dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("https://github.com/kubeflow/manifests//common/cert-manager?ref=v1.4.1"), "{err}");
+    assert!(err.contains("hint: vendor"), "{err}");
+}
+
+#[test]
+fn output_file_and_deprecation_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_file = dir.path().join("out.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+        .arg("build")
+        .arg(fixtures().join("resources/overlay"))
+        .arg("-o")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("# Warning: 'bases' is deprecated. Please use 'resources' instead."), "{err}");
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(text.starts_with("apiVersion: v1\nkind: Namespace\n"), "{text}");
+}
+
+#[test]
+fn origins_shown_only_when_asked() {
+    let plain = kfctl_build(&fixtures().join("resources/overlay"));
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("config.kubernetes.io/origin"));
+    let out = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+        .args(["build", "--origins", "annotations"])
+        .arg(fixtures().join("resources/overlay"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("config.kubernetes.io/origin: |"), "{text}");
+    assert!(text.contains("resources/overlay/extra/job.yaml"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+        .args(["build", "--origins", "comments"])
+        .arg(fixtures().join("resources/overlay"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("# Source: ") && text.contains("resources/base/deployment.yaml"), "{text}");
+}
