@@ -121,7 +121,8 @@ pub struct TestNamespace {
 
 impl TestNamespace {
     /// Creates a namespace for the test `test` and waits until pods can be created in it (the
-    /// service-account controller has made its `default` ServiceAccount).
+    /// service-account controller has made its `default` ServiceAccount and the tokens
+    /// controller its token).
     pub async fn new(test: &str) -> TestNamespace {
         static SEQ: AtomicU32 = AtomicU32::new(0);
         let env = env().await;
@@ -145,8 +146,10 @@ impl TestNamespace {
             .await
             .unwrap_or_else(|e| panic!("creating test namespace {name}: {e}"));
         let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
-        wait_until(&format!("ServiceAccount {name}/default"), Duration::from_secs(60), || async {
-            sas.get_opt("default").await.ok().flatten().is_some()
+        // On 1.20 the ServiceAccount admission plugin also rejects pods until the tokens
+        // controller has added the account's token Secret.
+        wait_until(&format!("ServiceAccount {name}/default with its token"), Duration::from_secs(120), || async {
+            sas.get_opt("default").await.ok().flatten().is_some_and(|sa| sa.secrets.is_some_and(|s| !s.is_empty()))
         })
         .await;
         TestNamespace { name, client, env, fault_keys: Default::default(), cluster_objects: Default::default() }
