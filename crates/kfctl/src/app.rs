@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{self, AppConfig, ComponentConfig, ConfigError, RegistryConfig};
 use crate::platform::PlatformSpec;
+use crate::progress::{Progress, ProgressSink};
 use crate::registry::catalog::{self, ParameterTarget, Release, UnknownVersion};
 use crate::registry::{self, RegistryError, UnpackLimits};
 
@@ -113,6 +114,12 @@ impl App {
     /// staged in a hidden directory next to `opts.dir` and moved into place at the end, so a
     /// failure leaves no trace.
     pub fn init(opts: &InitOptions) -> Result<App, AppError> {
+        App::init_with_progress(opts, &crate::progress::Silent)
+    }
+
+    /// [`App::init`], reporting each step (fetched, verified, unpacked, written) to `sink`.
+    pub fn init_with_progress(opts: &InitOptions, sink: &dyn ProgressSink) -> Result<App, AppError> {
+        let say = |text: String| sink.report(Progress::Message { text });
         let dir = &opts.dir;
         if dir.join(config::FILE_NAME).exists() && !opts.force {
             return Err(AppError::AlreadyInitialised { dir: dir.clone() });
@@ -134,12 +141,16 @@ impl App {
         };
 
         let staging = tempfile::Builder::new().prefix(".kfctl-init-").tempdir_in(&parent).map_err(io_err(&parent))?;
+        say(format!("fetching {}", opts.registry));
         let fetched = registry::fetch(&opts.registry, staging.path())?;
+        say(format!("fetched {} bytes, sha256 {}", fetched.size, fetched.sha256));
         if let Some(expected) = &expected {
             registry::verify(&opts.registry, expected, &fetched.sha256)?;
+            say("sha256 verified".to_string());
         }
         let unpacked = staging.path().join("release");
         let report = registry::unpack(fetched.file.path(), &opts.registry, &unpacked, &UnpackLimits::default())?;
+        say(format!("unpacked {} files ({} bytes), {} directories, {} links", report.files, report.bytes, report.dirs, report.links));
         let sha256 = fetched.sha256.clone();
         drop(fetched);
 
@@ -450,26 +461,15 @@ fn version_from_prefix(prefix: &str) -> Option<String> {
     Some(format!("v{version}"))
 }
 
-/// Move the staged app into `dir`: a rename of the whole staging directory when `dir` is new
-/// or empty; otherwise the registry version directory and kfctl.yaml one rename each.
+/// Move the staged app into `dir`: one rename of the whole staging directory when `dir` is
+/// new; otherwise (an existing directory is kept as it is: it may be a git checkout, or a shell's
+/// working directory) the registry version directory and kfctl.yaml one rename each.
 fn move_into_place(staging: tempfile::TempDir, dir: &Path, registry_rel: &Path) -> Result<(), AppError> {
-    let empty = match std::fs::read_dir(dir) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let staged = staging.keep();
-            return std::fs::rename(&staged, dir).map_err(|source| {
-                let _ = std::fs::remove_dir_all(&staged);
-                AppError::Io { path: dir.to_path_buf(), error: source }
-            });
-        }
-        Err(e) => return Err(AppError::Io { path: dir.to_path_buf(), error: e }),
-    };
-    if empty {
-        std::fs::remove_dir(dir).map_err(io_err(dir))?;
+    if std::fs::symlink_metadata(dir).is_err() {
         let staged = staging.keep();
-        return std::fs::rename(&staged, dir).map_err(|source| {
+        return std::fs::rename(&staged, dir).map_err(|error| {
             let _ = std::fs::remove_dir_all(&staged);
-            AppError::Io { path: dir.to_path_buf(), error: source }
+            AppError::Io { path: dir.to_path_buf(), error }
         });
     }
     let target_registry = dir.join(registry_rel);
