@@ -262,6 +262,21 @@ async fn job_pods_run_to_completion() {
     .await;
 }
 
+#[tokio::test]
+async fn real_kfctl_binary_reaches_the_testenv_api_server() {
+    let ns = TestNamespace::new("kfctl-binary").await;
+    let empty_app_dir = tempfile::tempdir().unwrap();
+    let output = ns.kfctl().arg("doctor").arg(empty_app_dir.path()).output().expect("running kfctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kfctl doctor failed against the testenv: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The server version is a fact of this environment, not of kfctl's wording.
+    assert!(stdout.contains("v1.20.2"), "kfctl doctor did not report the testenv's Kubernetes v1.20.2: {stdout}");
+}
+
 /// A real validating admission webhook served by this test process on a simulated pod's IP.
 mod webhook {
     use super::*;
@@ -375,6 +390,14 @@ async fn admission_webhook_behind_a_service_admits_and_denies_through_the_apiser
         .create(&PostParams::default(), &service(service_name, &[("app", "webhook")], 443, PORT.into()))
         .await
         .unwrap();
+    // The API server resolves the Service through its Endpoints (aggregator routing): wait until
+    // the real endpoints controller lists the webhook pod.
+    let endpoints: Api<Endpoints> = ns.api();
+    wait_until("Endpoints admission listing the webhook pod", LIMIT, || async {
+        let Some(ep) = endpoints.get_opt(service_name).await.unwrap() else { return false };
+        ep.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten()).any(|a| a.ip == pod_ip.to_string())
+    })
+    .await;
     let config_name = format!("{}-deny-labelled", ns.name);
     let vwc = ValidatingWebhookConfiguration {
         metadata: ObjectMeta { name: Some(config_name.clone()), ..Default::default() },
@@ -427,7 +450,12 @@ async fn admission_webhook_behind_a_service_admits_and_denies_through_the_apiser
     wait_until("the API server to call the webhook", LIMIT, || {
         probe += 1;
         let (cms, obj) = (cms.clone(), cm(&format!("probe-{probe}"), true));
-        async move { cms.create(&PostParams::default(), &obj).await.is_err() }
+        async move {
+            match cms.create(&PostParams::default(), &obj).await {
+                Err(kube::Error::Api(status)) => status.message.contains("kfctl test webhook denies"),
+                _ => false,
+            }
+        }
     })
     .await;
 
