@@ -40,18 +40,31 @@ impl<'a> TransformContext<'a> {
     }
 
     /// kustomize's builtin transformers for one level, in its order.
-    pub fn run_transformers(&self, _loader: &Loader, _resources: &mut Vec<Resource>) -> Result<()> {
-        let k = &self.kustomization.kustomization;
+    pub fn run_transformers(&self, loader: &Loader, resources: &mut Vec<Resource>) -> Result<()> {
+        let kf = self.kustomization;
+        let k = &kf.kustomization;
+        let file = &kf.file;
+        if let Some(entries) = k.patches_strategic_merge.as_deref() {
+            crate::patch::apply_patches_strategic_merge(resources, entries, loader, file)?;
+        }
+        if let Some(patches) = k.patches.as_deref() {
+            crate::patch::apply_patches(resources, patches, loader, file)?;
+        }
         let used = [
-            ("patchesStrategicMerge", k.patches_strategic_merge.as_ref().is_some_and(|v| !v.is_empty())),
-            ("patches", k.patches.as_ref().is_some_and(|v| !v.is_empty())),
             ("namespace", k.namespace.as_ref().is_some_and(|v| !v.is_empty())),
             ("namePrefix", k.name_prefix.as_ref().is_some_and(|v| !v.is_empty())),
             ("nameSuffix", k.name_suffix.as_ref().is_some_and(|v| !v.is_empty())),
             ("labels", k.labels.as_ref().is_some_and(|v| !v.is_empty())),
             ("commonLabels", k.common_labels.as_ref().is_some_and(|v| !v.is_empty())),
             ("commonAnnotations", k.common_annotations.as_ref().is_some_and(|v| !v.is_empty())),
-            ("patchesJson6902", k.patches_json6902.as_ref().is_some_and(|v| !v.is_empty())),
+        ];
+        if let Some((field, _)) = used.iter().find(|(_, used)| *used) {
+            return Err(self.unavailable(field));
+        }
+        if let Some(patches) = k.patches_json6902.as_deref() {
+            crate::patch::apply_patches_json6902(resources, patches, loader, file)?;
+        }
+        let used = [
             ("replicas", k.replicas.as_ref().is_some_and(|v| !v.is_empty())),
             ("images", k.images.as_ref().is_some_and(|v| !v.is_empty())),
             ("replacements", k.replacements.as_ref().is_some_and(|v| !v.is_empty())),
