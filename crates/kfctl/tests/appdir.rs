@@ -359,3 +359,34 @@ fn render_applies_parameters_patches_images_and_own_components() {
     let first_own = components.iter().position(|c| *c == "hello").unwrap();
     assert!(last_dex < first_user && first_user < first_own, "render order: catalog, then own");
 }
+
+#[test]
+fn an_interrupted_init_leaves_no_half_written_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("app");
+    let archive = real_archive();
+    // Kill init at different points; whatever the moment, the app is either absent or whole.
+    for delay_ms in [0u64, 20, 80, 200, 400] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+            .args(["init", dir.to_str().unwrap(), "--registry", archive.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL: no cleanup code runs
+        child.wait().unwrap();
+        if dir.exists() {
+            assert!(dir.join("kfctl.yaml").is_file() && dir.join("registry/v1.4.1/example/kustomization.yaml").is_file(), "half-written app after {delay_ms} ms");
+            kfctl::app::App::open(&dir).unwrap();
+            fs::remove_dir_all(&dir).unwrap();
+        }
+        for name in entries(tmp.path()) {
+            assert!(name.starts_with(".kfctl-init-"), "after {delay_ms} ms: {name} left visible");
+        }
+    }
+    // The next init removes what killed runs left behind.
+    init_app(tmp.path());
+    assert_eq!(entries(tmp.path()), vec!["app"]);
+    assert_eq!(entries(&dir), vec!["kfctl.yaml", "registry"]);
+}
