@@ -325,8 +325,9 @@ fn render_applies_parameters_patches_images_and_own_components() {
         target: Some(kfctl::config::PatchTarget { kind: Some("Service".into()), name: Some("dex".into()), ..Default::default() }),
     });
     dex.images.push(kfctl::config::ImageOverride { name: "quay.io/dexidp/dex".into(), new_name: Some("registry.example/dex".into()), new_tag: Some("v2.31.0".into()), digest: None });
-    for c in app.config.components.iter_mut().filter(|c| !["dex", "user-namespace", "hello"].contains(&c.name.as_str())) {
-        c.enabled = false;
+    // Also the optional (contrib) components, to check their catalog paths render.
+    for c in app.config.components.iter_mut() {
+        c.enabled = ["dex", "user-namespace", "hello", "seldon", "spark-operator"].contains(&c.name.as_str());
     }
     app.save().unwrap();
     let app = kfctl::app::App::open(&dir).unwrap();
@@ -353,11 +354,14 @@ fn render_applies_parameters_patches_images_and_own_components() {
     let profile = find("user-namespace", "Profile//admin");
     assert_eq!(profile["spec"]["owner"]["name"], "admin@example.org");
     find("hello", "ConfigMap/kubeflow/hello");
+    assert!(rendered.objects.iter().any(|o| o.component == "seldon" && o.object["kind"] == "Deployment"));
+    assert!(rendered.objects.iter().any(|o| o.component == "spark-operator" && o.object["kind"] == "Deployment"));
     let components: Vec<&str> = rendered.objects.iter().map(|o| o.component.as_str()).collect();
     let last_dex = components.iter().rposition(|c| *c == "dex").unwrap();
     let first_user = components.iter().position(|c| *c == "user-namespace").unwrap();
     let first_own = components.iter().position(|c| *c == "hello").unwrap();
-    assert!(last_dex < first_user && first_user < first_own, "render order: catalog, then own");
+    let first_seldon = components.iter().position(|c| *c == "seldon").unwrap();
+    assert!(last_dex < first_user && first_user < first_seldon && first_seldon < first_own, "render order: catalog, then own");
 }
 
 #[test]
