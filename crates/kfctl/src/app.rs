@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{self, AppConfig, ComponentConfig, ConfigError, RegistryConfig};
 use crate::platform::PlatformSpec;
+use crate::progress::{Progress, ProgressSink};
 use crate::registry::catalog::{self, ParameterTarget, Release, UnknownVersion};
 use crate::registry::{self, RegistryError, UnpackLimits};
 
@@ -113,6 +114,12 @@ impl App {
     /// staged in a hidden directory next to `opts.dir` and moved into place at the end, so a
     /// failure leaves no trace.
     pub fn init(opts: &InitOptions) -> Result<App, AppError> {
+        App::init_with_progress(opts, &crate::progress::Silent)
+    }
+
+    /// [`App::init`], reporting each step (fetched, verified, unpacked, written) to `sink`.
+    pub fn init_with_progress(opts: &InitOptions, sink: &dyn ProgressSink) -> Result<App, AppError> {
+        let say = |text: String| sink.report(Progress::Message { text });
         let dir = &opts.dir;
         if dir.join(config::FILE_NAME).exists() && !opts.force {
             return Err(AppError::AlreadyInitialised { dir: dir.clone() });
@@ -133,13 +140,21 @@ impl App {
             None => by_url.filter(|r| wanted.is_none_or(|w| w.version == r.version)).map(|r| r.default_sha256.to_string()),
         };
 
-        let staging = tempfile::Builder::new().prefix(".kfctl-init-").tempdir_in(&parent).map_err(io_err(&parent))?;
+        remove_abandoned_staging(&parent);
+        let staging = tempfile::Builder::new().prefix(STAGING_PREFIX).tempdir_in(&parent).map_err(io_err(&parent))?;
+        // Lets a later init tell this staging directory from one a killed run left behind.
+        let owner = staging.path().join(STAGING_OWNER);
+        std::fs::write(&owner, std::process::id().to_string()).map_err(io_err(&owner))?;
+        say(format!("fetching {}", opts.registry));
         let fetched = registry::fetch(&opts.registry, staging.path())?;
+        say(format!("fetched {} bytes, sha256 {}", fetched.size, fetched.sha256));
         if let Some(expected) = &expected {
             registry::verify(&opts.registry, expected, &fetched.sha256)?;
+            say("sha256 verified".to_string());
         }
         let unpacked = staging.path().join("release");
         let report = registry::unpack(fetched.file.path(), &opts.registry, &unpacked, &UnpackLimits::default())?;
+        say(format!("unpacked {} files ({} bytes), {} directories, {} links", report.files, report.bytes, report.dirs, report.links));
         let sha256 = fetched.sha256.clone();
         drop(fetched);
 
@@ -172,7 +187,13 @@ impl App {
         std::fs::create_dir_all(staged_registry.parent().unwrap_or(staging.path())).map_err(io_err(staging.path()))?;
         std::fs::rename(&unpacked, &staged_registry).map_err(io_err(&staged_registry))?;
 
-        let registry_config = RegistryConfig { url: opts.registry.clone(), sha256, path: registry_rel.clone() };
+        // A local path is recorded absolute: relative to the current directory it would mean nothing later.
+        let url = if opts.registry.contains("://") {
+            opts.registry.clone()
+        } else {
+            std::fs::canonicalize(&opts.registry).map(|p| p.display().to_string()).unwrap_or_else(|_| opts.registry.clone())
+        };
+        let registry_config = RegistryConfig { url, sha256, path: registry_rel.clone() };
         let name = opts.name.clone().unwrap_or_else(|| "kubeflow".to_string());
         let config = AppConfig::new(&name, release, registry_config, opts.platform.clone().unwrap_or_default());
         config.save(&staging.path().join(config::FILE_NAME))?;
@@ -310,8 +331,8 @@ impl App {
         if !component.images.is_empty() {
             kustomization.insert("images".into(), serde_json::to_value(&component.images).unwrap_or(Value::Null));
         }
-        let text = serde_saphyr::to_string(&Value::Object(kustomization))
-            .map_err(|e| AppError::Render { component: component.name.clone(), dir: overlay_dir.to_path_buf(), message: e.to_string() })?;
+        // kfctl_render's writer quotes what a YAML 1.1 reader (kustomize) would misread.
+        let text = kfctl_render::yaml::to_string(&Value::Object(kustomization));
         let file = overlay_dir.join("kustomization.yaml");
         std::fs::write(&file, text).map_err(io_err(&file))?;
         Ok(overlay_dir.to_path_buf())
@@ -345,21 +366,26 @@ impl App {
         for (n, ((file, key), edits)) in embedded.into_iter().enumerate() {
             let path = self.registry_dir().join(file);
             let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-            let configmap: Value = serde_saphyr::from_str(&text).map_err(|e| param_err(edits[0].0, format!("{}: {e}", path.display())))?;
+            let configmap = kfctl_render::yaml::parse_documents(&text, &path)
+                .map_err(|e| param_err(edits[0].0, e.to_string()))?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
             let cm_name = configmap.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
             let embedded_text = configmap
                 .pointer(&format!("/data/{key}"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| param_err(edits[0].0, format!("{} has no data.{key}", path.display())))?;
-            let mut document: Value = serde_saphyr::from_str(embedded_text).map_err(|e| param_err(edits[0].0, format!("{}: data.{key}: {e}", path.display())))?;
-            let first = edits[0].0;
+            // The embedded document is read by Go YAML libraries, so YAML 1.1 rules apply.
+            let mut document = kfctl_render::yaml::parse_document(embedded_text, &path)
+                .map_err(|e| param_err(edits[0].0, format!("data.{key}: {e}")))?;
             for (name, pointer, value) in edits {
                 let slot = document
                     .pointer_mut(pointer)
                     .ok_or_else(|| param_err(name, format!("{} data.{key} has no {pointer}", path.display())))?;
                 *slot = Value::String(value.to_string());
             }
-            let new_text = serde_saphyr::to_string(&document).map_err(|e| param_err(first, e.to_string()))?;
+            let new_text = kfctl_render::yaml::to_string(&document);
             let patch = json!({
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
@@ -367,7 +393,7 @@ impl App {
                 "data": { key: new_text },
             });
             let file_name = format!("parameters-{n:02}.yaml");
-            let patch_text = serde_saphyr::to_string(&patch).map_err(|e| param_err(first, e.to_string()))?;
+            let patch_text = kfctl_render::yaml::to_string(&patch);
             let patch_path = overlay_dir.join(&file_name);
             std::fs::write(&patch_path, patch_text).map_err(io_err(&patch_path))?;
             patches.push(json!({ "path": file_name, "target": { "kind": "ConfigMap", "name": cm_name } }));
@@ -401,20 +427,34 @@ impl RenderJob {
     }
 }
 
-/// Render one kustomization directory into its objects.
+/// Render one kustomization directory into its objects with the native kustomize engine.
 ///
-/// Interim: runs `kubectl kustomize` (the rendering reference) until the native engine
-/// `kfctl_render::build` is on main; the swap is this one function.
+/// While the engine is being completed it refuses, with a `Transform` error saying so, the
+/// kustomization fields whose transformer is not wired in yet; for exactly that case this
+/// renders with `kubectl kustomize` (the reference kfctl's renderer is checked against), so
+/// apps render today and switch to the native engine field by field as it lands. Every other
+/// native error is reported as is.
 fn build_kustomization(dir: &Path) -> Result<Vec<Value>, String> {
+    match kfctl_render::build(dir) {
+        Ok(build) => Ok(build.resources.into_iter().map(|r| Value::Object(r.object)).collect()),
+        Err(kfctl_render::RenderError::Transform { message, .. }) if message.contains("not wired into this build yet") => {
+            kubectl_kustomize(dir)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `kubectl kustomize dir`, parsed.
+fn kubectl_kustomize(dir: &Path) -> Result<Vec<Value>, String> {
     let out = std::process::Command::new("kubectl")
         .arg("kustomize")
         .arg(dir)
         .output()
-        .map_err(|e| format!("cannot run kubectl kustomize: {e}"))?;
+        .map_err(|e| format!("cannot run kubectl kustomize (needed until the native renderer handles this directory): {e}"))?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
-    serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).map_err(|e| e.to_string())
+    kfctl_render::yaml::parse_documents(&String::from_utf8_lossy(&out.stdout), dir).map_err(|e| e.to_string())
 }
 
 /// `manifests-1.4.1` (GitHub's archive prefix) -> `v1.4.1`.
@@ -425,26 +465,46 @@ fn version_from_prefix(prefix: &str) -> Option<String> {
     Some(format!("v{version}"))
 }
 
-/// Move the staged app into `dir`: a rename of the whole staging directory when `dir` is new
-/// or empty; otherwise the registry version directory and kfctl.yaml one rename each.
-fn move_into_place(staging: tempfile::TempDir, dir: &Path, registry_rel: &Path) -> Result<(), AppError> {
-    let empty = match std::fs::read_dir(dir) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let staged = staging.keep();
-            return std::fs::rename(&staged, dir).map_err(|source| {
-                let _ = std::fs::remove_dir_all(&staged);
-                AppError::Io { path: dir.to_path_buf(), error: source }
-            });
+/// Hidden directories `kfctl init` stages an app in, next to the app directory.
+const STAGING_PREFIX: &str = ".kfctl-init-";
+/// The file in a staging directory holding the pid of the kfctl that owns it.
+const STAGING_OWNER: &str = ".owner-pid";
+
+/// Remove staging directories in `parent` whose owning kfctl is gone (killed mid-init): an
+/// interrupted init never leaves a half-written app, and this keeps it from leaving litter.
+fn remove_abandoned_staging(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+            continue;
         }
-        Err(e) => return Err(AppError::Io { path: dir.to_path_buf(), error: e }),
-    };
-    if empty {
-        std::fs::remove_dir(dir).map_err(io_err(dir))?;
+        let owner = std::fs::read_to_string(entry.path().join(STAGING_OWNER)).ok().and_then(|pid| pid.trim().parse::<u32>().ok());
+        // No pid yet means the owner may be between creating the directory and writing it.
+        if owner.is_some_and(|pid| !process_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` is running (a zombie, killed but not yet reaped, is not).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Move the staged app into `dir`: one rename of the whole staging directory when `dir` is
+/// new; otherwise (an existing directory is kept as it is: it may be a git checkout, or a shell's
+/// working directory) the registry version directory and kfctl.yaml one rename each.
+fn move_into_place(staging: tempfile::TempDir, dir: &Path, registry_rel: &Path) -> Result<(), AppError> {
+    if std::fs::symlink_metadata(dir).is_err() {
+        let _ = std::fs::remove_file(staging.path().join(STAGING_OWNER));
         let staged = staging.keep();
-        return std::fs::rename(&staged, dir).map_err(|source| {
+        return std::fs::rename(&staged, dir).map_err(|error| {
             let _ = std::fs::remove_dir_all(&staged);
-            AppError::Io { path: dir.to_path_buf(), error: source }
+            AppError::Io { path: dir.to_path_buf(), error }
         });
     }
     let target_registry = dir.join(registry_rel);
@@ -475,4 +535,24 @@ fn relative_path(from: &Path, to: &Path) -> PathBuf {
         out.push(part.as_os_str());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_between_directories() {
+        assert_eq!(relative_path(Path::new("/tmp/a/b"), Path::new("/work/app/registry")), PathBuf::from("../../../work/app/registry"));
+        assert_eq!(relative_path(Path::new("/work/app"), Path::new("/work/app/registry/x")), PathBuf::from("registry/x"));
+        assert_eq!(relative_path(Path::new("/work/app/o"), Path::new("/work/app")), PathBuf::from(".."));
+    }
+
+    #[test]
+    fn versions_from_archive_prefixes() {
+        assert_eq!(version_from_prefix("manifests-1.4.1").as_deref(), Some("v1.4.1"));
+        assert_eq!(version_from_prefix("manifests-v1.8.0").as_deref(), Some("v1.8.0"));
+        assert_eq!(version_from_prefix("manifests-master"), None);
+        assert_eq!(version_from_prefix("other-1.4.1"), None);
+    }
 }

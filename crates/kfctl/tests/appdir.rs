@@ -103,8 +103,16 @@ fn a_moved_app_directory_still_works() {
     fs::rename(&dir, &moved).unwrap();
     let (stdout, _) = ok(&["component", "list", moved.to_str().unwrap()]);
     assert!(stdout.lines().any(|l| l.starts_with("pipelines ") && l.contains(" yes ")), "{stdout}");
-    let app = kfctl::app::App::open(&moved).unwrap();
+    let mut app = kfctl::app::App::open(&moved).unwrap();
     assert!(app.registry_dir().join("example").is_dir());
+    // Rendering reads only the moved copy: the original path is gone.
+    assert!(!dir.exists());
+    for c in app.config.components.iter_mut() {
+        c.enabled = c.name == "kubeflow-namespace" || c.name == "kubeflow-roles";
+    }
+    let rendered = app.render().unwrap();
+    assert!(rendered.objects.iter().any(|o| o.component == "kubeflow-namespace" && o.object["kind"] == "Namespace"));
+    assert!(rendered.objects.iter().any(|o| o.component == "kubeflow-roles" && o.object["kind"] == "ClusterRole"));
 }
 
 #[test]
@@ -240,6 +248,19 @@ fn components_list_add_remove_set() {
     let dex = loaded.config.component("dex").unwrap();
     assert_eq!(dex.parameters["email"], "admin@example.org");
     assert!(bcrypt::verify("s3cret-Passw0rd", &dex.parameters["passwordHash"]).unwrap());
+    // password=- reads it from stdin, so it never shows in the process list.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+        .args(["component", "set", "dex", "password=-", "--app", app])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"from-stdin\n").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let hash = kfctl::app::App::open(&dir).unwrap().config.component("dex").unwrap().parameters["passwordHash"].clone();
+    assert!(bcrypt::verify("from-stdin", &hash).unwrap());
+    let err = fails(&["component", "set", "dex", "passwordHash=plain", "--app", app]);
+    assert!(err.contains("is not a bcrypt hash") && !err.contains("plain"), "{err}");
     let err = fails(&["component", "set", "katib", "foo=bar", "--app", app]);
     assert!(err.contains("katib has no parameter \"foo\""), "{err}");
 }
@@ -304,8 +325,9 @@ fn render_applies_parameters_patches_images_and_own_components() {
         target: Some(kfctl::config::PatchTarget { kind: Some("Service".into()), name: Some("dex".into()), ..Default::default() }),
     });
     dex.images.push(kfctl::config::ImageOverride { name: "quay.io/dexidp/dex".into(), new_name: Some("registry.example/dex".into()), new_tag: Some("v2.31.0".into()), digest: None });
-    for c in app.config.components.iter_mut().filter(|c| !["dex", "user-namespace", "hello"].contains(&c.name.as_str())) {
-        c.enabled = false;
+    // Also the optional (contrib) components, to check their catalog paths render.
+    for c in app.config.components.iter_mut() {
+        c.enabled = ["dex", "user-namespace", "hello", "seldon", "spark-operator"].contains(&c.name.as_str());
     }
     app.save().unwrap();
     let app = kfctl::app::App::open(&dir).unwrap();
@@ -332,9 +354,43 @@ fn render_applies_parameters_patches_images_and_own_components() {
     let profile = find("user-namespace", "Profile//admin");
     assert_eq!(profile["spec"]["owner"]["name"], "admin@example.org");
     find("hello", "ConfigMap/kubeflow/hello");
+    assert!(rendered.objects.iter().any(|o| o.component == "seldon" && o.object["kind"] == "Deployment"));
+    assert!(rendered.objects.iter().any(|o| o.component == "spark-operator" && o.object["kind"] == "Deployment"));
     let components: Vec<&str> = rendered.objects.iter().map(|o| o.component.as_str()).collect();
     let last_dex = components.iter().rposition(|c| *c == "dex").unwrap();
     let first_user = components.iter().position(|c| *c == "user-namespace").unwrap();
     let first_own = components.iter().position(|c| *c == "hello").unwrap();
-    assert!(last_dex < first_user && first_user < first_own, "render order: catalog, then own");
+    let first_seldon = components.iter().position(|c| *c == "seldon").unwrap();
+    assert!(last_dex < first_user && first_user < first_seldon && first_seldon < first_own, "render order: catalog, then own");
+}
+
+#[test]
+fn an_interrupted_init_leaves_no_half_written_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("app");
+    let archive = real_archive();
+    // Kill init at different points; whatever the moment, the app is either absent or whole.
+    for delay_ms in [0u64, 20, 80, 200, 400] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+            .args(["init", dir.to_str().unwrap(), "--registry", archive.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL: no cleanup code runs
+        child.wait().unwrap();
+        if dir.exists() {
+            assert!(dir.join("kfctl.yaml").is_file() && dir.join("registry/v1.4.1/example/kustomization.yaml").is_file(), "half-written app after {delay_ms} ms");
+            kfctl::app::App::open(&dir).unwrap();
+            fs::remove_dir_all(&dir).unwrap();
+        }
+        for name in entries(tmp.path()) {
+            assert!(name.starts_with(".kfctl-init-"), "after {delay_ms} ms: {name} left visible");
+        }
+    }
+    // The next init removes what killed runs left behind.
+    init_app(tmp.path());
+    assert_eq!(entries(tmp.path()), vec!["app"]);
+    assert_eq!(entries(&dir), vec!["kfctl.yaml", "registry"]);
 }

@@ -26,8 +26,7 @@ pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
 /// A client for `access`, without contacting the server yet; also the server URL for messages.
 pub async fn client_for(access: &ClusterAccess) -> Result<(Client, String), PlatformError> {
-    // One provider for every TLS user in the process; an Err means it is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::install_crypto_provider();
     let shown = access.kubeconfig.as_ref().map_or("the default kubeconfig".into(), |p| p.display().to_string());
     let kubeconfig = match &access.kubeconfig {
         Some(path) => Kubeconfig::read_from(path),

@@ -509,7 +509,9 @@ async fn provision_steps(
                 access.kubeconfig.as_ref().map_or("the default kubeconfig".to_owned(), |p| p.display().to_string()),
                 access.context.as_deref().unwrap_or("current")
             ));
-            detect::wait_reachable(shell, &access, opts.reach_timeout).await?;
+            // An existing cluster answers at once or not at all: do not wait minutes for a typo.
+            let timeout = opts.reach_timeout.min(Duration::from_secs(15));
+            detect::wait_reachable(shell, &access, timeout).await?;
             return Ok(Provisioned { access, spec: spec.clone() });
         }
         kind if kind.is_local() => local::create(shell, dir, spec, support, &kubeconfig).await?,

@@ -98,12 +98,14 @@ pub struct Shell<'a> {
     sink: &'a dyn ProgressSink,
     script: Option<String>,
     created: Vec<Created>,
+    /// Directories the script already creates (one `mkdir -p` each keeps it short).
+    script_dirs: Vec<PathBuf>,
 }
 
 impl<'a> Shell<'a> {
     /// A shell that really runs commands.
     pub fn real(sink: &'a dyn ProgressSink) -> Shell<'a> {
-        Shell { sink, script: None, created: Vec::new() }
+        Shell { sink, script: None, created: Vec::new(), script_dirs: Vec::new() }
     }
 
     /// A shell that only writes the script; [`Shell::into_script`] returns it.
@@ -113,7 +115,7 @@ impl<'a> Shell<'a> {
             let _ = writeln!(script, "# {line}");
         }
         script.push_str("set -eu\n");
-        Shell { sink, script: Some(script), created: Vec::new() }
+        Shell { sink, script: Some(script), created: Vec::new(), script_dirs: Vec::new() }
     }
 
     /// Is this a dry run?
@@ -179,7 +181,10 @@ impl<'a> Shell<'a> {
     pub fn write_file(&mut self, path: &Path, contents: &str) -> Result<(), PlatformError> {
         if let Some(script) = &mut self.script {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                let _ = writeln!(script, "mkdir -p {}", quote(&dir.to_string_lossy()));
+                if !self.script_dirs.iter().any(|known| known == dir) {
+                    let _ = writeln!(script, "mkdir -p {}", quote(&dir.to_string_lossy()));
+                    self.script_dirs.push(dir.to_path_buf());
+                }
             }
             let mut fence = String::from("EOF");
             while contents.lines().any(|line| line == fence) {
@@ -274,7 +279,16 @@ impl<'a> Shell<'a> {
 
     /// Ask the user a yes/no question on the terminal. A dry run never asks.
     pub fn confirm(&mut self, question: &str, assume_yes: bool) -> Result<bool, PlatformError> {
-        if assume_yes || self.is_dry_run() {
+        if assume_yes {
+            return Ok(true);
+        }
+        if let Some(script) = &mut self.script {
+            // The script asks the person running it, as kfctl would.
+            let _ = writeln!(
+                script,
+                "printf '%s [y/N] ' {} >&2; read -r answer; [ \"$answer\" = y ] || [ \"$answer\" = yes ] || exit 1",
+                quote(question)
+            );
             return Ok(true);
         }
         use std::io::{BufRead, IsTerminal, Write};
@@ -332,6 +346,19 @@ mod tests {
             dir = dir.path().display()
         );
         assert_eq!(script, expected);
+    }
+
+    #[test]
+    fn a_dry_run_asks_in_the_script_unless_told_yes_and_makes_each_directory_once() {
+        let mut shell = Shell::dry_run(&Silent, "t");
+        assert!(shell.confirm("Apply it?", true).unwrap());
+        assert!(!shell.script.as_ref().unwrap().contains("read -r"));
+        assert!(shell.confirm("Apply it?", false).unwrap());
+        shell.write_file(Path::new("/d/a"), "a\n").unwrap();
+        shell.write_file(Path::new("/d/b"), "b\n").unwrap();
+        let script = shell.into_script().unwrap();
+        assert!(script.contains("printf '%s [y/N] ' 'Apply it?' >&2; read -r answer;"), "{script}");
+        assert_eq!(script.matches("mkdir -p /d\n").count(), 1, "{script}");
     }
 
     #[tokio::test]

@@ -196,6 +196,15 @@ spec:
             files: &[],
         },
         Case {
+            name: "a list element `$patch: replace` (kubeflow's metadata-grpc overlay) empties the list",
+            kustomization: "patchesStrategicMerge:\n- p.yaml\n",
+            resources: DEPLOY,
+            files: &[(
+                "p.yaml",
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: main\n        env:\n        - $patch: replace\n        envFrom:\n        - configMapRef: {name: x}\n",
+            )],
+        },
+        Case {
             name: "error: SMP without target naming a missing resource",
             kustomization: "patches:\n- patch: |-\n    apiVersion: apps/v1\n    kind: Deployment\n    metadata:\n      name: nope\n",
             resources: DEPLOY,
