@@ -168,8 +168,10 @@ fn copy_merge_metadata(res: &mut Resource, old: &Resource) {
     res.name_prefixes = old.name_prefixes.clone();
     res.name_suffixes = old.name_suffixes.clone();
     let old_hash = old.generated.as_ref().is_some_and(|g| g.append_hash);
+    // Measured with kubectl kustomize: the merged object keeps a hash suffix only when both the
+    // base generator and the merging/replacing one ask for it.
     if let Some(g) = res.generated.as_mut() {
-        g.append_hash = old_hash;
+        g.append_hash = old_hash && g.append_hash;
     }
 }
 
@@ -222,6 +224,7 @@ pub fn build(dir: &Path) -> Result<Build> {
             .and_then(Value::as_str)
             != Some("true")
     });
+    crate::transform::finalize_annotations(&mut resources);
     crate::sort::apply_sort_options(&mut resources, root.kustomization.sort_options.as_ref(), &root.file)?;
     Ok(Build { resources, warnings })
 }
