@@ -172,7 +172,13 @@ impl App {
         std::fs::create_dir_all(staged_registry.parent().unwrap_or(staging.path())).map_err(io_err(staging.path()))?;
         std::fs::rename(&unpacked, &staged_registry).map_err(io_err(&staged_registry))?;
 
-        let registry_config = RegistryConfig { url: opts.registry.clone(), sha256, path: registry_rel.clone() };
+        // A local path is recorded absolute: relative to the current directory it would mean nothing later.
+        let url = if opts.registry.contains("://") {
+            opts.registry.clone()
+        } else {
+            std::fs::canonicalize(&opts.registry).map(|p| p.display().to_string()).unwrap_or_else(|_| opts.registry.clone())
+        };
+        let registry_config = RegistryConfig { url, sha256, path: registry_rel.clone() };
         let name = opts.name.clone().unwrap_or_else(|| "kubeflow".to_string());
         let config = AppConfig::new(&name, release, registry_config, opts.platform.clone().unwrap_or_default());
         config.save(&staging.path().join(config::FILE_NAME))?;
@@ -310,8 +316,8 @@ impl App {
         if !component.images.is_empty() {
             kustomization.insert("images".into(), serde_json::to_value(&component.images).unwrap_or(Value::Null));
         }
-        let text = serde_saphyr::to_string(&Value::Object(kustomization))
-            .map_err(|e| AppError::Render { component: component.name.clone(), dir: overlay_dir.to_path_buf(), message: e.to_string() })?;
+        // kfctl_render's writer quotes what a YAML 1.1 reader (kustomize) would misread.
+        let text = kfctl_render::yaml::to_string(&Value::Object(kustomization));
         let file = overlay_dir.join("kustomization.yaml");
         std::fs::write(&file, text).map_err(io_err(&file))?;
         Ok(overlay_dir.to_path_buf())
@@ -345,21 +351,26 @@ impl App {
         for (n, ((file, key), edits)) in embedded.into_iter().enumerate() {
             let path = self.registry_dir().join(file);
             let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
-            let configmap: Value = serde_saphyr::from_str(&text).map_err(|e| param_err(edits[0].0, format!("{}: {e}", path.display())))?;
+            let configmap = kfctl_render::yaml::parse_documents(&text, &path)
+                .map_err(|e| param_err(edits[0].0, e.to_string()))?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
             let cm_name = configmap.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
             let embedded_text = configmap
                 .pointer(&format!("/data/{key}"))
                 .and_then(Value::as_str)
                 .ok_or_else(|| param_err(edits[0].0, format!("{} has no data.{key}", path.display())))?;
-            let mut document: Value = serde_saphyr::from_str(embedded_text).map_err(|e| param_err(edits[0].0, format!("{}: data.{key}: {e}", path.display())))?;
-            let first = edits[0].0;
+            // The embedded document is read by Go YAML libraries, so YAML 1.1 rules apply.
+            let mut document = kfctl_render::yaml::parse_document(embedded_text, &path)
+                .map_err(|e| param_err(edits[0].0, format!("data.{key}: {e}")))?;
             for (name, pointer, value) in edits {
                 let slot = document
                     .pointer_mut(pointer)
                     .ok_or_else(|| param_err(name, format!("{} data.{key} has no {pointer}", path.display())))?;
                 *slot = Value::String(value.to_string());
             }
-            let new_text = serde_saphyr::to_string(&document).map_err(|e| param_err(first, e.to_string()))?;
+            let new_text = kfctl_render::yaml::to_string(&document);
             let patch = json!({
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
@@ -367,7 +378,7 @@ impl App {
                 "data": { key: new_text },
             });
             let file_name = format!("parameters-{n:02}.yaml");
-            let patch_text = serde_saphyr::to_string(&patch).map_err(|e| param_err(first, e.to_string()))?;
+            let patch_text = kfctl_render::yaml::to_string(&patch);
             let patch_path = overlay_dir.join(&file_name);
             std::fs::write(&patch_path, patch_text).map_err(io_err(&patch_path))?;
             patches.push(json!({ "path": file_name, "target": { "kind": "ConfigMap", "name": cm_name } }));
@@ -401,20 +412,34 @@ impl RenderJob {
     }
 }
 
-/// Render one kustomization directory into its objects.
+/// Render one kustomization directory into its objects with the native kustomize engine.
 ///
-/// Interim: runs `kubectl kustomize` (the rendering reference) until the native engine
-/// `kfctl_render::build` is on main; the swap is this one function.
+/// While the engine is being completed it refuses, with a `Transform` error saying so, the
+/// kustomization fields whose transformer is not wired in yet; for exactly that case this
+/// renders with `kubectl kustomize` (the reference kfctl's renderer is checked against), so
+/// apps render today and switch to the native engine field by field as it lands. Every other
+/// native error is reported as is.
 fn build_kustomization(dir: &Path) -> Result<Vec<Value>, String> {
+    match kfctl_render::build(dir) {
+        Ok(build) => Ok(build.resources.into_iter().map(|r| Value::Object(r.object)).collect()),
+        Err(kfctl_render::RenderError::Transform { message, .. }) if message.contains("not wired into this build yet") => {
+            kubectl_kustomize(dir)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `kubectl kustomize dir`, parsed.
+fn kubectl_kustomize(dir: &Path) -> Result<Vec<Value>, String> {
     let out = std::process::Command::new("kubectl")
         .arg("kustomize")
         .arg(dir)
         .output()
-        .map_err(|e| format!("cannot run kubectl kustomize: {e}"))?;
+        .map_err(|e| format!("cannot run kubectl kustomize (needed until the native renderer handles this directory): {e}"))?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
     }
-    serde_saphyr::from_multiple(&String::from_utf8_lossy(&out.stdout)).map_err(|e| e.to_string())
+    kfctl_render::yaml::parse_documents(&String::from_utf8_lossy(&out.stdout), dir).map_err(|e| e.to_string())
 }
 
 /// `manifests-1.4.1` (GitHub's archive prefix) -> `v1.4.1`.
@@ -475,4 +500,24 @@ fn relative_path(from: &Path, to: &Path) -> PathBuf {
         out.push(part.as_os_str());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_between_directories() {
+        assert_eq!(relative_path(Path::new("/tmp/a/b"), Path::new("/work/app/registry")), PathBuf::from("../../../work/app/registry"));
+        assert_eq!(relative_path(Path::new("/work/app"), Path::new("/work/app/registry/x")), PathBuf::from("registry/x"));
+        assert_eq!(relative_path(Path::new("/work/app/o"), Path::new("/work/app")), PathBuf::from(".."));
+    }
+
+    #[test]
+    fn versions_from_archive_prefixes() {
+        assert_eq!(version_from_prefix("manifests-1.4.1").as_deref(), Some("v1.4.1"));
+        assert_eq!(version_from_prefix("manifests-v1.8.0").as_deref(), Some("v1.8.0"));
+        assert_eq!(version_from_prefix("manifests-master"), None);
+        assert_eq!(version_from_prefix("other-1.4.1"), None);
+    }
 }

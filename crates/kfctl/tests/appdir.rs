@@ -103,8 +103,16 @@ fn a_moved_app_directory_still_works() {
     fs::rename(&dir, &moved).unwrap();
     let (stdout, _) = ok(&["component", "list", moved.to_str().unwrap()]);
     assert!(stdout.lines().any(|l| l.starts_with("pipelines ") && l.contains(" yes ")), "{stdout}");
-    let app = kfctl::app::App::open(&moved).unwrap();
+    let mut app = kfctl::app::App::open(&moved).unwrap();
     assert!(app.registry_dir().join("example").is_dir());
+    // Rendering reads only the moved copy: the original path is gone.
+    assert!(!dir.exists());
+    for c in app.config.components.iter_mut() {
+        c.enabled = c.name == "kubeflow-namespace" || c.name == "kubeflow-roles";
+    }
+    let rendered = app.render().unwrap();
+    assert!(rendered.objects.iter().any(|o| o.component == "kubeflow-namespace" && o.object["kind"] == "Namespace"));
+    assert!(rendered.objects.iter().any(|o| o.component == "kubeflow-roles" && o.object["kind"] == "ClusterRole"));
 }
 
 #[test]
@@ -240,6 +248,19 @@ fn components_list_add_remove_set() {
     let dex = loaded.config.component("dex").unwrap();
     assert_eq!(dex.parameters["email"], "admin@example.org");
     assert!(bcrypt::verify("s3cret-Passw0rd", &dex.parameters["passwordHash"]).unwrap());
+    // password=- reads it from stdin, so it never shows in the process list.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+        .args(["component", "set", "dex", "password=-", "--app", app])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"from-stdin\n").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let hash = kfctl::app::App::open(&dir).unwrap().config.component("dex").unwrap().parameters["passwordHash"].clone();
+    assert!(bcrypt::verify("from-stdin", &hash).unwrap());
+    let err = fails(&["component", "set", "dex", "passwordHash=plain", "--app", app]);
+    assert!(err.contains("is not a bcrypt hash") && !err.contains("plain"), "{err}");
     let err = fails(&["component", "set", "katib", "foo=bar", "--app", app]);
     assert!(err.contains("katib has no parameter \"foo\""), "{err}");
 }

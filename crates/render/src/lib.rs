@@ -5,13 +5,15 @@
 //! [types.Kustomization], [`loader`] files/dirs/root restrictions [api/loader], [`generator`]
 //! configMap/secret generators and the name hash [api/kv, api/hasher], [`krusty`] the build
 //! pipeline [api/internal/target], [`sort`] output order [SortOrderTransformer], [`yaml`] YAML in
-//! and out [kyaml], [`resource`] the shared object model [api/resource].
+//! and out [kyaml], [`resource`] the shared object model [api/resource], [`patch`] the patch
+//! transformers [api/filters/patchstrategicmerge, patchjson6902, resmap.Select].
 
 pub mod error;
 pub mod generator;
 pub mod krusty;
 pub mod kustomization;
 pub mod loader;
+pub mod patch;
 pub mod pipeline;
 pub mod resource;
 pub mod sort;

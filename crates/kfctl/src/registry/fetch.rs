@@ -169,6 +169,25 @@ mod tests {
     }
 
     #[test]
+    fn https_failure_names_the_url_and_writes_nothing() {
+        // A loopback server that answers the TLS handshake with garbage: the whole client path
+        // (crypto provider, reqwest, rustls) runs and must fail cleanly.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let _ = conn.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\nnot tls");
+        });
+        let staging = tempfile::tempdir().unwrap();
+        let url = format!("https://127.0.0.1:{port}/manifests.tar.gz");
+        let err = fetch(&url, staging.path()).unwrap_err();
+        server.join().unwrap();
+        assert!(matches!(err, RegistryError::Download { .. }), "{err}");
+        assert!(err.to_string().contains(&url), "{err}");
+        assert_eq!(std::fs::read_dir(staging.path()).unwrap().count(), 0);
+    }
+
+    #[test]
     fn missing_local_file_names_the_path() {
         let staging = tempfile::tempdir().unwrap();
         let err = fetch("/nonexistent/kf.tar.gz", staging.path()).unwrap_err().to_string();
