@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 
 use crate::config::{self, AppConfig, ComponentConfig, ConfigError, RegistryConfig};
 use crate::platform::PlatformSpec;
+use crate::progress::{Progress, ProgressSink};
 use crate::registry::catalog::{self, ParameterTarget, Release, UnknownVersion};
 use crate::registry::{self, RegistryError, UnpackLimits};
 
@@ -113,6 +114,12 @@ impl App {
     /// staged in a hidden directory next to `opts.dir` and moved into place at the end, so a
     /// failure leaves no trace.
     pub fn init(opts: &InitOptions) -> Result<App, AppError> {
+        App::init_with_progress(opts, &crate::progress::Silent)
+    }
+
+    /// [`App::init`], reporting each step (fetched, verified, unpacked, written) to `sink`.
+    pub fn init_with_progress(opts: &InitOptions, sink: &dyn ProgressSink) -> Result<App, AppError> {
+        let say = |text: String| sink.report(Progress::Message { text });
         let dir = &opts.dir;
         if dir.join(config::FILE_NAME).exists() && !opts.force {
             return Err(AppError::AlreadyInitialised { dir: dir.clone() });
@@ -133,13 +140,21 @@ impl App {
             None => by_url.filter(|r| wanted.is_none_or(|w| w.version == r.version)).map(|r| r.default_sha256.to_string()),
         };
 
-        let staging = tempfile::Builder::new().prefix(".kfctl-init-").tempdir_in(&parent).map_err(io_err(&parent))?;
+        remove_abandoned_staging(&parent);
+        let staging = tempfile::Builder::new().prefix(STAGING_PREFIX).tempdir_in(&parent).map_err(io_err(&parent))?;
+        // Lets a later init tell this staging directory from one a killed run left behind.
+        let owner = staging.path().join(STAGING_OWNER);
+        std::fs::write(&owner, std::process::id().to_string()).map_err(io_err(&owner))?;
+        say(format!("fetching {}", opts.registry));
         let fetched = registry::fetch(&opts.registry, staging.path())?;
+        say(format!("fetched {} bytes, sha256 {}", fetched.size, fetched.sha256));
         if let Some(expected) = &expected {
             registry::verify(&opts.registry, expected, &fetched.sha256)?;
+            say("sha256 verified".to_string());
         }
         let unpacked = staging.path().join("release");
         let report = registry::unpack(fetched.file.path(), &opts.registry, &unpacked, &UnpackLimits::default())?;
+        say(format!("unpacked {} files ({} bytes), {} directories, {} links", report.files, report.bytes, report.dirs, report.links));
         let sha256 = fetched.sha256.clone();
         drop(fetched);
 
@@ -450,26 +465,46 @@ fn version_from_prefix(prefix: &str) -> Option<String> {
     Some(format!("v{version}"))
 }
 
-/// Move the staged app into `dir`: a rename of the whole staging directory when `dir` is new
-/// or empty; otherwise the registry version directory and kfctl.yaml one rename each.
-fn move_into_place(staging: tempfile::TempDir, dir: &Path, registry_rel: &Path) -> Result<(), AppError> {
-    let empty = match std::fs::read_dir(dir) {
-        Ok(mut entries) => entries.next().is_none(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let staged = staging.keep();
-            return std::fs::rename(&staged, dir).map_err(|source| {
-                let _ = std::fs::remove_dir_all(&staged);
-                AppError::Io { path: dir.to_path_buf(), error: source }
-            });
+/// Hidden directories `kfctl init` stages an app in, next to the app directory.
+const STAGING_PREFIX: &str = ".kfctl-init-";
+/// The file in a staging directory holding the pid of the kfctl that owns it.
+const STAGING_OWNER: &str = ".owner-pid";
+
+/// Remove staging directories in `parent` whose owning kfctl is gone (killed mid-init): an
+/// interrupted init never leaves a half-written app, and this keeps it from leaving litter.
+fn remove_abandoned_staging(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
+            continue;
         }
-        Err(e) => return Err(AppError::Io { path: dir.to_path_buf(), error: e }),
-    };
-    if empty {
-        std::fs::remove_dir(dir).map_err(io_err(dir))?;
+        let owner = std::fs::read_to_string(entry.path().join(STAGING_OWNER)).ok().and_then(|pid| pid.trim().parse::<u32>().ok());
+        // No pid yet means the owner may be between creating the directory and writing it.
+        if owner.is_some_and(|pid| !process_alive(pid)) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` is running (a zombie, killed but not yet reaped, is not).
+fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Move the staged app into `dir`: one rename of the whole staging directory when `dir` is
+/// new; otherwise (an existing directory is kept as it is: it may be a git checkout, or a shell's
+/// working directory) the registry version directory and kfctl.yaml one rename each.
+fn move_into_place(staging: tempfile::TempDir, dir: &Path, registry_rel: &Path) -> Result<(), AppError> {
+    if std::fs::symlink_metadata(dir).is_err() {
+        let _ = std::fs::remove_file(staging.path().join(STAGING_OWNER));
         let staged = staging.keep();
-        return std::fs::rename(&staged, dir).map_err(|source| {
+        return std::fs::rename(&staged, dir).map_err(|error| {
             let _ = std::fs::remove_dir_all(&staged);
-            AppError::Io { path: dir.to_path_buf(), error: source }
+            AppError::Io { path: dir.to_path_buf(), error }
         });
     }
     let target_registry = dir.join(registry_rel);

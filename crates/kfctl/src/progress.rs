@@ -44,3 +44,122 @@ impl<F: Fn(Progress) + Send + Sync> ProgressSink for F {
         self(progress)
     }
 }
+
+/// How a [`Printer`] writes progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrintStyle {
+    /// One JSON object per line on stdout (`--output json`).
+    JsonLines,
+    /// A live counter line on a terminal (stderr), with failures and phase ends on lines of
+    /// their own.
+    Terminal,
+    /// Plain log lines (stderr), for logs and CI.
+    Plain,
+}
+
+/// A [`ProgressSink`] for the command line.
+pub struct Printer {
+    style: PrintStyle,
+    state: std::sync::Mutex<PrinterState>,
+}
+
+#[derive(Default)]
+struct PrinterState {
+    phase_objects: usize,
+    done: usize,
+    changed: usize,
+    live_line: bool,
+    components: std::collections::HashMap<String, bool>,
+}
+
+impl Printer {
+    /// `json` selects JSON lines; otherwise a terminal on stderr gets the live display.
+    pub fn new(json: bool) -> Printer {
+        use std::io::IsTerminal;
+        let style = if json {
+            PrintStyle::JsonLines
+        } else if std::io::stderr().is_terminal() {
+            PrintStyle::Terminal
+        } else {
+            PrintStyle::Plain
+        };
+        Printer::with_style(style)
+    }
+
+    pub fn with_style(style: PrintStyle) -> Printer {
+        Printer { style, state: std::sync::Mutex::new(PrinterState::default()) }
+    }
+
+    fn line(&self, state: &mut PrinterState, text: &str) {
+        if state.live_line {
+            eprint!("\r\x1b[2K");
+            state.live_line = false;
+        }
+        eprintln!("{text}");
+    }
+}
+
+fn object_name(kind: &str, namespace: &Option<String>, name: &str) -> String {
+    match namespace {
+        Some(ns) => format!("{kind} {ns}/{name}"),
+        None => format!("{kind} {name}"),
+    }
+}
+
+impl ProgressSink for Printer {
+    fn report(&self, progress: Progress) {
+        if self.style == PrintStyle::JsonLines {
+            println!("{}", serde_json::to_string(&progress).expect("progress serializes"));
+            return;
+        }
+        let mut state = self.state.lock().expect("printer lock");
+        let terminal = self.style == PrintStyle::Terminal;
+        match progress {
+            Progress::Message { text } => self.line(&mut state, &text),
+            Progress::PhaseStarted { phase, objects } => {
+                state.phase_objects = objects;
+                state.done = 0;
+                state.changed = 0;
+                self.line(&mut state, &format!("phase {phase}: {objects} objects"));
+            }
+            Progress::ObjectApplied { component, kind, namespace, name, outcome } => {
+                state.done += 1;
+                if outcome != "unchanged" {
+                    state.changed += 1;
+                }
+                if terminal {
+                    eprint!("\r\x1b[2K  {}/{} applied, {} changed", state.done, state.phase_objects, state.changed);
+                    state.live_line = true;
+                } else if outcome != "unchanged" {
+                    self.line(&mut state, &format!("  {outcome} {} [{component}]", object_name(&kind, &namespace, &name)));
+                }
+            }
+            Progress::ObjectFailed { component, kind, namespace, name, reason } => {
+                self.line(&mut state, &format!("  FAILED {} [{component}]: {reason}", object_name(&kind, &namespace, &name)));
+            }
+            Progress::PhaseFinished { phase, applied, failed } => {
+                let changed = state.changed;
+                self.line(&mut state, &format!("phase {phase}: {applied} applied ({changed} changed), {failed} failed"));
+            }
+            Progress::ComponentStatus { component, ready, reason } => {
+                if state.components.insert(component.clone(), ready) != Some(ready) {
+                    let text = match (ready, reason) {
+                        (true, _) => format!("component {component}: ready"),
+                        (false, Some(r)) => format!("component {component}: not ready: {r}"),
+                        (false, None) => format!("component {component}: not ready"),
+                    };
+                    self.line(&mut state, &text);
+                }
+            }
+            Progress::Event { reason, message, warning } => {
+                if warning {
+                    self.line(&mut state, &format!("warning: {reason}: {message}"));
+                }
+            }
+            Progress::Finished { ok, summary } => {
+                let word = if ok { "done" } else { "failed" };
+                self.line(&mut state, &format!("{word}: {summary}"));
+            }
+        }
+    }
+}

@@ -325,8 +325,9 @@ fn render_applies_parameters_patches_images_and_own_components() {
         target: Some(kfctl::config::PatchTarget { kind: Some("Service".into()), name: Some("dex".into()), ..Default::default() }),
     });
     dex.images.push(kfctl::config::ImageOverride { name: "quay.io/dexidp/dex".into(), new_name: Some("registry.example/dex".into()), new_tag: Some("v2.31.0".into()), digest: None });
-    for c in app.config.components.iter_mut().filter(|c| !["dex", "user-namespace", "hello"].contains(&c.name.as_str())) {
-        c.enabled = false;
+    // Also the optional (contrib) components, to check their catalog paths render.
+    for c in app.config.components.iter_mut() {
+        c.enabled = ["dex", "user-namespace", "hello", "seldon", "spark-operator"].contains(&c.name.as_str());
     }
     app.save().unwrap();
     let app = kfctl::app::App::open(&dir).unwrap();
@@ -353,9 +354,43 @@ fn render_applies_parameters_patches_images_and_own_components() {
     let profile = find("user-namespace", "Profile//admin");
     assert_eq!(profile["spec"]["owner"]["name"], "admin@example.org");
     find("hello", "ConfigMap/kubeflow/hello");
+    assert!(rendered.objects.iter().any(|o| o.component == "seldon" && o.object["kind"] == "Deployment"));
+    assert!(rendered.objects.iter().any(|o| o.component == "spark-operator" && o.object["kind"] == "Deployment"));
     let components: Vec<&str> = rendered.objects.iter().map(|o| o.component.as_str()).collect();
     let last_dex = components.iter().rposition(|c| *c == "dex").unwrap();
     let first_user = components.iter().position(|c| *c == "user-namespace").unwrap();
     let first_own = components.iter().position(|c| *c == "hello").unwrap();
-    assert!(last_dex < first_user && first_user < first_own, "render order: catalog, then own");
+    let first_seldon = components.iter().position(|c| *c == "seldon").unwrap();
+    assert!(last_dex < first_user && first_user < first_seldon && first_seldon < first_own, "render order: catalog, then own");
+}
+
+#[test]
+fn an_interrupted_init_leaves_no_half_written_app() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("app");
+    let archive = real_archive();
+    // Kill init at different points; whatever the moment, the app is either absent or whole.
+    for delay_ms in [0u64, 20, 80, 200, 400] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+            .args(["init", dir.to_str().unwrap(), "--registry", archive.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL: no cleanup code runs
+        child.wait().unwrap();
+        if dir.exists() {
+            assert!(dir.join("kfctl.yaml").is_file() && dir.join("registry/v1.4.1/example/kustomization.yaml").is_file(), "half-written app after {delay_ms} ms");
+            kfctl::app::App::open(&dir).unwrap();
+            fs::remove_dir_all(&dir).unwrap();
+        }
+        for name in entries(tmp.path()) {
+            assert!(name.starts_with(".kfctl-init-"), "after {delay_ms} ms: {name} left visible");
+        }
+    }
+    // The next init removes what killed runs left behind.
+    init_app(tmp.path());
+    assert_eq!(entries(tmp.path()), vec!["app"]);
+    assert_eq!(entries(&dir), vec!["kfctl.yaml", "registry"]);
 }

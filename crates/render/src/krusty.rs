@@ -175,6 +175,8 @@ fn copy_merge_metadata(res: &mut Resource, old: &Resource) {
         }
     }
     res.previous_ids = old.previous_ids.clone();
+    res.name_prefixes = old.name_prefixes.clone();
+    res.name_suffixes = old.name_suffixes.clone();
     let old_hash = old.generated.as_ref().is_some_and(|g| g.append_hash);
     if let Some(g) = res.generated.as_mut() {
         g.append_hash = old_hash;

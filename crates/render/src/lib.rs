@@ -8,7 +8,9 @@
 //! and out [kyaml], [`resource`] the shared object model [api/resource], [`patch`] the patch
 //! transformers [api/filters/patchstrategicmerge, patchjson6902, resmap.Select].
 
+pub mod builtin_config;
 pub mod error;
+pub mod fieldspec;
 pub mod generator;
 pub mod krusty;
 pub mod kustomization;
@@ -17,6 +19,7 @@ pub mod patch;
 pub mod pipeline;
 pub mod resource;
 pub mod sort;
+pub mod transform;
 pub mod yaml;
 
 use std::path::Path;

@@ -14,6 +14,12 @@ pub struct Resource {
     pub previous_ids: Vec<ResId>,
     /// Set for objects made by configMapGenerator/secretGenerator.
     pub generated: Option<Generated>,
+    /// Name prefixes added by namePrefix in this build, innermost kustomization first
+    /// (kustomize's per-resource prefix history). nameReference uses it to tell apart
+    /// candidates that share an original name.
+    pub name_prefixes: Vec<String>,
+    /// Name suffixes added by nameSuffix in this build, innermost kustomization first.
+    pub name_suffixes: Vec<String>,
 }
 
 /// Generator metadata kept on a generated ConfigMap/Secret.
@@ -104,7 +110,14 @@ pub fn is_cluster_scoped(group: &str, kind: &str) -> bool {
 impl Resource {
     /// A resource read from `file` with no build history yet.
     pub fn new(object: Map<String, Value>, origin: Origin) -> Self {
-        Resource { object, origin, previous_ids: Vec::new(), generated: None }
+        Resource {
+            object,
+            origin,
+            previous_ids: Vec::new(),
+            generated: None,
+            name_prefixes: Vec::new(),
+            name_suffixes: Vec::new(),
+        }
     }
 
     /// `apiVersion`, "" when absent.

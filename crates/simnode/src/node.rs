@@ -48,6 +48,8 @@ pub struct Fleet {
     cpu: String,
     memory: String,
     pods: u32,
+    /// When this simnode started: the conditions' lastTransitionTime (they never change).
+    started_at: Time,
 }
 
 impl Fleet {
@@ -93,6 +95,7 @@ impl Fleet {
             cpu: args.cpu.clone(),
             memory: args.memory.clone(),
             pods: args.pods,
+            started_at: Time(jiff::Timestamp::now()),
         })
     }
 
@@ -126,7 +129,7 @@ impl Fleet {
             reason: Some(reason.into()),
             message: Some(message.into()),
             last_heartbeat_time: Some(now.clone()),
-            last_transition_time: Some(now.clone()),
+            last_transition_time: Some(self.started_at.clone()),
         };
         NodeStatus {
             capacity: Some(self.capacity(node)),
@@ -255,5 +258,30 @@ pub async fn heartbeat_loop(client: kube::Client, fleet: Arc<Fleet>) -> anyhow::
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
+
+    #[test]
+    fn gpu_nodes_are_the_last_ones_and_carry_gpu_capacity_and_labels() {
+        let args = Args::parse_from([
+            "simnode", "--nodes", "3", "--gpu-nodes", "1", "--gpus-per-node", "2",
+            "--gpu-node-label", "accelerator=nvidia-tesla-t4", "--node-label", "zone=a",
+        ]);
+        let fleet = Fleet::new(&args).unwrap();
+        let names: Vec<_> = fleet.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["simnode-0", "simnode-1", "simnode-2"]);
+        let (cpu_only, gpu) = (&fleet.nodes[0], &fleet.nodes[2]);
+        assert_eq!(fleet.capacity(gpu).get("nvidia.com/gpu"), Some(&Quantity("2".into())));
+        assert_eq!(fleet.capacity(cpu_only).get("nvidia.com/gpu"), None);
+        assert_eq!(gpu.labels.get("accelerator").map(String::as_str), Some("nvidia-tesla-t4"));
+        assert_eq!(cpu_only.labels.get("accelerator"), None);
+        assert!(fleet.nodes.iter().all(|n| n.labels.get("zone").map(String::as_str) == Some("a")));
+        assert_eq!(gpu.pod_cidr, "10.244.2.0/24");
+        assert_eq!(gpu.internal_ip, Ipv4Addr::new(10, 243, 0, 12));
     }
 }

@@ -61,9 +61,13 @@ pub async fn run(client: kube::Client, fleet: Arc<Fleet>, faults: FaultBook, arg
     controller
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                // Object-level errors are retried by error_policy; log them once here.
-                log!("pod controller: {e}");
+            match result {
+                Ok(_) => {}
+                // A requeued pod that was deleted meanwhile: nothing left to do.
+                Err(kube::runtime::controller::Error::ObjectNotFound(_)) => {}
+                // Reconcile errors were logged by error_policy and are retried there.
+                Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+                Err(e) => log!("pod controller: {e}"),
             }
         })
         .await;
@@ -136,6 +140,19 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, PodError>
 
     let next = plan(&pod, node, pod_ip, &ctx);
     if let Some(new_status) = next.status {
+        log!(
+            "pod {namespace}/{name} on {}: {} ready={} ip={pod_ip}{}",
+            node.name,
+            new_status.phase.as_deref().unwrap_or("?"),
+            new_status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True"),
+            new_status
+                .container_statuses
+                .iter()
+                .flatten()
+                .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                .map(|r| format!(" waiting={r}"))
+                .unwrap_or_default()
+        );
         let patch = serde_json::json!({ "status": new_status });
         let pp = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
         api.patch_status(&name, &pp, &Patch::Merge(&patch)).await.map_err(kube_err)?;

@@ -1,1 +1,523 @@
-//! Server-side apply of a plan, retries with backoff, the inventory.
+//! Server-side apply of a plan, phase by phase: bounded parallelism, retries with backoff for
+//! errors that pass, a preflight for RBAC, the inventory, pruning and deletion.
+
+pub mod diff;
+pub mod discovery;
+pub mod inventory;
+pub mod protocol;
+mod delete;
+mod retry;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt, stream};
+use kube::Client;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use serde_json::Value;
+
+use crate::app::{ComponentObject, RenderedApp};
+use crate::health::{self, EventRecorder};
+use crate::plan::{APP_LABEL, AppTarget, Gate, KindTable, InventoryEntry, PhaseName, Plan, PlanError, PlannedObject};
+use crate::progress::{Progress, ProgressSink};
+pub use delete::{DeleteReport, delete_target};
+use discovery::KindResolver;
+pub use inventory::InventoryError;
+
+/// The field manager kfctl applies with.
+pub const FIELD_MANAGER: &str = "kfctl";
+
+/// How an apply runs.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// Delete objects recorded in the inventory that are no longer rendered.
+    pub prune: bool,
+    /// Objects applied at once within a phase.
+    pub concurrency: usize,
+    /// How long a gate (CRDs Established, webhook endpoints ready) may take before kfctl goes on
+    /// and lets per-object retries deal with what still fails.
+    pub gate_timeout: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions { prune: true, concurrency: 16, gate_timeout: Duration::from_secs(300) }
+    }
+}
+
+/// What happened to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Configured => "configured",
+            Outcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// An object that did not apply, with the API server's reason.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FailedObject {
+    pub component: String,
+    pub object: String,
+    pub reason: String,
+}
+
+/// The result of one apply.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ApplyReport {
+    pub created: usize,
+    pub configured: usize,
+    pub unchanged: usize,
+    pub failed: Vec<FailedObject>,
+    /// Phases not started because an earlier phase failed, with their object counts.
+    pub not_attempted: Vec<(String, usize)>,
+    pub pruned: Vec<String>,
+    /// Objects that left the config but were kept (CRDs, PVCs, objects no longer kfctl's).
+    pub kept: Vec<String>,
+    /// Whether the apply wrote anything at all (objects, prune, inventory).
+    pub wrote: bool,
+}
+
+impl ApplyReport {
+    /// One line for a person.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "{} created, {} configured, {} unchanged, {} failed, {} pruned",
+            self.created,
+            self.configured,
+            self.unchanged,
+            self.failed.len(),
+            self.pruned.len()
+        );
+        if !self.not_attempted.is_empty() {
+            let n: usize = self.not_attempted.iter().map(|(_, n)| n).sum();
+            s.push_str(&format!(", {n} not attempted"));
+        }
+        s
+    }
+}
+
+/// Why an apply (or delete) stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("API discovery failed: {reason}\n  hint: check that the cluster is reachable (`kubectl get --raw /api`)")]
+    Discovery { reason: String },
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    #[error("not allowed to apply; nothing was changed:\n{}\n  hint: ask a cluster admin for these permissions (kfctl needs to create and patch every kind it installs), or use a context with more rights (--context)", denials.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
+    Forbidden { denials: Vec<String> },
+    #[error("{} object(s) did not apply ({}):\n{}{}\n  hint: fix the cause and run `kfctl apply` again; objects already applied stay as they are", report.failed.len(), report.summary(), report.failed.iter().map(|f| format!("  - {} [{}]: {}", f.object, f.component, f.reason)).collect::<Vec<_>>().join("\n"), not_attempted_text(report))]
+    Failed { report: Box<ApplyReport> },
+    #[error("cannot reach the API server: {reason}")]
+    Api { reason: String },
+}
+
+fn not_attempted_text(report: &ApplyReport) -> String {
+    if report.not_attempted.is_empty() {
+        return String::new();
+    }
+    let phases: Vec<String> = report.not_attempted.iter().map(|(p, n)| format!("{p} ({n})")).collect();
+    format!("\n  not attempted, because an earlier phase failed: {}", phases.join(", "))
+}
+
+/// The plan kfctl applies for `target`: the rendered objects plus the Application CRD and
+/// Application, labelled, with port protocols defaulted. Without a cluster, pass
+/// [`KindTable::builtin`] (custom kinds are then placed by whether they carry a namespace).
+pub fn plan_for(target: &AppTarget, rendered: &RenderedApp, kinds: &KindTable) -> Result<Plan, PlanError> {
+    let mut objects = rendered.objects.clone();
+    objects.extend(health::application::objects(target, &rendered.objects));
+    prepare_plan(target, &objects, kinds)
+}
+
+fn prepare_plan(target: &AppTarget, objects: &[ComponentObject], kinds: &KindTable) -> Result<Plan, PlanError> {
+    let mut plan = Plan::build(&target.name, objects, kinds)?;
+    for phase in &mut plan.phases {
+        for o in &mut phase.objects {
+            protocol::default_port_protocols(&mut o.object);
+        }
+    }
+    Ok(plan)
+}
+
+/// Apply an app's rendered objects to the cluster as one ordered, gated pass (see [`Plan`]).
+pub async fn apply_rendered(
+    client: &Client,
+    target: &AppTarget,
+    rendered: &RenderedApp,
+    opts: &ApplyOptions,
+    sink: &dyn ProgressSink,
+) -> Result<ApplyReport, ApplyError> {
+    let resolver = KindResolver::new(client.clone());
+    let mut objects = rendered.objects.clone();
+    objects.extend(health::application::objects(target, &rendered.objects));
+    let group_versions: BTreeSet<String> = objects
+        .iter()
+        .filter_map(|o| o.object.get("apiVersion").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    resolver.refresh(group_versions).await.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
+    let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
+
+    let previous = inventory::read(client, target).await?;
+    let desired = plan.inventory();
+    let live = fetch_live(client, &resolver, &plan).await?;
+
+    // Which objects need a write at all.
+    let mut pending: HashMap<(String, String, Option<String>, String), Option<String>> = HashMap::new();
+    for o in plan.phases.iter().flat_map(|p| &p.objects) {
+        let live_obj = live.get(&o.reference.identity());
+        if live_obj.is_some_and(|l| diff::is_unchanged(&o.object, l)) {
+            continue;
+        }
+        let rv = live_obj.and_then(|l| l.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(str::to_owned);
+        pending.insert(o.reference.identity(), rv);
+    }
+    let prune = if opts.prune { crate::plan::prune_set(&previous, &desired) } else { Vec::new() };
+
+    let mut report = ApplyReport::default();
+    if pending.is_empty() && prune.is_empty() && previous == desired {
+        for phase in &plan.phases {
+            sink.report(Progress::PhaseStarted { phase: phase.name.to_string(), objects: phase.objects.len() });
+            for o in &phase.objects {
+                report_applied(sink, o, Outcome::Unchanged);
+            }
+            sink.report(Progress::PhaseFinished { phase: phase.name.to_string(), applied: phase.objects.len(), failed: 0 });
+        }
+        report.unchanged = plan.len();
+        sink.report(Progress::Finished { ok: true, summary: format!("nothing to change: {}", report.summary()) });
+        return Ok(report);
+    }
+
+    preflight(client, &resolver, &plan, &pending).await?;
+
+    let events = EventRecorder::new(client.clone(), target.clone(), sink);
+    let mut components_changed: BTreeMap<String, usize> = BTreeMap::new();
+    let mut inventory_written = previous.clone();
+    for (index, phase) in plan.phases.iter().enumerate() {
+        let todo: Vec<&PlannedObject> =
+            phase.objects.iter().filter(|o| pending.contains_key(&o.reference.identity())).collect();
+        sink.report(Progress::PhaseStarted { phase: phase.name.to_string(), objects: phase.objects.len() });
+        if !todo.is_empty() {
+            events
+                .record(false, "PhaseStarted", &format!("phase {}: applying {} of {} objects", phase.name, todo.len(), phase.objects.len()))
+                .await;
+        }
+        for o in phase.objects.iter().filter(|o| !pending.contains_key(&o.reference.identity())) {
+            report_applied(sink, o, Outcome::Unchanged);
+            report.unchanged += 1;
+        }
+        let results: Vec<(&PlannedObject, Result<Outcome, String>)> = stream::iter(todo)
+            .map(|o| {
+                let resolver = &resolver;
+                let before = pending.get(&o.reference.identity()).cloned().flatten();
+                async move { (o, apply_one(client, resolver, o, before).await) }
+            })
+            .buffer_unordered(opts.concurrency.max(1))
+            .collect()
+            .await;
+        let mut failed_here = 0;
+        for (o, result) in results {
+            match result {
+                Ok(outcome) => {
+                    match outcome {
+                        Outcome::Created => report.created += 1,
+                        Outcome::Configured => report.configured += 1,
+                        Outcome::Unchanged => report.unchanged += 1,
+                    }
+                    if outcome != Outcome::Unchanged {
+                        *components_changed.entry(o.component.clone()).or_default() += 1;
+                    }
+                    report_applied(sink, o, outcome);
+                }
+                Err(reason) => {
+                    failed_here += 1;
+                    sink.report(Progress::ObjectFailed {
+                        component: o.component.clone(),
+                        kind: o.reference.kind.clone(),
+                        namespace: o.reference.namespace.clone(),
+                        name: o.reference.name.clone(),
+                        reason: reason.clone(),
+                    });
+                    events
+                        .record(true, "ApplyFailed", &format!("{} [{}]: {reason}", o.reference, o.component))
+                        .await;
+                    report.failed.push(FailedObject { component: o.component.clone(), object: o.reference.to_string(), reason });
+                }
+            }
+        }
+        sink.report(Progress::PhaseFinished {
+            phase: phase.name.to_string(),
+            applied: phase.objects.len() - failed_here,
+            failed: failed_here,
+        });
+        if phase.name == PhaseName::Namespaces || index == 0 {
+            // From here on the app namespace exists: record everything this apply may create, so
+            // an interrupted apply can still be pruned or deleted.
+            let union = union_entries(&previous, &desired);
+            if inventory::write(client, target, &inventory_written, &union).await.unwrap_or(false) {
+                inventory_written = union;
+            }
+        }
+        if failed_here > 0 {
+            report.not_attempted = plan.phases[index + 1..]
+                .iter()
+                .map(|p| (p.name.to_string(), p.objects.len()))
+                .collect();
+            break;
+        }
+        events
+            .record(false, "PhaseApplied", &format!("phase {}: {} objects applied", phase.name, phase.objects.len()))
+            .await;
+        wait_gate(client, &phase.gate, opts.gate_timeout, sink).await;
+    }
+    for (component, changed) in &components_changed {
+        events.record(false, "ComponentApplied", &format!("component {component}: {changed} objects created or changed")).await;
+    }
+    report.wrote = true;
+
+    if !report.failed.is_empty() {
+        let union = union_entries(&previous, &desired);
+        inventory::write(client, target, &inventory_written, &union).await?;
+        events.record(true, "ApplyFailed", &report.summary()).await;
+        sink.report(Progress::Finished { ok: false, summary: report.summary() });
+        return Err(ApplyError::Failed { report: Box::new(report) });
+    }
+
+    let mut kept_entries = Vec::new();
+    if !prune.is_empty() {
+        let outcome = delete::delete_entries(client, &resolver, target, &prune, false, sink).await;
+        for entry in &outcome.deleted {
+            report.pruned.push(entry.reference.to_string());
+        }
+        for (entry, why) in &outcome.kept {
+            report.kept.push(format!("{} ({why})", entry.reference));
+            if why.keeps_inventory() {
+                kept_entries.push(entry.clone());
+            }
+        }
+        for (entry, reason) in &outcome.failed {
+            report.failed.push(FailedObject {
+                component: entry.component.clone(),
+                object: entry.reference.to_string(),
+                reason: format!("prune: {reason}"),
+            });
+            kept_entries.push(entry.clone());
+        }
+        if !report.pruned.is_empty() {
+            events.record(false, "Pruned", &format!("pruned {} objects that left the config", report.pruned.len())).await;
+        }
+    }
+    let mut final_entries = desired.clone();
+    final_entries.extend(kept_entries);
+    final_entries.sort();
+    final_entries.dedup();
+    inventory::write(client, target, &inventory_written, &final_entries).await?;
+
+    if !report.failed.is_empty() {
+        sink.report(Progress::Finished { ok: false, summary: report.summary() });
+        return Err(ApplyError::Failed { report: Box::new(report) });
+    }
+    events.record(false, "Applied", &format!("apply finished: {}", report.summary())).await;
+    sink.report(Progress::Finished { ok: true, summary: report.summary() });
+    Ok(report)
+}
+
+fn union_entries(a: &[InventoryEntry], b: &[InventoryEntry]) -> Vec<InventoryEntry> {
+    let mut by_identity: BTreeMap<_, InventoryEntry> = BTreeMap::new();
+    for e in a.iter().chain(b) {
+        by_identity.insert(e.reference.identity(), e.clone());
+    }
+    let mut out: Vec<InventoryEntry> = by_identity.into_values().collect();
+    out.sort();
+    out
+}
+
+fn report_applied(sink: &dyn ProgressSink, o: &PlannedObject, outcome: Outcome) {
+    sink.report(Progress::ObjectApplied {
+        component: o.component.clone(),
+        kind: o.reference.kind.clone(),
+        namespace: o.reference.namespace.clone(),
+        name: o.reference.name.clone(),
+        outcome: outcome.as_str().to_owned(),
+    });
+}
+
+/// The live objects of this app, one list per kind (label-selected), keyed by identity.
+async fn fetch_live(
+    client: &Client,
+    resolver: &KindResolver,
+    plan: &Plan,
+) -> Result<HashMap<(String, String, Option<String>, String), Value>, ApplyError> {
+    let mut kinds: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for o in plan.phases.iter().flat_map(|p| &p.objects) {
+        kinds.insert((o.reference.api_version(), o.reference.kind.clone()), ());
+    }
+    let selector = format!("{APP_LABEL}={}", plan.app);
+    let lists: Vec<Vec<Value>> = stream::iter(kinds.into_keys())
+        .filter_map(|(gv, kind)| async move { resolver.resolve(&gv, &kind) })
+        .map(|resolved| {
+            let selector = selector.clone();
+            async move {
+                let api: Api<DynamicObject> = Api::all_with(client.clone(), &resolved.resource);
+                let list = api.list(&ListParams::default().labels(&selector)).await?;
+                let ar = resolved.resource;
+                Ok::<_, kube::Error>(
+                    list.items
+                        .into_iter()
+                        .map(|item| {
+                            let mut v = serde_json::to_value(item).expect("object serializes");
+                            v["apiVersion"] = Value::from(ar.api_version.clone());
+                            v["kind"] = Value::from(ar.kind.clone());
+                            v
+                        })
+                        .collect(),
+                )
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await
+        .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
+    let mut live = HashMap::new();
+    for v in lists.into_iter().flatten() {
+        let group = v["apiVersion"].as_str().and_then(|a| a.split_once('/')).map_or("", |(g, _)| g).to_owned();
+        let kind = v["kind"].as_str().unwrap_or_default().to_owned();
+        let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned);
+        let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        live.insert((group, kind, ns, name), v);
+    }
+    Ok(live)
+}
+
+/// Apply one object with retries; the outcome compares resourceVersions before and after.
+async fn apply_one(client: &Client, resolver: &KindResolver, o: &PlannedObject, before: Option<String>) -> Result<Outcome, String> {
+    let gv = o.reference.api_version();
+    let mut backoff = retry::Backoff::new();
+    loop {
+        let attempt = async {
+            let resolved = match resolver.resolve(&gv, &o.reference.kind) {
+                Some(r) => r,
+                None => {
+                    // A kind from a CRD applied moments ago: look again before giving up.
+                    resolver.refresh([gv.clone()]).await.map_err(retry::Failure::from_kube)?;
+                    resolver.resolve(&gv, &o.reference.kind).ok_or_else(|| retry::Failure::Retry(format!(
+                        "the server does not serve kind {} in {gv} (is its CRD installed?)",
+                        o.reference.kind
+                    )))?
+                }
+            };
+            let api: Api<DynamicObject> = match (&o.reference.namespace, resolved.namespaced) {
+                (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
+                (None, true) => Api::default_namespaced_with(client.clone(), &resolved.resource),
+                (_, false) => Api::all_with(client.clone(), &resolved.resource),
+            };
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            let applied = api
+                .patch(&o.reference.name, &params, &Patch::Apply(&o.object))
+                .await
+                .map_err(retry::Failure::from_kube)?;
+            Ok::<_, retry::Failure>(applied.metadata.resource_version)
+        };
+        match attempt.await {
+            Ok(after) => {
+                return Ok(match (&before, after) {
+                    (None, _) => Outcome::Created,
+                    (Some(b), Some(a)) if *b == a => Outcome::Unchanged,
+                    _ => Outcome::Configured,
+                });
+            }
+            Err(retry::Failure::Permanent(reason)) => return Err(reason),
+            Err(retry::Failure::Retry(reason)) => {
+                if !backoff.wait().await {
+                    return Err(format!("{reason} (gave up after {} attempts)", backoff.attempts()));
+                }
+                if reason.contains("could not find the requested resource") || reason.contains("404") {
+                    let _ = resolver.refresh([gv.clone()]).await;
+                }
+            }
+        }
+    }
+}
+
+/// Check, before writing anything, that the current user may write every object that needs it.
+async fn preflight(
+    client: &Client,
+    resolver: &KindResolver,
+    plan: &Plan,
+    pending: &HashMap<(String, String, Option<String>, String), Option<String>>,
+) -> Result<(), ApplyError> {
+    let kinds = resolver.kind_table();
+    let mut checks: BTreeSet<(String, String, Option<String>, &'static str)> = BTreeSet::new();
+    for o in plan.phases.iter().flat_map(|p| &p.objects) {
+        let Some(before) = pending.get(&o.reference.identity()) else { continue };
+        let r = &o.reference;
+        let info = kinds.lookup(&r.group, &r.kind);
+        let resource = info.as_ref().map_or_else(|| crate::plan::guess_plural(&r.kind), |k| k.plural.clone());
+        let namespace = if info.map_or(r.namespace.is_some(), |k| k.namespaced) { r.namespace.clone() } else { None };
+        checks.insert((r.group.clone(), resource.clone(), namespace.clone(), "patch"));
+        if before.is_none() {
+            checks.insert((r.group.clone(), resource, namespace, "create"));
+        }
+    }
+    let denials: Vec<String> = stream::iter(checks)
+        .map(|(group, resource, namespace, verb)| async move {
+            match health::access::can_i(client, verb, &group, &resource, namespace.as_deref()).await {
+                Ok(true) => None,
+                Ok(false) => Some(health::access::describe_denial(client, verb, &group, &resource, namespace.as_deref()).await),
+                // The review API itself failing is not a denial; the apply will say what fails.
+                Err(_) => None,
+            }
+        })
+        .buffer_unordered(16)
+        .filter_map(|d| async move { d })
+        .collect()
+        .await;
+    if denials.is_empty() {
+        Ok(())
+    } else {
+        let mut denials = denials;
+        denials.sort();
+        Err(ApplyError::Forbidden { denials })
+    }
+}
+
+async fn wait_gate(client: &Client, gate: &Gate, timeout: Duration, sink: &dyn ProgressSink) {
+    let result = match gate {
+        Gate::None => return,
+        Gate::CrdsEstablished(names) => health::gates::crds_established(client, names, timeout).await,
+        Gate::ServiceEndpoints(services) => health::gates::endpoints_ready(client, services, timeout).await,
+    };
+    if let Err(waiting) = result {
+        sink.report(Progress::Message {
+            text: format!("warning: gate not reached within {}s ({waiting}); going on, failed objects are retried", timeout.as_secs()),
+        });
+    }
+}
+
+/// The contract other faces (`deploy`, the web app) call: apply `app`'s rendered objects as app
+/// `app.config.name` with its Application in namespace `kubeflow`.
+pub async fn apply_app(
+    client: &Client,
+    app: &crate::app::App,
+    rendered: &RenderedApp,
+    opts: &ApplyOptions,
+    sink: &dyn ProgressSink,
+) -> Result<ApplyReport, ApplyError> {
+    apply_rendered(client, &AppTarget::for_app(app), rendered, opts, sink).await
+}
+
+/// Delete everything kfctl applied for `app` (see [`delete_target`]).
+pub async fn delete_app(client: &Client, app: &crate::app::App, purge: bool, sink: &dyn ProgressSink) -> Result<DeleteReport, ApplyError> {
+    delete_target(client, &AppTarget::for_app(app), purge, sink).await
+}

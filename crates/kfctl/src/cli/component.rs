@@ -1,6 +1,6 @@
 //! `kfctl component list [DIR] | add NAME [--path DIR] | remove NAME | set NAME key=value...`.
 
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -86,13 +86,21 @@ fn list(dir: &Path) -> anyhow::Result<ExitCode> {
         }
     }
     let widths: Vec<usize> = (0..4).map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    let mut table = String::new();
     for row in &rows {
         let mut line = String::new();
         for (i, width) in widths.iter().enumerate() {
             line.push_str(&format!("{:<width$}  ", row[i]));
         }
         line.push_str(&row[4]);
-        println!("{}", line.trim_end());
+        table.push_str(line.trim_end());
+        table.push('\n');
+    }
+    // A closed pipe (`| head`) is not an error worth a panic.
+    if let Err(e) = std::io::stdout().write_all(table.as_bytes()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e.into());
+        }
     }
     for (component, dep) in app.config.missing_dependencies() {
         eprintln!("warning: {component} needs {dep}, which is disabled");

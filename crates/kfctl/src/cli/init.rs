@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::app::{App, InitOptions};
 use crate::platform::{PlatformKind, PlatformSpec};
+use crate::progress::Progress;
 use crate::registry::catalog;
 
 #[derive(Debug, clap::Args)]
@@ -45,7 +46,6 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
             catalog::release(version)?.default_url.to_string()
         }
     };
-    eprintln!("fetching {registry}");
     let opts = InitOptions {
         dir: args.dir.clone(),
         registry,
@@ -55,7 +55,12 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         name: args.name,
         force: args.force,
     };
-    let app = App::init(&opts).with_context(|| format!("cannot initialise an app in {}", args.dir.display()))?;
+    let print_step = |progress: Progress| {
+        if let Progress::Message { text } = progress {
+            eprintln!("{text}");
+        }
+    };
+    let app = App::init_with_progress(&opts, &print_step).with_context(|| format!("cannot initialise an app in {}", args.dir.display()))?;
     let enabled = app.config.components.iter().filter(|c| c.enabled).count();
     println!(
         "created {} for Kubeflow {} ({} components enabled, registry sha256 {})",

@@ -1,10 +1,172 @@
-//! `kfctl open`.
+//! `kfctl open [dashboard|jupyter]`: port-forward to the Kubeflow gateway (istio's
+//! ingressgateway) and print the URL and the default login.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-#[derive(Debug, clap::Args)]
-pub struct OpenArgs {}
+use anyhow::Context;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::Client;
+use kube::api::{Api, ListParams};
 
-pub fn run(_args: OpenArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("kfctl open is under construction in this branch")
+use super::apply::{ClusterArgs, runtime};
+
+/// Where `open` lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OpenTarget {
+    /// The central dashboard.
+    Dashboard,
+    /// The notebooks (JupyterLab) page of the central dashboard.
+    Jupyter,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct OpenArgs {
+    #[arg(value_enum, default_value = "dashboard")]
+    pub target: OpenTarget,
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long)]
+    pub context: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Local port to listen on (127.0.0.1).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Resolve the gateway and print the URL, without forwarding.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Why the gateway cannot be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the Kubeflow gateway Service {namespace}/{name} does not exist\n  hint: is Kubeflow (with istio) applied to this cluster? run `kfctl apply`, then `kfctl wait`")]
+    NoGateway { namespace: String, name: String },
+    #[error("the gateway Service {namespace}/{name} has no HTTP port (looked for a port named http2/http or port 80)")]
+    NoHttpPort { namespace: String, name: String },
+    #[error("no running pod behind the gateway Service {namespace}/{name}\n  hint: `kfctl status` shows why the istio component is not ready")]
+    NoPod { namespace: String, name: String },
+    #[error("API request failed: {0}")]
+    Api(String),
+}
+
+pub const GATEWAY_NAMESPACE: &str = "istio-system";
+pub const GATEWAY_SERVICE: &str = "istio-ingressgateway";
+/// Kubeflow v1.4.1's default login (dex static user in the `dex` component).
+pub const DEFAULT_LOGIN: (&str, &str) = ("user@example.com", "12341234");
+
+/// A gateway pod and the container port that serves HTTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayTarget {
+    pub pod: String,
+    pub port: u16,
+}
+
+/// Find the pod and port to forward to: the Service's HTTP port, resolved to the container port
+/// (named target ports included) of a running pod the Service selects.
+pub async fn resolve_gateway(client: &Client) -> Result<GatewayTarget, OpenError> {
+    let (ns, name) = (GATEWAY_NAMESPACE, GATEWAY_SERVICE);
+    let api_err = |e: kube::Error| OpenError::Api(crate::cluster::error_chain(&e));
+    let svc = Api::<Service>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(api_err)?
+        .ok_or_else(|| OpenError::NoGateway { namespace: ns.into(), name: name.into() })?;
+    let spec = svc.spec.unwrap_or_default();
+    let ports = spec.ports.unwrap_or_default();
+    let port = ports
+        .iter()
+        .find(|p| matches!(p.name.as_deref(), Some("http2" | "http")))
+        .or_else(|| ports.iter().find(|p| p.port == 80))
+        .ok_or_else(|| OpenError::NoHttpPort { namespace: ns.into(), name: name.into() })?;
+    let selector = spec.selector.unwrap_or_default();
+    let label_selector: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&label_selector.join(",")))
+        .await
+        .map_err(api_err)?;
+    let no_pod = || OpenError::NoPod { namespace: ns.into(), name: name.into() };
+    if selector.is_empty() {
+        return Err(no_pod());
+    }
+    let pod = pods
+        .items
+        .into_iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .ok_or_else(no_pod)?;
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let container_port = match &port.target_port {
+        None => port.port,
+        Some(IntOrString::Int(p)) => *p,
+        Some(IntOrString::String(port_name)) => pod
+            .spec
+            .as_ref()
+            .into_iter()
+            .flat_map(|s| s.containers.iter())
+            .flat_map(|c| c.ports.iter().flatten())
+            .find(|p| p.name.as_deref() == Some(port_name))
+            .map(|p| p.container_port)
+            .ok_or_else(|| OpenError::NoHttpPort { namespace: ns.into(), name: name.into() })?,
+    };
+    Ok(GatewayTarget { pod: pod.metadata.name.unwrap_or_default(), port: u16::try_from(container_port).unwrap_or(80) })
+}
+
+/// The URL a person opens for `target` through a forward on `local`.
+pub fn url(target: OpenTarget, local: SocketAddr) -> String {
+    let path = match target {
+        OpenTarget::Dashboard => "/",
+        OpenTarget::Jupyter => "/_/jupyter/",
+    };
+    format!("http://localhost:{}{path}", local.port())
+}
+
+pub fn run(args: OpenArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let client = crate::cluster::connect(args.cluster.kubeconfig.as_deref(), args.context.as_deref()).await?;
+        let gateway = resolve_gateway(&client).await?;
+        let local: SocketAddr = ([127, 0, 0, 1], args.port).into();
+        let (user, password) = DEFAULT_LOGIN;
+        if args.dry_run {
+            println!("{}", url(args.target, local));
+            println!("gateway: pod {GATEWAY_NAMESPACE}/{} port {}", gateway.pod, gateway.port);
+            println!("login: {user} / {password}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        let listener = tokio::net::TcpListener::bind(local)
+            .await
+            .with_context(|| format!("cannot listen on {local}\n  hint: choose another port with --port"))?;
+        println!("{}", url(args.target, local));
+        println!("login: {user} / {password}   (forwarding to pod {GATEWAY_NAMESPACE}/{}; Ctrl-C to stop)", gateway.pod);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
+        loop {
+            let (mut conn, _) = listener.accept().await.context("accepting a local connection")?;
+            let pods = pods.clone();
+            let gateway = gateway.clone();
+            tokio::spawn(async move {
+                let forward = async {
+                    let mut pf = pods.portforward(&gateway.pod, &[gateway.port]).await?;
+                    let mut upstream = pf.take_stream(gateway.port).context("port-forward gave no stream")?;
+                    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
+                    drop(upstream);
+                    pf.join().await?;
+                    anyhow::Ok(())
+                };
+                if let Err(e) = forward.await {
+                    eprintln!("warning: forwarding a connection failed: {e:#}");
+                }
+            });
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let local: SocketAddr = ([127, 0, 0, 1], 8080).into();
+        assert_eq!(url(OpenTarget::Dashboard, local), "http://localhost:8080/");
+        assert_eq!(url(OpenTarget::Jupyter, local), "http://localhost:8080/_/jupyter/");
+    }
 }

@@ -233,11 +233,15 @@ fn classify(text: &str, file: &Path) -> Result<LoadedPatch> {
     }
 }
 
-/// JSON 6902 operations from JSON or YAML text (kustomize converts YAML to JSON unless the text
-/// starts with `[`).
+/// JSON 6902 operations from JSON or YAML text. Like kustomize, text that starts with `[` is
+/// JSON; anything else is YAML read the way sigs.k8s.io/yaml reads it (YAML 1.1: `yes` is true).
 fn decode_json_ops(text: &str, file: &Path) -> Result<Vec<Operation>> {
-    let docs = crate::yaml::parse_documents(text, file)?;
-    let first = docs.into_iter().next().unwrap_or(Value::Null);
+    let first = if text.starts_with('[') {
+        serde_json::from_str::<Value>(text).map_err(|e| patch_error(file, "patches", format!("invalid JSON patch: {e}")))?
+    } else {
+        let docs = crate::yaml::parse_documents_as(text, file, crate::yaml::Dialect::Yaml11)?;
+        docs.into_iter().next().unwrap_or(Value::Null)
+    };
     json6902::decode(&first).map_err(|e| patch_error(file, "patches", e.to_string()))
 }
 

@@ -419,7 +419,7 @@ mod tests {
 
     fn resource(v: Value) -> Resource {
         let Value::Object(object) = v else { panic!("not a map") };
-        Resource { object, origin: Origin::default(), previous_ids: Vec::new(), generated: None }
+        Resource::new(object, Origin::default())
     }
 
     fn set(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

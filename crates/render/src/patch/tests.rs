@@ -158,7 +158,7 @@ spec:
         },
         Case {
             name: "patches: JSON 6902 inline YAML and JSON file with name regex and kind",
-            kustomization: "patches:\n- target: {kind: Deployment, name: w.b}\n  patch: |-\n    - op: add\n      path: /spec/template/spec/containers/0/args\n      value: [--v=2]\n    - op: replace\n      path: /spec/replicas\n      value: 3\n    - op: add\n      path: /metadata/annotations\n      value: {a/b: c}\n    - op: move\n      from: /metadata/annotations/a~1b\n      path: /metadata/labels/moved\n- path: ops.json\n  target: {group: batch, kind: CronJob, namespace: kf}\n",
+            kustomization: "patches:\n- target: {kind: Deployment, name: w.b}\n  patch: |-\n    - op: add\n      path: /spec/template/spec/containers/0/args\n      value: [--v=2]\n    - op: add\n      path: /metadata/labels/enabled\n      value: yes\n    - op: replace\n      path: /spec/replicas\n      value: 3\n    - op: add\n      path: /metadata/annotations\n      value: {a/b: c}\n    - op: move\n      from: /metadata/annotations/a~1b\n      path: /metadata/labels/moved\n- path: ops.json\n  target: {group: batch, kind: CronJob, namespace: kf}\n",
             resources: DEPLOY,
             files: &[(
                 "ops.json",

@@ -1,0 +1,253 @@
+//! Deleting what kfctl applied: prune (objects that left the config) and `kfctl delete`.
+//!
+//! Only objects that are both in kfctl's inventory and still carry the app's label are deleted.
+//! CRDs (deleting one deletes every custom resource of its kind) and PersistentVolumeClaims (user
+//! data) are kept unless purging; a Namespace holding objects kfctl does not own is kept too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::{StreamExt, stream};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::Client;
+
+use super::discovery::KindResolver;
+use super::{ApplyError, inventory};
+use crate::plan::{AppTarget, InventoryEntry, PhaseName, is_kfctl_owned, sort_for_deletion};
+use crate::progress::{Progress, ProgressSink};
+
+/// How long kfctl waits for one group of deletions to finish before going on.
+const DELETE_WAIT: Duration = Duration::from_secs(120);
+
+/// Why an object in the inventory was not deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeepReason {
+    /// CRDs and PVCs stay unless purging.
+    KeptWithoutPurge,
+    /// A Namespace that still holds objects kfctl does not own (one of them named).
+    HoldsForeignObjects(String),
+    /// Someone removed kfctl's label: it is not kfctl's any more.
+    NotOwned,
+    /// Already gone.
+    Gone,
+}
+
+impl KeepReason {
+    /// Whether the entry stays in the inventory (kfctl still owns it).
+    pub fn keeps_inventory(&self) -> bool {
+        matches!(self, KeepReason::KeptWithoutPurge | KeepReason::HoldsForeignObjects(_))
+    }
+}
+
+impl std::fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeepReason::KeptWithoutPurge => f.write_str("kept: CRDs and PVCs are removed only with --purge"),
+            KeepReason::HoldsForeignObjects(o) => write!(f, "kept: it holds {o}, which kfctl does not own"),
+            KeepReason::NotOwned => f.write_str("left alone: it no longer carries kfctl's label"),
+            KeepReason::Gone => f.write_str("already gone"),
+        }
+    }
+}
+
+/// What a deletion pass did.
+#[derive(Debug, Default)]
+pub struct DeleteOutcome {
+    pub deleted: Vec<InventoryEntry>,
+    pub kept: Vec<(InventoryEntry, KeepReason)>,
+    pub failed: Vec<(InventoryEntry, String)>,
+}
+
+/// The result of `kfctl delete`.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct DeleteReport {
+    pub deleted: Vec<String>,
+    pub kept: Vec<String>,
+    pub failed: Vec<String>,
+}
+
+fn is_builtin_group(group: &str) -> bool {
+    group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
+}
+
+/// Delete `entries` in deletion order: reverse phases, and within a phase custom resources
+/// before built-in kinds (so their controllers are still there to run finalizers). Each group
+/// is waited on until gone.
+pub async fn delete_entries(
+    client: &Client,
+    resolver: &KindResolver,
+    target: &AppTarget,
+    entries: &[InventoryEntry],
+    purge: bool,
+    sink: &dyn ProgressSink,
+) -> DeleteOutcome {
+    let mut entries = entries.to_vec();
+    sort_for_deletion(&mut entries);
+    let gvs: BTreeSet<String> = entries.iter().map(|e| e.reference.api_version()).collect();
+    let _ = resolver.refresh(gvs).await;
+    let mut groups: BTreeMap<(std::cmp::Reverse<PhaseName>, bool), Vec<InventoryEntry>> = BTreeMap::new();
+    for e in entries {
+        groups.entry((std::cmp::Reverse(e.phase), is_builtin_group(&e.reference.group))).or_default().push(e);
+    }
+    let mut outcome = DeleteOutcome::default();
+    for ((_, _), group) in groups {
+        let results: Vec<(InventoryEntry, Result<Option<String>, Result<KeepReason, String>>)> = stream::iter(group)
+            .map(|e| async move {
+                let r = delete_one(client, resolver, target, &e, purge).await;
+                (e, r)
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+        let mut waits = Vec::new();
+        for (e, r) in results {
+            match r {
+                Ok(uid) => {
+                    sink.report(Progress::Message { text: format!("deleted {}", e.reference) });
+                    if let Some(uid) = uid {
+                        waits.push((e.clone(), uid));
+                    }
+                    outcome.deleted.push(e);
+                }
+                Err(Ok(reason)) => {
+                    if reason != KeepReason::Gone {
+                        sink.report(Progress::Message { text: format!("{}: {reason}", e.reference) });
+                    }
+                    outcome.kept.push((e, reason));
+                }
+                Err(Err(reason)) => {
+                    sink.report(Progress::Message { text: format!("could not delete {}: {reason}", e.reference) });
+                    outcome.failed.push((e, reason));
+                }
+            }
+        }
+        stream::iter(waits)
+            .for_each_concurrent(16, |(e, uid)| async move {
+                if let Some(resolved) = resolver.resolve(&e.reference.api_version(), &e.reference.kind) {
+                    let api = api_for(client, &resolved, e.reference.namespace.as_deref());
+                    let gone = tokio::time::timeout(DELETE_WAIT, await_condition(api, &e.reference.name, conditions::is_deleted(&uid)));
+                    if !matches!(gone.await, Ok(Ok(_))) {
+                        sink.report(Progress::Message { text: format!("{} is still terminating", e.reference) });
+                    }
+                }
+            })
+            .await;
+    }
+    outcome
+}
+
+fn api_for(client: &Client, resolved: &super::discovery::ResolvedKind, namespace: Option<&str>) -> Api<DynamicObject> {
+    match (namespace, resolved.namespaced) {
+        (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
+        _ => Api::all_with(client.clone(), &resolved.resource),
+    }
+}
+
+/// Ok(uid) when deletion was requested; Err(Ok(reason)) when kept; Err(Err(text)) on failure.
+async fn delete_one(
+    client: &Client,
+    resolver: &KindResolver,
+    target: &AppTarget,
+    e: &InventoryEntry,
+    purge: bool,
+) -> Result<Option<String>, Result<KeepReason, String>> {
+    let r = &e.reference;
+    let keep_without_purge = (r.group == "apiextensions.k8s.io" && r.kind == "CustomResourceDefinition")
+        || (r.group.is_empty() && r.kind == "PersistentVolumeClaim");
+    if keep_without_purge && !purge {
+        return Err(Ok(KeepReason::KeptWithoutPurge));
+    }
+    let Some(resolved) = resolver.resolve(&r.api_version(), &r.kind) else {
+        // The kind is gone (its CRD was deleted): so is the object.
+        return Err(Ok(KeepReason::Gone));
+    };
+    let api = api_for(client, &resolved, r.namespace.as_deref());
+    let live = match api.get_opt(&r.name).await {
+        Ok(Some(live)) => live,
+        Ok(None) => return Err(Ok(KeepReason::Gone)),
+        Err(err) => return Err(Err(crate::cluster::error_chain(&err))),
+    };
+    let labels = live.metadata.labels.as_ref();
+    if !is_kfctl_owned(labels, &target.name) {
+        return Err(Ok(KeepReason::NotOwned));
+    }
+    if r.group.is_empty() && r.kind == "Namespace" {
+        if let Some(foreign) = foreign_object_in(client, &r.name, &target.name).await {
+            return Err(Ok(KeepReason::HoldsForeignObjects(foreign)));
+        }
+    }
+    match api.delete(&r.name, &DeleteParams::background()).await {
+        Ok(_) => Ok(live.metadata.uid),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(Ok(KeepReason::Gone)),
+        Err(err) => Err(Err(crate::cluster::error_chain(&err))),
+    }
+}
+
+/// An object in `namespace` that kfctl does not own and that nothing owns (controllers' children
+/// and the objects Kubernetes creates in every namespace do not count). Deleting the namespace
+/// would delete it, so kfctl keeps the namespace instead.
+async fn foreign_object_in(client: &Client, namespace: &str, app: &str) -> Option<String> {
+    use k8s_openapi::api::{apps::v1 as apps, core::v1 as core};
+    let lp = ListParams::default();
+    let owned_or_system = |labels: Option<&std::collections::BTreeMap<String, String>>,
+                           owners: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>| {
+        is_kfctl_owned(labels, app) || owners.is_some_and(|o| !o.is_empty())
+    };
+    macro_rules! check {
+        ($ty:ty, $kind:literal, $skip:expr) => {
+            if let Ok(list) = Api::<$ty>::namespaced(client.clone(), namespace).list(&lp).await {
+                for item in list.items {
+                    let m = &item.metadata;
+                    let skip: &dyn Fn(&$ty) -> bool = &$skip;
+                    if !owned_or_system(m.labels.as_ref(), m.owner_references.as_ref()) && !skip(&item) {
+                        return Some(format!("{} {}/{}", $kind, namespace, m.name.clone().unwrap_or_default()));
+                    }
+                }
+            }
+        };
+    }
+    check!(core::ConfigMap, "ConfigMap", |c: &core::ConfigMap| c.metadata.name.as_deref() == Some("kube-root-ca.crt")
+        || c.metadata.name.as_deref().is_some_and(|n| n.starts_with("kfctl-inventory-")));
+    check!(core::Secret, "Secret", |s: &core::Secret| s.type_.as_deref() == Some("kubernetes.io/service-account-token"));
+    check!(core::ServiceAccount, "ServiceAccount", |s: &core::ServiceAccount| s.metadata.name.as_deref() == Some("default"));
+    check!(core::Service, "Service", |_: &core::Service| false);
+    check!(core::Pod, "Pod", |_: &core::Pod| false);
+    check!(core::PersistentVolumeClaim, "PersistentVolumeClaim", |_: &core::PersistentVolumeClaim| false);
+    check!(apps::Deployment, "Deployment", |_: &apps::Deployment| false);
+    check!(apps::StatefulSet, "StatefulSet", |_: &apps::StatefulSet| false);
+    None
+}
+
+/// `kfctl delete`: remove everything in the app's inventory, in reverse order.
+pub async fn delete_target(client: &Client, target: &AppTarget, purge: bool, sink: &dyn ProgressSink) -> Result<DeleteReport, ApplyError> {
+    let entries = inventory::read(client, target).await?;
+    let resolver = KindResolver::new(client.clone());
+    let outcome = delete_entries(client, &resolver, target, &entries, purge, sink).await;
+    let mut report = DeleteReport::default();
+    report.deleted = outcome.deleted.iter().map(|e| e.reference.to_string()).collect();
+    let mut remaining: Vec<InventoryEntry> = Vec::new();
+    for (e, why) in &outcome.kept {
+        if why.keeps_inventory() {
+            report.kept.push(format!("{}: {why}", e.reference));
+            remaining.push(e.clone());
+        }
+    }
+    for (e, why) in &outcome.failed {
+        report.failed.push(format!("{}: {why}", e.reference));
+        remaining.push(e.clone());
+    }
+    remaining.sort();
+    let namespace_deleted = outcome
+        .deleted
+        .iter()
+        .any(|e| e.reference.group.is_empty() && e.reference.kind == "Namespace" && e.reference.name == target.namespace);
+    if !namespace_deleted {
+        if remaining.is_empty() {
+            inventory::remove(client, target).await?;
+        } else {
+            inventory::write(client, target, &entries, &remaining).await?;
+        }
+    }
+    Ok(report)
+}

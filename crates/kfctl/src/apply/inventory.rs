@@ -1,0 +1,85 @@
+//! The inventory: which objects kfctl applied for an app, kept in a ConfigMap next to the
+//! Application so that `apply` can prune and `delete` can remove exactly what kfctl created.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, Patch, PatchParams};
+use kube::Client;
+use serde_json::json;
+
+use crate::plan::{AppTarget, InventoryEntry, MANAGED_BY_LABEL};
+
+/// Why the inventory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot read inventory ConfigMap {namespace}/{name}: {source}")]
+    Read { namespace: String, name: String, source: kube::Error },
+    #[error("inventory ConfigMap {namespace}/{name} is not kfctl's format ({source})\n  hint: if it was edited by hand, restore it or delete it (kfctl then forgets what to prune)")]
+    Corrupt { namespace: String, name: String, source: serde_json::Error },
+    #[error("cannot write inventory ConfigMap {namespace}/{name}: {source}")]
+    Write { namespace: String, name: String, source: kube::Error },
+}
+
+/// The ConfigMap's data key holding the JSON list of entries.
+const OBJECTS_KEY: &str = "objects.json";
+
+/// The inventory ConfigMap's name for an app.
+pub fn inventory_name(target: &AppTarget) -> String {
+    format!("kfctl-inventory-{}", target.name)
+}
+
+/// The recorded entries; an absent inventory (first apply) is empty.
+pub async fn read(client: &Client, target: &AppTarget) -> Result<Vec<InventoryEntry>, InventoryError> {
+    let name = inventory_name(target);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &target.namespace);
+    let err = |source| InventoryError::Read { namespace: target.namespace.clone(), name: name.clone(), source };
+    let Some(cm) = api.get_opt(&name).await.map_err(err)? else { return Ok(Vec::new()) };
+    let Some(text) = cm.data.as_ref().and_then(|d| d.get(OBJECTS_KEY)) else { return Ok(Vec::new()) };
+    serde_json::from_str(text).map_err(|source| InventoryError::Corrupt {
+        namespace: target.namespace.clone(),
+        name: name.clone(),
+        source,
+    })
+}
+
+/// Record `entries` (sorted, deduplicated by the caller) unless they are what is stored already.
+/// Returns whether it wrote.
+pub async fn write(
+    client: &Client,
+    target: &AppTarget,
+    previous: &[InventoryEntry],
+    entries: &[InventoryEntry],
+) -> Result<bool, InventoryError> {
+    if previous == entries {
+        return Ok(false);
+    }
+    let name = inventory_name(target);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &target.namespace);
+    let text = serde_json::to_string_pretty(entries).expect("inventory entries serialize");
+    let cm = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": target.namespace,
+            // Not labelled with the app label: the inventory is kfctl's bookkeeping, not a
+            // component of the Application.
+            "labels": {MANAGED_BY_LABEL: "kfctl"},
+        },
+        "data": {"app": target.name, OBJECTS_KEY: text},
+    });
+    api.patch(&name, &PatchParams::apply(super::FIELD_MANAGER).force(), &Patch::Apply(&cm))
+        .await
+        .map_err(|source| InventoryError::Write { namespace: target.namespace.clone(), name: name.clone(), source })?;
+    Ok(true)
+}
+
+/// Remove the inventory (after `delete`).
+pub async fn remove(client: &Client, target: &AppTarget) -> Result<(), InventoryError> {
+    let name = inventory_name(target);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &target.namespace);
+    match api.delete(&name, &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(InventoryError::Write { namespace: target.namespace.clone(), name, source }),
+    }
+}

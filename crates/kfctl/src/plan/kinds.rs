@@ -1,0 +1,82 @@
+//! What kfctl knows about kinds without asking the cluster: resource names and scope.
+
+use std::collections::HashMap;
+
+use kube::api::{ApiResource, GroupVersionKind};
+use serde_json::Value;
+
+/// A kind's resource name (plural) and whether its objects live in a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KindInfo {
+    pub plural: String,
+    pub namespaced: bool,
+}
+
+/// Kinds by (group, kind). Filled from built-in knowledge, CRDs in the rendered set, and (when
+/// connected) discovery, which wins.
+#[derive(Debug, Clone, Default)]
+pub struct KindTable {
+    kinds: HashMap<(String, String), KindInfo>,
+}
+
+/// Cluster-scoped built-in kinds; every other built-in kind is namespaced.
+const CLUSTER_SCOPED: &[(&str, &str)] = &[
+    ("", "Namespace"),
+    ("", "Node"),
+    ("", "PersistentVolume"),
+    ("rbac.authorization.k8s.io", "ClusterRole"),
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+    ("apiregistration.k8s.io", "APIService"),
+    ("storage.k8s.io", "StorageClass"),
+    ("storage.k8s.io", "CSIDriver"),
+    ("storage.k8s.io", "VolumeAttachment"),
+    ("scheduling.k8s.io", "PriorityClass"),
+    ("policy", "PodSecurityPolicy"),
+    ("networking.k8s.io", "IngressClass"),
+    ("node.k8s.io", "RuntimeClass"),
+];
+
+/// The plural the API server would most likely use, by the same rules kube-rs and kubectl follow.
+pub fn guess_plural(kind: &str) -> String {
+    ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", kind)).plural
+}
+
+impl KindTable {
+    /// Built-in knowledge only: scope of the core kinds; plurals guessed.
+    pub fn builtin() -> KindTable {
+        let mut table = KindTable::default();
+        for (group, kind) in CLUSTER_SCOPED {
+            table.insert(group, kind, KindInfo { plural: guess_plural(kind), namespaced: false });
+        }
+        table
+    }
+
+    pub fn insert(&mut self, group: &str, kind: &str, info: KindInfo) {
+        self.kinds.insert((group.to_owned(), kind.to_owned()), info);
+    }
+
+    /// What is known about `kind` in `group`. Built-in namespaced kinds are not listed: callers
+    /// fall back to whether the object carries a namespace.
+    pub fn lookup(&self, group: &str, kind: &str) -> Option<KindInfo> {
+        self.kinds.get(&(group.to_owned(), kind.to_owned())).cloned()
+    }
+
+    /// Learn the kinds defined by the CustomResourceDefinitions among `objects`.
+    pub fn add_crds<'a>(&mut self, objects: impl Iterator<Item = &'a Value>) {
+        for o in objects {
+            if o.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+                continue;
+            }
+            let spec = |p: &str| o.pointer(p).and_then(Value::as_str);
+            if let (Some(group), Some(kind), Some(plural)) =
+                (spec("/spec/group"), spec("/spec/names/kind"), spec("/spec/names/plural"))
+            {
+                let namespaced = spec("/spec/scope") != Some("Cluster");
+                self.insert(group, kind, KindInfo { plural: plural.to_owned(), namespaced });
+            }
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Support for kfctl's integration tests against the real control plane of `scripts/testenv`.
+//!
+//! Use it with `mod support;` from a test file. The test binary must run inside the testenv
+//! network namespace, where the API server (127.0.0.1:6443), the simulated pod range
+//! (10.244.0.0/16, routed to loopback) and the test's own servers share one loopback:
+//!
+//! ```text
+//! cargo build -p kfctl --tests                       # outside: the netns has no registry access
+//! scripts/testenv up
+//! scripts/testenv exec -- cargo test -p kfctl --offline
+//! ```
+//!
+//! or just `scripts/test`. `exec` sets `KFCTL_TESTENV_KUBECONFIG`; without it (or with the
+//! cluster down) every test that asks for the cluster fails with a message saying how to run it,
+//! rather than passing silently.
+//!
+//! Each test gets its own namespace ([`TestNamespace`]), deleted when it is dropped, and a fresh
+//! `kube::Client` (a client belongs to the tokio runtime it was made on, and every
+//! `#[tokio::test]` has its own runtime).
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// Set by `scripts/testenv exec` to the admin kubeconfig of the running environment.
+pub const KUBECONFIG_ENV: &str = "KFCTL_TESTENV_KUBECONFIG";
+/// Label put on every test namespace (value: the namespace name), for webhook selectors.
+pub const TEST_NAMESPACE_LABEL: &str = "kfctl.dev/test-namespace";
+/// simnode's fault ConfigMap (see crates/simnode/src/fault.rs).
+const FAULTS_NAMESPACE: &str = "kube-system";
+const FAULTS_NAME: &str = "simnode-faults";
+
+const HOW_TO_RUN: &str = "hint: these tests need the real control plane of scripts/testenv; run them \
+with `scripts/test`, or `scripts/testenv up` then `scripts/testenv exec -- cargo test -p kfctl --offline`";
+
+/// The environment every test shares: found and checked once per test binary.
+#[derive(Clone, Debug)]
+pub struct TestEnv {
+    /// Admin kubeconfig of the testenv cluster.
+    pub kubeconfig: PathBuf,
+}
+
+fn ensure_crypto_provider() {
+    // One provider for the whole process (ring), installed before the first TLS connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The running testenv. Panics, with the command to use, when tests are not run inside it or the
+/// API server does not answer.
+pub async fn env() -> TestEnv {
+    static CHECKED: OnceLock<Result<TestEnv, String>> = OnceLock::new();
+    ensure_crypto_provider();
+    if let Some(result) = CHECKED.get() {
+        return result.clone().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let result = check_env().await;
+    let result = CHECKED.get_or_init(|| result).clone();
+    result.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn check_env() -> Result<TestEnv, String> {
+    let kubeconfig = std::env::var_os(KUBECONFIG_ENV)
+        .map(PathBuf::from)
+        .ok_or_else(|| format!("error: {KUBECONFIG_ENV} is not set: not running inside scripts/testenv\n  {HOW_TO_RUN}"))?;
+    let env = TestEnv { kubeconfig };
+    let client = env.client().await.map_err(|e| format!("error: {e}\n  {HOW_TO_RUN}"))?;
+    let nodes = Api::<Node>::all(client).list(&Default::default()).await.map_err(|e| {
+        format!(
+            "error: testenv API server ({}) does not answer: {e}\n  hint: scripts/testenv status; {HOW_TO_RUN}",
+            env.kubeconfig.display()
+        )
+    })?;
+    let ready = nodes.items.iter().filter(|n| node_is_ready(n)).count();
+    if ready == 0 {
+        return Err("error: the testenv has no Ready node (is simnode running?)\n  hint: scripts/testenv status; logs in /var/lib/kfctl-testenv/logs".into());
+    }
+    Ok(env)
+}
+
+/// Whether the node's Ready condition is True.
+pub fn node_is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl TestEnv {
+    /// A new client for the current tokio runtime.
+    pub async fn client(&self) -> Result<Client, String> {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig)
+            .map_err(|e| format!("reading testenv kubeconfig {}: {e}", self.kubeconfig.display()))?;
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| format!("loading testenv kubeconfig {}: {e}", self.kubeconfig.display()))?;
+        Client::try_from(config).map_err(|e| format!("creating a client for the testenv: {e}"))
+    }
+}
+
+/// A namespace of one test, deleted (with everything in it) when dropped.
+pub struct TestNamespace {
+    /// Namespace name, unique per test run: `kt-<test>-<pid>-<n>`.
+    pub name: String,
+    /// Client for the testenv (made on the test's runtime).
+    pub client: Client,
+    /// The shared environment.
+    pub env: TestEnv,
+    fault_keys: std::sync::Mutex<Vec<String>>,
+    cluster_objects: std::sync::Mutex<Vec<(ApiResource, String)>>,
+}
+
+impl TestNamespace {
+    /// Creates a namespace for the test `test` and waits until pods can be created in it (the
+    /// service-account controller has made its `default` ServiceAccount and the tokens
+    /// controller its token).
+    pub async fn new(test: &str) -> TestNamespace {
+        static SEQ: AtomicU32 = AtomicU32::new(0);
+        let env = env().await;
+        let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+        let slug: String = test
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .take(30)
+            .collect();
+        let name = format!("kt-{}-{}-{}", slug.trim_matches('-'), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(BTreeMap::from([(TEST_NAMESPACE_LABEL.to_string(), name.clone())])),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating test namespace {name}: {e}"));
+        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+        // On 1.20 the ServiceAccount admission plugin also rejects pods until the tokens
+        // controller has added the account's token Secret.
+        wait_until(&format!("ServiceAccount {name}/default with its token"), Duration::from_secs(120), || async {
+            sas.get_opt("default").await.ok().flatten().is_some_and(|sa| sa.secrets.is_some_and(|s| !s.is_empty()))
+        })
+        .await;
+        TestNamespace { name, client, env, fault_keys: Default::default(), cluster_objects: Default::default() }
+    }
+
+    /// A typed API for objects in this namespace.
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+
+    /// The real kfctl binary with KUBECONFIG pointing at the testenv. Add args and run it.
+    pub fn kfctl(&self) -> Command {
+        kfctl_command(&self.env.kubeconfig)
+    }
+
+    /// Makes simnode keep pods of this namespace whose name starts with `pod_name_prefix` failing
+    /// with `reason` (`CrashLoopBackOff`, `ImagePullBackOff`, `NotReady`) until
+    /// [`Self::clear_pod_failures`] or the namespace is dropped.
+    pub async fn fail_pods(&self, pod_name_prefix: &str, reason: &str) {
+        let key = format!("{}.{}", self.name, if pod_name_prefix.is_empty() { "all" } else { pod_name_prefix });
+        let rule = format!("{reason} {}/{pod_name_prefix}", self.name);
+        set_fault_rule(&self.client, &key, Some(&rule)).await;
+        self.fault_keys.lock().expect("fault keys").push(key);
+    }
+
+    /// Deletes the cluster-scoped object `name` of kind `K` (e.g. a webhook configuration the test
+    /// registered) when this namespace is dropped, pass or fail.
+    pub fn delete_on_drop<K>(&self, name: &str)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        self.cluster_objects.lock().expect("cluster objects").push((ApiResource::erase::<K>(&()), name.to_string()));
+    }
+
+    /// Removes the failure rules this namespace set.
+    pub async fn clear_pod_failures(&self) {
+        let keys = std::mem::take(&mut *self.fault_keys.lock().expect("fault keys"));
+        for key in keys {
+            set_fault_rule(&self.client, &key, None).await;
+        }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime may be shutting down: clean up on a thread of
+        // our own with its own runtime and client.
+        let name = self.name.clone();
+        let env = self.env.clone();
+        let keys = std::mem::take(&mut *self.fault_keys.lock().expect("fault keys"));
+        let cluster_objects = std::mem::take(&mut *self.cluster_objects.lock().expect("cluster objects"));
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let Ok(client) = env.client().await else { return };
+                for key in keys {
+                    set_fault_rule(&client, &key, None).await;
+                }
+                for (resource, name) in cluster_objects {
+                    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+                    let _ = api.delete(&name, &DeleteParams::default()).await;
+                }
+                let _ = Api::<Namespace>::all(client).delete(&name, &DeleteParams::background()).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// Sets (or with `None` removes) one rule of simnode's fault ConfigMap.
+async fn set_fault_rule(client: &Client, key: &str, rule: Option<&str>) {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), FAULTS_NAMESPACE);
+    let patch = serde_json::json!({ "data": { key: rule } });
+    for _ in 0..5 {
+        match api.patch(FAULTS_NAME, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 404 && rule.is_some() => {
+                let cm = ConfigMap {
+                    metadata: ObjectMeta { name: Some(FAULTS_NAME.into()), ..Default::default() },
+                    data: Some(BTreeMap::from([(key.to_string(), rule.unwrap_or_default().to_string())])),
+                    ..Default::default()
+                };
+                match api.create(&PostParams::default(), &cm).await {
+                    Ok(_) => return,
+                    Err(kube::Error::Api(s)) if s.code == 409 => continue, // another test won the race
+                    Err(e) => panic!("creating {FAULTS_NAMESPACE}/{FAULTS_NAME}: {e}"),
+                }
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => return, // nothing to remove
+            Err(e) => panic!("updating {FAULTS_NAMESPACE}/{FAULTS_NAME} key {key}: {e}"),
+        }
+    }
+    panic!("could not update {FAULTS_NAMESPACE}/{FAULTS_NAME} key {key} after 5 tries");
+}
+
+/// The real kfctl binary, with KUBECONFIG set to `kubeconfig`.
+pub fn kfctl_command(kubeconfig: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfctl"));
+    cmd.env("KUBECONFIG", kubeconfig);
+    cmd
+}
+
+/// Polls `check` every 250ms until it returns true; panics naming `what` after `limit`.
+///
+/// The limit only turns a hang into a failure that says what never happened; tests do not
+/// assert on how long things take.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("gave up after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Like [`wait_until`], for checks that produce a value once ready.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("gave up after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
