@@ -18,9 +18,11 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, ContainerPort, Endpoints, Node, Pod, PodSpec, PodTemplateSpec, Service, ServicePort,
-    ServiceSpec,
+    ConfigMap, Container, ContainerPort, Endpoints, Node, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, Service, ServicePort,
+    ServiceSpec, Volume, VolumeResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
@@ -262,6 +264,69 @@ async fn job_pods_run_to_completion() {
     .await;
 }
 
+#[tokio::test]
+async fn claims_of_the_default_storage_class_bind_and_their_pods_run() {
+    let ns = TestNamespace::new("volumes").await;
+    let claims: Api<PersistentVolumeClaim> = ns.api();
+    let claim = PersistentVolumeClaim {
+        metadata: ObjectMeta { name: Some("data".into()), ..Default::default() },
+        spec: Some(PersistentVolumeClaimSpec {
+            // No class named: the DefaultStorageClass admission plugin picks simnode's default.
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_string(), Quantity("1Gi".into()))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    let mut with_volume = pod("db", &[], &[], None);
+    let spec = with_volume.spec.as_mut().unwrap();
+    spec.volumes = Some(vec![Volume {
+        name: "data".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: "data".into(), read_only: None }),
+        ..Default::default()
+    }]);
+    ns.api::<Pod>().create(&PostParams::default(), &with_volume).await.unwrap();
+
+    let volume_name = wait_for("claim data Bound", LIMIT, || async {
+        let c = claims.get("data").await.unwrap();
+        (c.status?.phase.as_deref() == Some("Bound")).then_some(c.spec?.volume_name?)
+    })
+    .await;
+    let volumes: Api<PersistentVolume> = Api::all(ns.client.clone());
+    let volume = volumes.get(&volume_name).await.unwrap();
+    assert_eq!(volume.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()), Some("simnode"));
+    let pods: Api<Pod> = ns.api();
+    wait_until("pod db (with the claim) Running and Ready", LIMIT, || async {
+        pod_condition(&pods.get("db").await.unwrap(), "Ready").as_deref() == Some("True")
+    })
+    .await;
+
+    // reclaimPolicy Delete: once pod and claim are gone, so is the volume.
+    pods.delete("db", &DeleteParams::default()).await.unwrap();
+    claims.delete("data", &DeleteParams::default()).await.unwrap();
+    wait_until("volume of claim data deleted", LIMIT, || async { volumes.get_opt(&volume_name).await.unwrap().is_none() })
+        .await;
+}
+
+#[tokio::test]
+async fn real_kfctl_binary_reaches_the_testenv_api_server() {
+    let ns = TestNamespace::new("kfctl-binary").await;
+    let empty_app_dir = tempfile::tempdir().unwrap();
+    let output = ns.kfctl().arg("doctor").arg(empty_app_dir.path()).output().expect("running kfctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "kfctl doctor failed against the testenv: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The server version is a fact of this environment, not of kfctl's wording.
+    assert!(stdout.contains("v1.20.2"), "kfctl doctor did not report the testenv's Kubernetes v1.20.2: {stdout}");
+}
+
 /// A real validating admission webhook served by this test process on a simulated pod's IP.
 mod webhook {
     use super::*;
@@ -375,6 +440,14 @@ async fn admission_webhook_behind_a_service_admits_and_denies_through_the_apiser
         .create(&PostParams::default(), &service(service_name, &[("app", "webhook")], 443, PORT.into()))
         .await
         .unwrap();
+    // The API server resolves the Service through its Endpoints (aggregator routing): wait until
+    // the real endpoints controller lists the webhook pod.
+    let endpoints: Api<Endpoints> = ns.api();
+    wait_until("Endpoints admission listing the webhook pod", LIMIT, || async {
+        let Some(ep) = endpoints.get_opt(service_name).await.unwrap() else { return false };
+        ep.subsets.iter().flatten().flat_map(|s| s.addresses.iter().flatten()).any(|a| a.ip == pod_ip.to_string())
+    })
+    .await;
     let config_name = format!("{}-deny-labelled", ns.name);
     let vwc = ValidatingWebhookConfiguration {
         metadata: ObjectMeta { name: Some(config_name.clone()), ..Default::default() },
@@ -427,7 +500,12 @@ async fn admission_webhook_behind_a_service_admits_and_denies_through_the_apiser
     wait_until("the API server to call the webhook", LIMIT, || {
         probe += 1;
         let (cms, obj) = (cms.clone(), cm(&format!("probe-{probe}"), true));
-        async move { cms.create(&PostParams::default(), &obj).await.is_err() }
+        async move {
+            match cms.create(&PostParams::default(), &obj).await {
+                Err(kube::Error::Api(status)) => status.message.contains("kfctl test webhook denies"),
+                _ => false,
+            }
+        }
     })
     .await;
 

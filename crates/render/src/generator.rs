@@ -103,11 +103,11 @@ pub fn generate(
                     data.insert(key, Value::String(text));
                 }
                 Err(e) => {
-                    binary.insert(key, Value::String(base64::engine::general_purpose::STANDARD.encode(e.into_bytes())));
+                    binary.insert(key, Value::String(encode_base64_lines(&e.into_bytes())));
                 }
             },
             GeneratorKind::Secret => {
-                data.insert(key, Value::String(base64::engine::general_purpose::STANDARD.encode(value)));
+                data.insert(key, Value::String(encode_base64_lines(&value)));
             }
         }
     }
@@ -127,6 +127,23 @@ pub fn generate(
     let mut res = Resource::new(object, origin.clone());
     res.generated = Some(Generated { behavior, append_hash: options.disable_name_suffix_hash != Some(true) });
     Ok(res)
+}
+
+/// kustomize's encodeBase64: standard base64 broken into 70-character lines, each followed by a
+/// newline when there is more than one line.
+fn encode_base64_lines(bytes: &[u8]) -> String {
+    const LINE: usize = 70;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let lines = encoded.len() / LINE + 1;
+    if lines == 1 {
+        return encoded;
+    }
+    let mut out = String::with_capacity(encoded.len() + lines);
+    for chunk in encoded.as_bytes().chunks(LINE) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out
 }
 
 fn string_map(m: &indexmap::IndexMap<String, String>) -> Value {
@@ -236,7 +253,9 @@ fn validate_key(key: &str) -> std::result::Result<(), String> {
 /// kustomize's content hash for a ConfigMap or Secret (other kinds: the whole object).
 pub fn content_hash(object: &Map<String, Value>) -> String {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    let name = object.get("metadata").and_then(|m| m.get("name")).cloned().unwrap_or(Value::String(String::new()));
+    // kustomize looks the name up with kyaml's Lookup("metadata/name"), which searches for a
+    // top-level field literally called "metadata/name": the name is always "" in the hash.
+    let name = object.get("metadata/name").cloned().unwrap_or(Value::String(String::new()));
     let field = |k: &str| object.get(k).cloned().unwrap_or(Value::String(String::new()));
     let is_map = |k: &str| object.get(k).is_some_and(Value::is_object);
     // Go's json.Marshal of a map sorts keys; build the same document with sorted keys.
@@ -367,6 +386,23 @@ mod tests {
         for (object, expected) in cases {
             assert_eq!(content_hash(&obj(object.clone())), expected, "{object}");
         }
+    }
+
+    #[test]
+    fn hash_ignores_the_name_like_kustomize() {
+        // `kubectl kustomize` names a configMapGenerator `settings` with LOG_LEVEL=debug
+        // settings-47668c6k28, with or without a namePrefix.
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pre-settings"}, "data": {"LOG_LEVEL": "debug"}});
+        assert_eq!(content_hash(cm.as_object().unwrap()), "47668c6k28");
+    }
+
+    #[test]
+    fn base64_lines_as_kustomize() {
+        assert_eq!(encode_base64_lines(b"abc"), "YWJj");
+        let long = encode_base64_lines(&[b'x'; 60]);
+        let lines: Vec<&str> = long.split_terminator('\n').collect();
+        assert_eq!(lines.iter().map(|l| l.len()).collect::<Vec<_>>(), [70, 10]);
+        assert!(long.ends_with('\n'));
     }
 
     #[test]

@@ -21,6 +21,7 @@ use crate::generator::{self, GeneratorKind};
 use crate::kustomization::{self, KustomizationFile};
 use crate::loader::{self, FileLoadError, Loader};
 use crate::resource::{GeneratorBehavior, Origin, ResId, Resource};
+use crate::transform::VarSet;
 
 /// The result of a build: the rendered objects in output order, and the warnings kustomize prints
 /// on stderr (deprecated fields).
@@ -42,8 +43,8 @@ pub struct Accumulator {
     pub configurations: Vec<(PathBuf, Value)>,
     /// Parsed `crds:` files, with their file.
     pub crds: Vec<(PathBuf, Value)>,
-    /// `vars:` entries, with the kustomization file that declared them.
-    pub vars: Vec<(PathBuf, Value)>,
+    /// Declared vars, bound to the object each refers to.
+    pub vars: VarSet,
 }
 
 /// kustomize's id equality: same group/version/kind/name, and the same namespace where "" and
@@ -90,21 +91,10 @@ impl Accumulator {
         self.append_all(other.resources, kustomization)?;
         self.configurations.extend(other.configurations);
         self.crds.extend(other.crds);
-        self.merge_vars(other.vars, kustomization)
-    }
-
-    fn merge_vars(&mut self, incoming: Vec<(PathBuf, Value)>, kustomization: &Path) -> Result<()> {
-        for (file, var) in incoming {
-            let name = var.get("name").and_then(Value::as_str).unwrap_or("");
-            if self.vars.iter().any(|(_, v)| v.get("name").and_then(Value::as_str) == Some(name)) {
-                return Err(RenderError::Accumulation {
-                    kustomization: kustomization.to_path_buf(),
-                    message: format!("var '{name}' already encountered"),
-                });
-            }
-            self.vars.push((file, var));
-        }
-        Ok(())
+        self.vars.merge(other.vars).map_err(|e| RenderError::Accumulation {
+            kustomization: kustomization.to_path_buf(),
+            message: e.to_string(),
+        })
     }
 
     /// kustomize's appendReplaceOrMerge for a generated object.
@@ -178,8 +168,10 @@ fn copy_merge_metadata(res: &mut Resource, old: &Resource) {
     res.name_prefixes = old.name_prefixes.clone();
     res.name_suffixes = old.name_suffixes.clone();
     let old_hash = old.generated.as_ref().is_some_and(|g| g.append_hash);
+    // Measured with kubectl kustomize: the merged object keeps a hash suffix only when both the
+    // base generator and the merging/replacing one ask for it.
     if let Some(g) = res.generated.as_mut() {
-        g.append_hash = old_hash;
+        g.append_hash = old_hash && g.append_hash;
     }
 }
 
@@ -222,15 +214,19 @@ pub fn build(dir: &Path) -> Result<Build> {
     }
     let config = crate::pipeline::TransformContext::new(&root, &acc.configurations, &acc.crds)?;
     config.fix_name_references(&mut resources)?;
-    config.resolve_vars(&mut resources, &acc.vars)?;
+    let mut warnings = builder.warnings;
+    if let Some(unused) = config.resolve_vars(&mut resources, &acc.vars)? {
+        warnings.push(unused);
+    }
     resources.retain(|r| {
         r.annotations()
             .and_then(|a| a.get("config.kubernetes.io/local-config"))
             .and_then(Value::as_str)
             != Some("true")
     });
+    crate::transform::finalize_annotations(&mut resources);
     crate::sort::apply_sort_options(&mut resources, root.kustomization.sort_options.as_ref(), &root.file)?;
-    Ok(Build { resources, warnings: builder.warnings })
+    Ok(Build { resources, warnings })
 }
 
 struct Builder {
@@ -315,8 +311,13 @@ impl Builder {
         let ctx = crate::pipeline::TransformContext::new(k, &acc.configurations, &acc.crds)?;
         ctx.run_transformers(loader, &mut acc.resources)?;
 
-        let vars = kz.vars.iter().flatten().map(|v| (k.file.clone(), v.clone())).collect();
-        acc.merge_vars(vars, &k.file)?;
+        if let Some(vars) = kz.vars.as_deref().filter(|v| !v.is_empty()) {
+            acc.vars.declare(vars, &acc.resources).map_err(|e| RenderError::Transform {
+                kustomization: k.file.clone(),
+                transformer: "vars".into(),
+                message: e.to_string(),
+            })?;
+        }
         Ok(acc)
     }
 

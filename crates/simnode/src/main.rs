@@ -18,6 +18,9 @@
 //!   `--pod-ready-delay-ms`, `Running` with every container ready and started and conditions
 //!   PodScheduled/Initialized/ContainersReady/Ready True. Init containers show as Completed.
 //! - **Jobs**: pods owned by a Job run for `--job-duration-ms`, then go `Succeeded` (exit code 0).
+//! - **Volumes**: the default StorageClass `simnode`; Pending claims of it get a pre-bound
+//!   hostPath PersistentVolume (never mounted) that the real PV controller binds; Released
+//!   volumes are deleted (see [`storage`]).
 //! - **Deletion**: a pod with a deletionTimestamp is deleted with grace period 0, as a kubelet does
 //!   once its containers stopped.
 //! - **Failures on request**, toggled at run time: the pod annotation `simnode.kfctl.dev/fail` or a
@@ -27,7 +30,7 @@
 //!   the pod become Ready again.
 //!
 //! # What it does not simulate
-//! No containers run: no processes, logs, exec, port-forward, probes, volumes, resource
+//! No containers run: no processes, logs, exec, port-forward, probes, volume mounts, resource
 //! enforcement or eviction. No networking is set up: pod IPs are just numbers (inside the testenv
 //! network namespace the pod range is routed to loopback, which is what lets a test serve on a pod
 //! IP). `readinessGates` are not evaluated. Static pods and DaemonSet-specific kubelet behaviour
@@ -37,6 +40,7 @@ mod fault;
 mod ipam;
 mod node;
 mod pod;
+mod storage;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -145,15 +149,20 @@ async fn main() -> anyhow::Result<()> {
         fleet.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
     );
 
+    storage::ensure_storage_class(&client).await?;
     let faults = fault::FaultBook::new(cli_rules);
     let heartbeats = tokio::spawn(node::heartbeat_loop(client.clone(), fleet.clone()));
     let fault_watch = tokio::spawn(fault::watch_config_map(client.clone(), faults.clone()));
+    let claims = tokio::spawn(storage::provision_claims(client.clone()));
+    let volumes = tokio::spawn(storage::reclaim_volumes(client.clone()));
     let pods = tokio::spawn(pod::run(client, fleet, faults, args));
 
     tokio::select! {
         r = heartbeats => r.context("heartbeat task")?.context("heartbeats")?,
         r = fault_watch => r.context("fault watch task")?.context("watching simnode-faults")?,
         r = pods => r.context("pod task")?.context("pod controller")?,
+        r = claims => r.context("claim task")?.context("volume provisioning")?,
+        r = volumes => r.context("volume task")?.context("volume reclaiming")?,
         _ = shutdown_signal() => log!("shutting down"),
     }
     Ok(())

@@ -9,6 +9,7 @@ pub mod labels;
 pub mod name_reference;
 pub mod namespace;
 pub mod prefix_suffix;
+pub mod replacements;
 pub mod replicas;
 pub mod vars;
 
@@ -106,6 +107,43 @@ pub(crate) fn scalar_text(value: &Value) -> Option<String> {
     }
 }
 
+/// The value with every mapping key lower-cased: kustomize decodes its structs with Go's JSON
+/// rules, which match field names case-insensitively (`fieldPath` = `fieldpath`).
+pub(crate) fn lowercase_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.to_lowercase(), lowercase_keys(v))).collect()),
+        Value::Array(items) => Value::Array(items.iter().map(lowercase_keys).collect()),
+        other => other.clone(),
+    }
+}
+
+/// What kustomize's final RemoveBuildAnnotations does to every object's annotations: it reads
+/// them as a string map and writes them back, so values become strings and an empty (or null)
+/// `metadata.annotations` disappears. Call once on the build output.
+pub fn finalize_annotations(res: &mut [Resource]) {
+    for r in res.iter_mut() {
+        let Some(Value::Object(metadata)) = r.object.get_mut("metadata") else { continue };
+        match metadata.get_mut("annotations") {
+            Some(Value::Null) => {
+                metadata.remove("annotations");
+            }
+            Some(Value::Object(annotations)) if annotations.is_empty() => {
+                metadata.remove("annotations");
+            }
+            Some(Value::Object(annotations)) => {
+                for value in annotations.values_mut() {
+                    if !value.is_string() {
+                        if let Some(text) = scalar_text(value) {
+                            *value = Value::String(text);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Sets `pairs` (in key order, as kustomize sorts them) into every mapping the fieldSpecs reach,
 /// creating mappings where a fieldSpec says `create`. Used by labels and annotations.
 pub(crate) fn set_map_entries(
@@ -167,6 +205,18 @@ pub(crate) mod test_support {
     /// Parses an expected multi-document YAML literal into values.
     pub fn expected(yaml: &str) -> Vec<Value> {
         resources(yaml).into_iter().map(|r| Value::Object(r.object)).collect()
+    }
+
+    #[test]
+    fn final_annotations_are_strings_and_empty_ones_vanish() {
+        // kubectl kustomize prints `annotations: {n: 5, b: true}` as strings and drops
+        // `annotations:` (null) and `annotations: {}`.
+        let mut res = resources("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {n: 5, b: true, s: x}, labels: {n: 5}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s, annotations: null}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: t, annotations: {}, labels: {}}\n");
+        super::finalize_annotations(&mut res);
+        assert_eq!(
+            objects(&res),
+            expected("apiVersion: v1\nkind: Pod\nmetadata: {name: p, annotations: {n: '5', b: 'true', s: x}, labels: {n: 5}}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: t, labels: {}}\n")
+        );
     }
 
     /// Owned string pairs from literals.

@@ -28,7 +28,7 @@ pub struct Replacement {
 
 /// A replacement's source.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub struct Source {
     /// Group of the source object.
     #[serde(default)]
@@ -46,7 +46,7 @@ pub struct Source {
     #[serde(default)]
     pub namespace: String,
     /// Dotted path of the field to copy (default `metadata.name`).
-    #[serde(default)]
+    #[serde(default, rename = "fieldpath")]
     pub field_path: String,
     /// Delimiter/index refinement.
     #[serde(default)]
@@ -70,7 +70,7 @@ pub struct FieldOptions {
 
 /// A replacement's target.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub struct Target {
     /// Which objects (required).
     #[serde(default)]
@@ -79,7 +79,7 @@ pub struct Target {
     #[serde(default)]
     pub reject: Vec<Selector>,
     /// Dotted paths to write (default `metadata.name`).
-    #[serde(default)]
+    #[serde(default, rename = "fieldpaths")]
     pub field_paths: Vec<String>,
     /// Delimiter/index/create.
     #[serde(default)]
@@ -88,7 +88,7 @@ pub struct Target {
 
 /// Object selector of a target or reject.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
 pub struct Selector {
     /// Group.
     #[serde(default)]
@@ -106,17 +106,17 @@ pub struct Selector {
     #[serde(default)]
     pub namespace: String,
     /// Kubernetes label selector.
-    #[serde(default)]
+    #[serde(default, rename = "labelselector")]
     pub label_selector: String,
     /// Kubernetes label selector over annotations.
-    #[serde(default)]
+    #[serde(default, rename = "annotationselector")]
     pub annotation_selector: String,
 }
 
 impl Replacement {
     /// Parses one inline replacement (entries with `path:` are read by the loader first).
     pub fn from_value(value: &Value, index: usize) -> Result<Replacement> {
-        serde_json::from_value(value.clone()).map_err(|e| TransformError::InvalidSpec {
+        serde_json::from_value(super::lowercase_keys(value)).map_err(|e| TransformError::InvalidSpec {
             field: format!("replacements[{index}]"),
             message: format!("{e}\n  hint: a replacement has `source` and `targets`"),
         })

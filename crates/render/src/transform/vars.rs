@@ -47,9 +47,9 @@ struct RawVar {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
 struct RawObjRef {
-    #[serde(default)]
+    #[serde(default, rename = "apiversion")]
     api_version: String,
     #[serde(default)]
     group: String,
@@ -66,14 +66,14 @@ struct RawObjRef {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawFieldRef {
-    #[serde(default, rename = "fieldpath", alias = "fieldPath")]
+    #[serde(default)]
     fieldpath: String,
 }
 
 impl Var {
     /// Parses one `vars:` entry.
     pub fn from_value(value: &Value) -> Result<Var> {
-        let raw: RawVar = serde_json::from_value(value.clone())
+        let raw: RawVar = serde_json::from_value(super::lowercase_keys(value))
             .map_err(|e| TransformError::InvalidSpec { field: "vars".to_string(), message: e.to_string() })?;
         let mut objref = ObjRef {
             group: raw.objref.group,
@@ -219,6 +219,17 @@ pub fn resolve_vars(res: &mut [Resource], vars: &VarSet, cfg: &TransformerConfig
                 |source| TransformError::FieldPath { transformer: "vars", resource: id.clone(), source },
             )?;
         }
+    }
+    // kustomize re-validates objects after substitution: a var can empty a name.
+    if let Some(r) = res.iter().find(|r| r.name().is_empty() && !r.kind().ends_with("List")) {
+        return Err(TransformError::Unresolved {
+            transformer: "vars",
+            message: format!(
+                "missing metadata.name in object {} {} after var substitution\n  hint: the var used in its name resolved to an empty value",
+                r.api_version(),
+                r.kind()
+            ),
+        });
     }
     Ok(values.iter().zip(used).filter(|(_, used)| !used).map(|((name, _), _)| name.clone()).collect())
 }
@@ -390,6 +401,20 @@ mod tests {
         vars.declare(&[json!({"name": "SVC", "objref": {"kind": "Service", "name": "svc"}})], &res).unwrap();
         let err = resolve_vars(&mut res, &vars, &TransformerConfig::builtin()).unwrap_err();
         assert!(err.to_string().contains("{SVC Service.[noVer].[noGrp] {metadata.name}}"), "{err}");
+    }
+
+    #[test]
+    fn var_that_empties_a_name_is_an_error() {
+        // Like kubeflow's tektoncd overlay: `name: $(generateName)` with an empty value; kubectl
+        // fails with "missing metadata.name in object".
+        let mut res = resources("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: params}\ndata: {generateName: ''}\n---\napiVersion: app.k8s.io/v1beta1\nkind: Application\nmetadata: {name: $(generateName)}\n");
+        let mut cfg = TransformerConfig::builtin();
+        cfg.var_reference.push(crate::fieldspec::FieldSpec::new("metadata/name", false));
+        let mut vars = VarSet::new();
+        let var = json!({"name": "generateName", "objref": {"kind": "ConfigMap", "name": "params", "apiVersion": "v1"}, "fieldref": {"fieldPath": "data.generateName"}});
+        vars.declare(&[var], &res).unwrap();
+        let err = resolve_vars(&mut res, &vars, &cfg).unwrap_err();
+        assert!(err.to_string().contains("missing metadata.name"), "{err}");
     }
 
     #[test]
