@@ -428,33 +428,9 @@ impl RenderJob {
 }
 
 /// Render one kustomization directory into its objects with the native kustomize engine.
-///
-/// While the engine is being completed it refuses, with a `Transform` error saying so, the
-/// kustomization fields whose transformer is not wired in yet; for exactly that case this
-/// renders with `kubectl kustomize` (the reference kfctl's renderer is checked against), so
-/// apps render today and switch to the native engine field by field as it lands. Every other
-/// native error is reported as is.
 fn build_kustomization(dir: &Path) -> Result<Vec<Value>, String> {
-    match kfctl_render::build(dir) {
-        Ok(build) => Ok(build.resources.into_iter().map(|r| Value::Object(r.object)).collect()),
-        Err(kfctl_render::RenderError::Transform { message, .. }) if message.contains("not wired into this build yet") => {
-            kubectl_kustomize(dir)
-        }
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// `kubectl kustomize dir`, parsed.
-fn kubectl_kustomize(dir: &Path) -> Result<Vec<Value>, String> {
-    let out = std::process::Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("cannot run kubectl kustomize (needed until the native renderer handles this directory): {e}"))?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-    }
-    kfctl_render::yaml::parse_documents(&String::from_utf8_lossy(&out.stdout), dir).map_err(|e| e.to_string())
+    let build = kfctl_render::build(dir).map_err(|e| e.to_string())?;
+    Ok(build.resources.into_iter().map(|r| Value::Object(r.object)).collect())
 }
 
 /// `manifests-1.4.1` (GitHub's archive prefix) -> `v1.4.1`.

@@ -55,9 +55,51 @@ pub fn parse_documents(text: &str, file: &Path) -> Result<Vec<Value>> {
 
 /// Parse every document of `text` with the given reader dialect.
 pub fn parse_documents_as(text: &str, file: &Path, dialect: Dialect) -> Result<Vec<Value>> {
-    serde_saphyr::from_multiple_with_options::<Value>(text, read_options(dialect))
+    let mut docs: Vec<Value> = serde_saphyr::from_multiple_with_options::<Value>(text, read_options(dialect))
         .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
-        .map_err(|e| yaml_error(file, e))
+        .map_err(|e| yaml_error(file, e))?;
+    if let Some(last) = docs.last_mut() {
+        unclip_final_block_scalar(text, last);
+    }
+    Ok(docs)
+}
+
+/// A block scalar (`|`, `>`) on the last line of a file without a final line break has no
+/// trailing newline in YAML (and in kustomize's reader); the parser adds one. The file's last
+/// node in document order is that scalar, so drop the newline there when its last line is the
+/// file's last line.
+fn unclip_final_block_scalar(text: &str, doc: &mut Value) {
+    if text.is_empty() || text.ends_with('\n') {
+        return;
+    }
+    let last_line = text.rsplit('\n').next().unwrap_or("").trim();
+    if last_line.is_empty() {
+        return;
+    }
+    let mut node = doc;
+    loop {
+        node = match node {
+            Value::Object(map) => match map.values_mut().next_back() {
+                Some(child) => child,
+                None => return,
+            },
+            Value::Array(items) => match items.last_mut() {
+                Some(child) => child,
+                None => return,
+            },
+            Value::String(s) => {
+                let body = match s.strip_suffix('\n') {
+                    Some(body) => body,
+                    None => return,
+                };
+                if body.rsplit('\n').next().unwrap_or("").trim() == last_line {
+                    s.pop();
+                }
+                return;
+            }
+            _ => return,
+        };
+    }
 }
 
 /// Parse a single-document YAML 1.1 file (a kustomization, a transformer config) as
@@ -413,5 +455,15 @@ empty: []
             let text = to_string(&doc);
             assert_eq!(parse(&text), vec![doc], "for {s:?}:\n{text}");
         }
+    }
+
+    #[test]
+    fn block_scalar_at_end_of_file_without_newline_has_no_trailing_newline() {
+        // kubeflow's argo webhook secret ends like this; kubectl keeps no final "\n".
+        let docs = parse_documents("stringData:\n  a: |\n    x: 1\n  b: |\n    type: gitlab\n    secret: \"shh!\"", Path::new("f.yaml")).unwrap();
+        assert_eq!(docs[0]["stringData"]["a"], "x: 1\n");
+        assert_eq!(docs[0]["stringData"]["b"], "type: gitlab\nsecret: \"shh!\"");
+        let docs = parse_documents("a: |\n  x\n", Path::new("f.yaml")).unwrap();
+        assert_eq!(docs[0]["a"], "x\n");
     }
 }

@@ -179,7 +179,7 @@ fn remove(doc: &mut Value, pointer: &str) -> Result<Value, String> {
             m.shift_remove(&last).ok_or_else(|| format!("unable to remove nonexistent key: {last}"))
         }
         Value::Array(a) => {
-            let i = if last == "-" && !a.is_empty() { a.len() - 1 } else { array_index(&last, a.len(), false)? };
+            let i = array_index(&last, a.len(), false)?;
             Ok(a.remove(i))
         }
         _ => Err(format!("remove operation does not apply: doc is missing path: {pointer:?}")),
@@ -222,9 +222,13 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 }
 
 /// Apply `ops` to a resource map, returning the patched map. The result must still be a map.
+///
+/// kustomize runs the patch on the object's JSON form and reads the result back, so numbers come
+/// out as Go's `float64` would print them: a float with an integral value becomes an integer.
 pub fn apply_to_object(object: &Map<String, Value>, ops: &[Operation]) -> Result<Map<String, Value>, JsonPatchError> {
     let mut doc = Value::Object(object.clone());
     apply(&mut doc, ops)?;
+    normalize_numbers(&mut doc);
     match doc {
         Value::Object(m) => Ok(m),
         other => Err(JsonPatchError::Apply {
@@ -233,6 +237,23 @@ pub fn apply_to_object(object: &Map<String, Value>, ops: &[Operation]) -> Result
             path: String::new(),
             message: format!("patched document is not a map: {other}"),
         }),
+    }
+}
+
+/// Integral floats that fit an integer exactly become integers (the JSON round trip's effect).
+fn normalize_numbers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f.abs() < 9.007_199_254_740_992e15
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize_numbers),
+        Value::Object(m) => m.values_mut().for_each(normalize_numbers),
+        _ => {}
     }
 }
 
@@ -272,6 +293,8 @@ mod tests {
             ("add under missing parent fails", json!({}), json!([{"op": "add", "path": "/x/y", "value": 1}]), Err("operation 0 (add /x/y): doc is missing path")),
             ("index past the end fails", json!({"l": [1]}), json!([{"op": "add", "path": "/l/3", "value": 1}]), Err("operation 0 (add /l/3): unable to access invalid index")),
             ("unknown op fails", json!({}), json!([{"op": "frob", "path": "/a"}]), Err("operation 0 (frob /a): unexpected kind")),
+            ("remove does not take -", json!({"l": [1]}), json!([{"op": "remove", "path": "/l/-"}]), Err("operation 0 (remove /l/-): invalid array index")),
+            ("negative index counts from the end", json!({"l": [1, 2, 3]}), json!([{"op": "remove", "path": "/l/-1"}]), Ok(json!({"l": [1, 2]}))),
         ]
     }
 
@@ -291,6 +314,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn integral_floats_come_back_as_integers() {
+        let object = json!({"a": 1.0, "b": 0.5, "c": [2.0]}).as_object().cloned().expect("map");
+        let ops = decode(&json!([{"op": "add", "path": "/d", "value": 3.0}])).expect("ops");
+        let out = apply_to_object(&object, &ops).expect("applies");
+        assert_eq!(Value::Object(out), json!({"a": 1, "b": 0.5, "c": [2], "d": 3}));
     }
 
     #[test]

@@ -205,6 +205,12 @@ spec:
             )],
         },
         Case {
+            name: "JSON patch: integral floats become integers, negative index removes from the end",
+            kustomization: "patches:\n- target: {kind: Profile}\n  patch: |-\n    - op: add\n      path: /spec/ratio\n      value: 2.0\n    - op: remove\n      path: /spec/plugins/-1\n",
+            resources: "apiVersion: kubeflow.org/v1\nkind: Profile\nmetadata:\n  name: p\nspec:\n  weight: 1.0\n  half: 0.5\n  plugins: [{name: a}, {name: b}]\n",
+            files: &[],
+        },
+        Case {
             name: "error: SMP without target naming a missing resource",
             kustomization: "patches:\n- patch: |-\n    apiVersion: apps/v1\n    kind: Deployment\n    metadata:\n      name: nope\n",
             resources: DEPLOY,
