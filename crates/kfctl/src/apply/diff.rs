@@ -74,6 +74,9 @@ fn fields_beyond(fields: &Value, desired: &Value) -> bool {
     };
     fields.iter().any(|(key, sub)| {
         let Some(name) = key.strip_prefix("f:") else { return false };
+        if name == "status" {
+            return false;
+        }
         match desired.get(name) {
             None => true,
             Some(Value::Array(_)) => false,

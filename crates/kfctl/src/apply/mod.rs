@@ -370,7 +370,13 @@ async fn fetch_live(
             let selector = selector.clone();
             async move {
                 let api: Api<DynamicObject> = Api::all_with(client.clone(), &resolved.resource);
-                let list = api.list(&ListParams::default().labels(&selector)).await?;
+                let list = match api.list(&ListParams::default().labels(&selector)).await {
+                    Ok(list) => list,
+                    // Not allowed to list cluster-wide: compare nothing, apply everything; the
+                    // preflight then says precisely what this user may not do.
+                    Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                };
                 let ar = resolved.resource;
                 Ok::<_, kube::Error>(
                     list.items

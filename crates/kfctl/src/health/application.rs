@@ -14,6 +14,9 @@ use crate::plan::{APP_LABEL, AppTarget};
 
 pub const APPLICATION_API_VERSION: &str = "app.k8s.io/v1beta1";
 pub const APPLICATION_KIND: &str = "Application";
+/// Status is written under its own field manager: before 1.22 managedFields do not tell a status
+/// write from a spec write, and kfctl's spec entry must list only what `apply` sets.
+pub const STATUS_FIELD_MANAGER: &str = "kfctl-status";
 /// The component name kfctl gives its own objects (the Application CRD and the Application).
 pub const APPLICATION_COMPONENT: &str = "application";
 
@@ -24,7 +27,7 @@ pub fn application_crd() -> Value {
         "message": {"type": "string"}, "lastTransitionTime": {"type": "string", "format": "date-time"},
         "lastUpdateTime": {"type": "string", "format": "date-time"}}});
     let component = json!({"type": "object", "properties": {
-        "group": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"},
+        "group": {"type": "string", "nullable": true}, "kind": {"type": "string"}, "name": {"type": "string"},
         "namespace": {"type": "string"}, "link": {"type": "string"}, "status": {"type": "string"},
         "message": {"type": "string"}}});
     let spec = json!({"type": "object", "properties": {
@@ -34,7 +37,7 @@ pub fn application_crd() -> Value {
                 "key": {"type": "string"}, "operator": {"type": "string"},
                 "values": {"type": "array", "items": {"type": "string"}}}}}}},
         "componentKinds": {"type": "array", "items": {"type": "object", "properties": {
-            "group": {"type": "string"}, "kind": {"type": "string"}}}},
+            "group": {"type": "string", "nullable": true}, "kind": {"type": "string"}}}},
         "descriptor": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
         "addOwnerRef": {"type": "boolean"},
         "info": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
@@ -95,11 +98,17 @@ pub fn application(target: &AppTarget, rendered: &[ComponentObject]) -> Value {
         "metadata": {"name": target.name, "namespace": target.namespace},
         "spec": {
             "selector": {"matchLabels": {APP_LABEL: target.name}},
-            "componentKinds": kinds.into_iter().map(|(group, kind)| json!({"group": group, "kind": kind})).collect::<Vec<_>>(),
+            "componentKinds": kinds.into_iter().map(|(group, kind)| json!({"group": group_name(&group), "kind": kind})).collect::<Vec<_>>(),
             "descriptor": {"type": "kubeflow", "description": "Kubeflow, deployed and kept by kfctl"},
             "addOwnerRef": false
         }
     })
+}
+
+/// The group as sig-apps Applications write it: `core` for the core group (an empty string does
+/// not survive server-side apply).
+pub fn group_name(group: &str) -> &str {
+    if group.is_empty() { "core" } else { group }
 }
 
 /// The objects kfctl adds to every app: the Application CRD and the Application.
@@ -180,7 +189,7 @@ pub fn desired_status(status: &AppStatus, previous: Option<&Value>, now: &str) -
         .iter()
         .flat_map(|c| c.objects.iter())
         .map(|o| {
-            let mut v = json!({"group": o.reference.group, "kind": o.reference.kind, "name": o.reference.name,
+            let mut v = json!({"group": group_name(&o.reference.group), "kind": o.reference.kind, "name": o.reference.name,
                                "status": o.readiness.status_word()});
             if let Some(ns) = &o.reference.namespace {
                 v["namespace"] = json!(ns);
@@ -218,7 +227,7 @@ pub async fn write_status(client: &Client, target: &AppTarget, status: &AppStatu
     }
     let api = application_api(client, target);
     let patch = json!({"apiVersion": APPLICATION_API_VERSION, "kind": APPLICATION_KIND, "status": desired});
-    api.patch_status(&target.name, &PatchParams::apply(crate::apply::FIELD_MANAGER).force(), &Patch::Apply(&patch))
+    api.patch_status(&target.name, &PatchParams::apply(STATUS_FIELD_MANAGER).force(), &Patch::Apply(&patch))
         .await
         .map_err(|e| HealthError::Api { reason: crate::cluster::error_chain(&e) })?;
     Ok(true)

@@ -243,7 +243,9 @@ pub async fn refresh(client: &Client, target: &AppTarget, sink: &dyn ProgressSin
             cs.iter()
                 .map(|c| {
                     let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-                    ((s("group"), s("kind"), c.get("namespace").and_then(Value::as_str).map(str::to_owned), s("name")), (s("status"), s("message")))
+                    let group = s("group");
+                    let group = if group == "core" { String::new() } else { group };
+                    ((group, s("kind"), c.get("namespace").and_then(Value::as_str).map(str::to_owned), s("name")), (s("status"), s("message")))
                 })
                 .collect()
         })
