@@ -55,8 +55,15 @@ pub(super) fn open_target(dir: &Path, cluster: &ClusterArgs) -> anyhow::Result<(
     Ok((app, target))
 }
 
-pub(super) async fn connect(app: &AppArgs, cluster: &ClusterArgs) -> anyhow::Result<kube::Client> {
-    Ok(crate::cluster::connect(cluster.kubeconfig.as_deref(), app.context.as_deref()).await?)
+/// Connect to the app's cluster. --kubeconfig and --context win; otherwise what kfctl.yaml records
+/// under `platform:` (written by `kfctl deploy` for a cluster it created), so a later command needs
+/// no flags; otherwise KUBECONFIG / ~/.kube/config and its current context.
+pub(super) async fn connect(args: &AppArgs, cluster: &ClusterArgs, app: &App) -> anyhow::Result<kube::Client> {
+    let recorded = app.config.platform.access(&app.dir);
+    // A recorded context belongs to the recorded kubeconfig: another file means another context.
+    let kubeconfig = cluster.kubeconfig.clone().or(recorded.kubeconfig);
+    let context = args.context.clone().or(if cluster.kubeconfig.is_none() { recorded.context } else { None });
+    Ok(crate::cluster::connect(kubeconfig.as_deref(), context.as_deref()).await?)
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -72,7 +79,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, ..Default::default() };
     runtime()?.block_on(async {
-        let client = connect(&args.app, &args.cluster).await?;
+        let client = connect(&args.app, &args.cluster, &app).await?;
         let rendered = tokio::task::spawn_blocking(move || app.render())
             .await
             .context("rendering panicked")?

@@ -16,26 +16,63 @@ pub struct DeleteArgs {
     /// Also delete CRDs (and with them every custom resource of their kinds) and PVCs (data).
     #[arg(long)]
     pub purge: bool,
+    /// Then remove the cluster `kfctl deploy` created for this app (kind/k3d/minikube delete,
+    /// `terraform destroy`). Kubeflow's objects go first, so cloud load balancers are released.
+    #[arg(long)]
+    pub platform: bool,
+    /// With --platform: do not ask before `terraform destroy`.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 pub fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
-    let (_app, target) = open_target(&args.app.dir, &args.cluster)?;
+    let (app, target) = open_target(&args.app.dir, &args.cluster)?;
     let json = args.app.output == super::OutputFormat::Json;
     let printer = Printer::new(json);
-    runtime()?.block_on(async {
-        let client = connect(&args.app, &args.cluster).await?;
-        let report = delete_target(&client, &target, args.purge, &printer).await?;
-        if json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            eprintln!("deleted {} objects, kept {}, failed {}", report.deleted.len(), report.kept.len(), report.failed.len());
-            for k in &report.kept {
-                eprintln!("  kept {k}");
+    if args.platform && app.config.platform.kind == crate::platform::PlatformKind::Existing {
+        // Say so before deleting anything: the user asked for something kfctl cannot do.
+        return Err(crate::platform::PlatformError::NothingToTearDown(app.config.platform.kind).into());
+    }
+    let ok = runtime()?.block_on(async {
+        let objects = delete_objects(&args, &app, &target, json, &printer).await;
+        let objects_ok = match objects {
+            Ok(code) => code == ExitCode::SUCCESS,
+            // A cluster that is already gone (or broken) must not keep its cloud resources alive.
+            Err(err) if args.platform => {
+                eprintln!("warning: could not delete Kubeflow's objects first: {err:#}\n  removing the cluster anyway");
+                true
             }
-            for f in &report.failed {
-                eprintln!("  FAILED {f}");
-            }
+            Err(err) => return Err(err),
+        };
+        if args.platform {
+            let opts = crate::platform::ProvisionOptions { assume_yes: args.yes, ..Default::default() };
+            crate::platform::teardown(&app.dir, &app.config.platform, &opts, &printer).await?;
+            eprintln!("removed the {} cluster of {}", app.config.platform.kind, app.dir.display());
         }
-        Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-    })
+        anyhow::Ok(objects_ok)
+    })?;
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn delete_objects(
+    args: &DeleteArgs,
+    app: &crate::app::App,
+    target: &crate::plan::AppTarget,
+    json: bool,
+    printer: &Printer,
+) -> anyhow::Result<ExitCode> {
+    let client = connect(&args.app, &args.cluster, app).await?;
+    let report = delete_target(&client, target, args.purge, printer).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        eprintln!("deleted {} objects, kept {}, failed {}", report.deleted.len(), report.kept.len(), report.failed.len());
+        for k in &report.kept {
+            eprintln!("  kept {k}");
+        }
+        for f in &report.failed {
+            eprintln!("  FAILED {f}");
+        }
+    }
+    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

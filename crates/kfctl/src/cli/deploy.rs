@@ -1,10 +1,364 @@
-//! `kfctl deploy`.
+//! `kfctl deploy [DIR] --platform P [--registry R] [--yes] [--dry-run]`: from nothing to a ready
+//! Kubeflow, in one linear flow:
+//!
+//! 1. the app directory (`kfctl init` if DIR holds no kfctl.yaml),
+//! 2. the cluster (platform::provision_in: local tool or Terraform; nothing for `existing`),
+//! 3. the choices written to kfctl.yaml (platform, then auto-configuration of `cluster:`),
+//! 4. Kubeflow (render, apply_app, wait_ready),
+//! 5. how to connect (`kfctl open`).
+//!
+//! `--dry-run` prints the same flow as a shell script and changes nothing.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::OutputFormat;
+use crate::app::{App, InitOptions};
+use crate::config;
+use crate::platform::shell::{Shell, quote};
+use crate::platform::{self, ClusterSettings, GpuPool, PlatformKind, PlatformSpec, ProvisionOptions, detect};
+use crate::progress::{Printer, Progress, ProgressSink};
+use crate::registry::catalog;
 
 #[derive(Debug, clap::Args)]
-pub struct DeployArgs {}
+// `--version` here is the Kubeflow version, not kfctl's (which `kfctl --version` prints).
+#[command(disable_version_flag = true)]
+pub struct DeployArgs {
+    /// The app directory; created with `kfctl init` when it holds no kfctl.yaml.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Registry archive for `kfctl init` (URL or path); default: the release's upstream archive.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// The registry archive's sha256, for `kfctl init`.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Kubeflow version, for `kfctl init`.
+    #[arg(long)]
+    pub version: Option<String>,
+    #[command(flatten)]
+    pub platform: PlatformFlags,
+    /// Do not ask before `terraform apply`.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Print every command and file as a shell script instead of running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Create the cluster and record it in kfctl.yaml, but do not install Kubeflow yet.
+    #[arg(long)]
+    pub cluster_only: bool,
+    /// How long a new cluster's API server may take to answer.
+    #[arg(long, default_value = "300s", value_parser = super::wait::parse_duration)]
+    pub cluster_timeout: Duration,
+    /// How long Kubeflow may take to become ready.
+    #[arg(long, default_value = "1200s", value_parser = super::wait::parse_duration)]
+    pub timeout: Duration,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
 
-pub fn run(_args: DeployArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("kfctl deploy is under construction in this branch")
+/// Platform choices on the command line; each overrides kfctl.yaml's `platform:` and is saved.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PlatformFlags {
+    /// existing, kind, minikube, microk8s, k3d, gke, eks or aks (default: kfctl.yaml's, else existing).
+    #[arg(long = "platform")]
+    pub kind: Option<PlatformKind>,
+    /// Kubeconfig for `existing`.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context for `existing`.
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Name of the cluster to create.
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// Kubernetes version of the cluster to create (must suit the release).
+    #[arg(long)]
+    pub kubernetes_version: Option<String>,
+    /// Number of worker nodes.
+    #[arg(long)]
+    pub nodes: Option<u32>,
+    /// Machine type / VM size (minikube: "CPUS,MEMORY").
+    #[arg(long)]
+    pub node_size: Option<String>,
+    /// Cloud region.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// GKE zone.
+    #[arg(long)]
+    pub zone: Option<String>,
+    /// GCP project ID.
+    #[arg(long)]
+    pub project: Option<String>,
+    /// AWS profile (eks) or Azure subscription ID (aks).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Azure resource group.
+    #[arg(long)]
+    pub resource_group: Option<String>,
+    /// Add a GPU node pool with this many nodes (clouds).
+    #[arg(long)]
+    pub gpu_nodes: Option<u32>,
+    /// Machine type / VM size of the GPU nodes.
+    #[arg(long)]
+    pub gpu_node_size: Option<String>,
+    /// GKE accelerator type (e.g. nvidia-tesla-t4).
+    #[arg(long)]
+    pub gpu_type: Option<String>,
+}
+
+impl PlatformFlags {
+    /// `base` (from kfctl.yaml) with the flags given on the command line laid over it. Choosing
+    /// another platform kind starts from an empty spec: the old one's sizes would not fit.
+    pub fn over(&self, base: &PlatformSpec) -> PlatformSpec {
+        let mut spec = match self.kind {
+            Some(kind) if kind != base.kind => PlatformSpec::new(kind),
+            _ => base.clone(),
+        };
+        let set = |field: &mut Option<String>, value: &Option<String>| {
+            if value.is_some() {
+                field.clone_from(value);
+            }
+        };
+        if self.kubeconfig.is_some() {
+            spec.kubeconfig.clone_from(&self.kubeconfig);
+        }
+        set(&mut spec.context, &self.context);
+        set(&mut spec.cluster_name, &self.cluster_name);
+        set(&mut spec.kubernetes_version, &self.kubernetes_version);
+        set(&mut spec.node_size, &self.node_size);
+        set(&mut spec.region, &self.region);
+        set(&mut spec.zone, &self.zone);
+        set(&mut spec.project, &self.project);
+        set(&mut spec.account, &self.account);
+        set(&mut spec.resource_group, &self.resource_group);
+        if self.nodes.is_some() {
+            spec.node_count = self.nodes;
+        }
+        match self.gpu_nodes {
+            Some(0) => spec.gpu = None,
+            Some(count) => {
+                let gpu = spec.gpu.get_or_insert(GpuPool {
+                    node_count: count,
+                    node_size: None,
+                    accelerator: None,
+                    gpus_per_node: 1,
+                });
+                gpu.node_count = count;
+            }
+            None => {}
+        }
+        if let Some(gpu) = &mut spec.gpu {
+            set(&mut gpu.node_size, &self.gpu_node_size);
+            set(&mut gpu.accelerator, &self.gpu_type);
+        }
+        spec
+    }
+}
+
+pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    if args.dry_run {
+        print!("{}", dry_run_script(&args)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let sink = Printer::new(args.output == OutputFormat::Json);
+
+    // 1. The app directory.
+    let mut app = if args.dir.join(config::FILE_NAME).exists() {
+        App::open(&args.dir).with_context(|| format!("cannot open the app in {}", args.dir.display()))?
+    } else {
+        sink.report(Progress::Message { text: format!("Create the app directory {}", args.dir.display()) });
+        let opts = init_options(&args)?;
+        App::init(&opts).with_context(|| format!("kfctl init {} failed; nothing was written", args.dir.display()))?
+    };
+    let spec = args.platform.over(&app.config.platform);
+    let opts = ProvisionOptions { assume_yes: args.yes, reach_timeout: args.cluster_timeout };
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        // 2. The cluster: non-Kubernetes resources first.
+        let mut shell = Shell::real(&sink);
+        let provisioned = platform::provision_in(&mut shell, &app.dir, &spec, &app.config.version, &opts).await?;
+        let created = shell.ledger().to_vec();
+
+        // 3. The choices, in kfctl.yaml, so a later `kfctl apply` needs no flags.
+        app.config.platform = provisioned.spec.clone();
+        app.save().with_context(|| format!("cannot write {}", app.dir.join(config::FILE_NAME).display()))?;
+        let (client, _) = detect::client_for(&provisioned.access).await?;
+        if app.config.cluster == ClusterSettings::default() {
+            app.config.cluster = detect::detect(&client, &sink).await.context("auto-configuration failed")?;
+            app.save().with_context(|| format!("cannot write {}", app.dir.join(config::FILE_NAME).display()))?;
+            sink.report(Progress::Message {
+                text: format!(
+                    "Wrote the detected choices to {} (cluster:); review them there",
+                    app.dir.join(config::FILE_NAME).display()
+                ),
+            });
+        }
+        if args.cluster_only {
+            sink.report(Progress::Message {
+                text: format!("Cluster ready; install Kubeflow with `kfctl apply {}`", app.dir.display()),
+            });
+            return Ok(());
+        }
+
+        // 4. Kubeflow: the Kubernetes resources.
+        let install = install(&client, &app, args.timeout, &sink).await;
+        if let Err(err) = install {
+            return Err(err.context(leftover_note(&created, &app.dir)));
+        }
+
+        // 5. How to connect.
+        println!("Kubeflow is ready. Connect with:\n  {}", open_command(&app));
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Render, apply in order, wait until ready.
+async fn install(client: &kube::Client, app: &App, timeout: Duration, sink: &dyn ProgressSink) -> anyhow::Result<()> {
+    let render_app = app.clone();
+    let rendered = tokio::task::spawn_blocking(move || render_app.render())
+        .await
+        .context("rendering stopped")?
+        .with_context(|| format!("cannot render the app in {}", app.dir.display()))?;
+    crate::apply::apply_app(client, app, &rendered, &crate::apply::ApplyOptions::default(), sink).await?;
+    crate::health::wait_ready(client, app, timeout, sink).await?;
+    Ok(())
+}
+
+/// `kfctl open dashboard` with the kubeconfig and context the app records.
+fn open_command(app: &App) -> String {
+    open_line(&app.config.platform.access(&app.dir))
+}
+
+fn open_line(access: &platform::ClusterAccess) -> String {
+    let mut line = String::from("kfctl open dashboard");
+    if let Some(path) = &access.kubeconfig {
+        line.push_str(&format!(" --kubeconfig {}", quote(&path.to_string_lossy())));
+    }
+    if let Some(context) = &access.context {
+        line.push_str(&format!(" --context {}", quote(context)));
+    }
+    line
+}
+
+/// After the cluster exists, a failed install leaves it there on purpose: say so.
+fn leftover_note(created: &[platform::shell::Created], dir: &Path) -> String {
+    let dir = quote(&dir.to_string_lossy());
+    if created.is_empty() {
+        return format!("installing Kubeflow failed\n  hint: fix the cause, then `kfctl apply {dir}`");
+    }
+    let what: Vec<&str> = created.iter().map(|c| c.what.as_str()).collect();
+    format!(
+        "installing Kubeflow failed; the cluster stays ({})\n  hint: fix the cause, then `kfctl apply {dir}` (no need to create the cluster again), or remove it with `kfctl delete {dir} --platform`",
+        what.join(", ")
+    )
+}
+
+fn init_options(args: &DeployArgs) -> anyhow::Result<InitOptions> {
+    let registry = match &args.registry {
+        Some(registry) => registry.clone(),
+        None => {
+            let version = args.version.as_deref().unwrap_or(catalog::DEFAULT_VERSION);
+            catalog::release(version)?.default_url.to_string()
+        }
+    };
+    Ok(InitOptions {
+        dir: args.dir.clone(),
+        registry,
+        sha256: args.sha256.clone(),
+        version: args.version.clone(),
+        platform: Some(args.platform.over(&PlatformSpec::default())),
+        name: None,
+        force: false,
+    })
+}
+
+/// The whole deploy as a shell script: init, the platform's commands and files, saving the
+/// choices, apply, wait, open.
+pub fn dry_run_script(args: &DeployArgs) -> anyhow::Result<String> {
+    let dir = &args.dir;
+    let dir_q = quote(&dir.to_string_lossy());
+    let existing = dir.join(config::FILE_NAME).exists();
+    let (base, release) = if existing {
+        let app = App::open(dir).with_context(|| format!("cannot open the app in {}", dir.display()))?;
+        (app.config.platform.clone(), app.config.version.clone())
+    } else {
+        let release = args.version.clone().unwrap_or_else(|| catalog::DEFAULT_VERSION.to_owned());
+        (PlatformSpec::default(), release)
+    };
+    let spec = args.platform.over(&base);
+    let sink = crate::progress::Silent;
+    let mut shell = Shell::dry_run(
+        &sink,
+        &format!(
+            "What `kfctl deploy` would do for {} on platform {} (Kubeflow {release}).\nGenerated by kfctl deploy --dry-run; nothing has been changed.",
+            dir.display(),
+            spec.kind
+        ),
+    );
+    if existing {
+        shell.step(&format!("1. The app directory {} exists (kfctl.yaml)", dir.display()));
+    } else {
+        shell.step("1. Create the app directory: fetch, verify and unpack the registry, write kfctl.yaml");
+        let opts = init_options(args)?;
+        let mut line = format!("kfctl init {dir_q} --registry {}", quote(&opts.registry));
+        if let Some(sha) = &opts.sha256 {
+            line.push_str(&format!(" --sha256 {sha}"));
+        }
+        if let Some(version) = &opts.version {
+            line.push_str(&format!(" --version {}", quote(version)));
+        }
+        line.push_str(&format!(" --platform {}", spec.kind));
+        shell.script_only(&line);
+    }
+    shell.step("2. The cluster");
+    let opts = ProvisionOptions { assume_yes: args.yes, reach_timeout: args.cluster_timeout };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let provisioned = runtime.block_on(platform::provision_in(&mut shell, dir, &spec, &release, &opts))?;
+
+    shell.step(&format!(
+        "3. kfctl records these platform choices in {}/kfctl.yaml (platform:), then detects storage, GPUs\n   and load balancers on the cluster and records them under cluster: for review:",
+        dir.display()
+    ));
+    let yaml = serde_saphyr::to_string(&provisioned.spec).context("cannot show the platform choices")?;
+    for line in yaml.lines() {
+        shell.step(&format!("  {line}"));
+    }
+    if args.cluster_only {
+        shell.step("--cluster-only: Kubeflow is not installed; later: kfctl apply");
+    } else {
+        shell.step("4. Install Kubeflow in ordered phases and wait until it is ready");
+        shell.script_only(&format!("kfctl apply {dir_q}"));
+        shell.script_only(&format!("kfctl wait {dir_q} --timeout {}s", args.timeout.as_secs()));
+        shell.step("5. Connect");
+        let mut recorded = provisioned.spec.clone();
+        if recorded.kubeconfig.is_none() && spec.kind != PlatformKind::Existing {
+            recorded.kubeconfig = Some(PathBuf::from(platform::KUBECONFIG_FILE));
+        }
+        shell.script_only(&open_line(&recorded.access(dir)));
+    }
+    Ok(shell.into_script().expect("a dry-run shell has a script"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_saved_spec_and_a_new_kind_starts_fresh() {
+        let mut saved = PlatformSpec::new(PlatformKind::Gke);
+        saved.project = Some("p".into());
+        saved.node_size = Some("e2-standard-8".into());
+        let flags = PlatformFlags { nodes: Some(4), gpu_nodes: Some(1), gpu_type: Some("nvidia-l4".into()), ..Default::default() };
+        let spec = flags.over(&saved);
+        assert_eq!((spec.project.as_deref(), spec.node_count), (Some("p"), Some(4)));
+        assert_eq!(spec.gpu.as_ref().map(|g| (g.node_count, g.accelerator.as_deref())), Some((1, Some("nvidia-l4"))));
+        let flags = PlatformFlags { kind: Some(PlatformKind::Kind), ..Default::default() };
+        assert_eq!(flags.over(&saved), PlatformSpec::new(PlatformKind::Kind));
+    }
 }

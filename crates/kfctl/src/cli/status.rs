@@ -16,9 +16,9 @@ pub struct StatusArgs {
 }
 
 pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let (_app, target) = open_target(&args.app.dir, &args.cluster)?;
+    let (app, target) = open_target(&args.app.dir, &args.cluster)?;
     runtime()?.block_on(async {
-        let client = connect(&args.app, &args.cluster).await?;
+        let client = connect(&args.app, &args.cluster, &app).await?;
         // Refreshing keeps the Application's status (what `kubectl get application` shows) current.
         let status = refresh(&client, &target, &Silent).await?;
         if args.app.output == super::OutputFormat::Json {

@@ -37,10 +37,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: WaitArgs) -> anyhow::Result<ExitCode> {
-    let (_app, target) = open_target(&args.app.dir, &args.cluster)?;
+    let (app, target) = open_target(&args.app.dir, &args.cluster)?;
     let printer = Printer::new(args.app.output == super::OutputFormat::Json);
     runtime()?.block_on(async {
-        let client = connect(&args.app, &args.cluster).await?;
+        let client = connect(&args.app, &args.cluster, &app).await?;
         let status = wait_target(&client, &target, args.timeout, &printer).await?;
         eprintln!("ready: {}/{} components of {} ready", status.objects_ready(), status.objects_total(), status.app);
         Ok(ExitCode::SUCCESS)

@@ -70,6 +70,9 @@ pub async fn create(
     shell.run(&terraform(&tf_dir, &["apply", "-input=false", "-no-color", PLAN_FILE]).show_stdout()).await?;
 
     shell.step(&format!("Fetch credentials with {cli} into {}", kubeconfig.display()));
+    if let Some(parent) = kubeconfig.parent() {
+        shell.make_dir(parent)?;
+    }
     shell.run(&credentials(spec, kubeconfig)).await?;
     Ok(())
 }

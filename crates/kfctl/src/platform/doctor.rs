@@ -260,7 +260,8 @@ pub fn check_architecture(nodes: &[Node], support: &KubernetesSupport) -> Findin
     let wanted = support.architecture;
     let mut other: Vec<String> = Vec::new();
     let mut matching = 0;
-    for node in nodes {
+    // Cordoned nodes run no new Pods, so their architecture does not matter here.
+    for node in nodes.iter().filter(|n| !n.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false)) {
         let arch = node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.architecture.as_str());
         match arch {
             Some(arch) if arch == wanted => matching += 1,
@@ -331,6 +332,14 @@ pub async fn check_permissions(client: &Client) -> Result<Finding, PlatformError
     })
 }
 
+/// The API server's own message, without kube's debug dump of the Status object.
+fn short_error(err: &PlatformError) -> String {
+    match err {
+        PlatformError::Kube(kube::Error::Api(status)) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Run every check against the cluster behind `access` for Kubeflow `release`. `objects` are the
 /// rendered objects of the enabled components (None skips the capacity check, with a warning).
 pub async fn run_checks(access: &ClusterAccess, release: &str, objects: Option<&[Value]>) -> Vec<Finding> {
@@ -363,27 +372,26 @@ pub async fn run_checks(access: &ClusterAccess, release: &str, objects: Option<&
     };
     findings.push(Finding::ok("reach", format!("API server {server} answers")));
     findings.push(check_version(&version.major, &version.minor, &version.git_version, support));
-    let facts = match detect::facts(&client).await {
-        Ok(facts) => facts,
-        Err(err) => {
-            findings.push(Finding::error(
-                "reach",
-                format!("cannot list nodes and StorageClasses: {err}"),
-                "kfctl needs to read nodes and StorageClasses; use a context with cluster-wide read access".into(),
-            ));
-            return findings;
+    match detect::facts(&client).await {
+        Ok(facts) => {
+            match objects {
+                Some(objects) => findings.push(check_capacity(&facts.nodes, objects)),
+                None => findings.push(Finding::warning(
+                    "capacity",
+                    "no app directory: cannot compare the cluster with what Kubeflow requests".into(),
+                    "run `kfctl doctor DIR` on an app directory made by `kfctl init`".into(),
+                )),
+            }
+            findings.push(check_storage(&facts));
+            findings.push(check_architecture(&facts.nodes, support));
         }
-    };
-    match objects {
-        Some(objects) => findings.push(check_capacity(&facts.nodes, objects)),
-        None => findings.push(Finding::warning(
-            "capacity",
-            "no app directory: cannot compare the cluster with what Kubeflow requests".into(),
-            "run `kfctl doctor DIR` on an app directory made by `kfctl init`".into(),
+        // Without read access the other checks cannot run; the permissions check still can.
+        Err(err) => findings.push(Finding::error(
+            "read",
+            format!("cannot list nodes, StorageClasses and Services: {}", short_error(&err)),
+            "kfctl needs cluster-wide read access; use a context bound to cluster-admin".into(),
         )),
     }
-    findings.push(check_storage(&facts));
-    findings.push(check_architecture(&facts.nodes, support));
     match check_permissions(&client).await {
         Ok(finding) => findings.push(finding),
         Err(err) => findings.push(Finding::error(

@@ -45,6 +45,7 @@ pub async fn create(
     match spec.kind {
         PlatformKind::Kind => {
             require(shell, "kind", spec.kind)?;
+            make_parent(shell, kubeconfig)?;
             let config_path = dir.join("platform/kind-config.yaml");
             shell.step(&format!("Create kind cluster {name:?} (Kubernetes {version}, {workers} workers)"));
             shell.write_file(&config_path, &kind_config(name, &format!("kindest/node:{version}"), workers))?;
@@ -58,6 +59,7 @@ pub async fn create(
         }
         PlatformKind::K3d => {
             require(shell, "k3d", spec.kind)?;
+            make_parent(shell, kubeconfig)?;
             let image = format!("rancher/k3s:{version}");
             let agents = workers.to_string();
             shell.step(&format!("Create k3d cluster {name:?} (k3s {version}, {workers} agents)"));
@@ -88,6 +90,7 @@ pub async fn create(
         }
         PlatformKind::Minikube => {
             require(shell, "minikube", spec.kind)?;
+            make_parent(shell, kubeconfig)?;
             let (cpus, memory) = minikube_size(spec.node_size.as_deref());
             shell.step(&format!(
                 "Start minikube profile {name:?} (Kubernetes {version}, {cpus} CPUs, {memory} memory)"
@@ -126,6 +129,7 @@ pub async fn create(
         }
         PlatformKind::Microk8s => {
             require(shell, "microk8s", spec.kind)?;
+            make_parent(shell, kubeconfig)?;
             shell.step(&format!(
                 "Use the host's MicroK8s (install a supported one with `sudo snap install microk8s --classic --channel={}`)",
                 support.microk8s_channel
@@ -174,6 +178,14 @@ pub async fn delete(shell: &mut Shell<'_>, spec: &PlatformSpec) -> Result<(), Pl
         other => unreachable!("{other} is not a local platform"),
     }
     Ok(())
+}
+
+/// The tools write the kubeconfig themselves, into a directory that must exist.
+fn make_parent(shell: &mut Shell<'_>, path: &Path) -> Result<(), PlatformError> {
+    match path.parent() {
+        Some(parent) => shell.make_dir(parent),
+        None => Ok(()),
+    }
 }
 
 /// kind's cluster config: one control plane and `workers` workers on the release's node image.

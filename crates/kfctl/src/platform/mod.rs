@@ -323,8 +323,9 @@ pub enum PlatformError {
     #[error("platform {0}: kfctl did not create this cluster, so there is nothing to tear down\n  hint: `kfctl delete` without --platform removes what kfctl installed on it")]
     NothingToTearDown(PlatformKind),
     /// A step failed after others had created something: says what exists and how to remove it.
-    #[error("{source}\n{}", ledger_text(created))]
-    Stopped { source: Box<PlatformError>, created: Vec<Created> },
+    // `cause`, not `source`: the message already includes it, so error chains must not repeat it.
+    #[error("{cause}\n{}", ledger_text(created))]
+    Stopped { cause: Box<PlatformError>, created: Vec<Created> },
 }
 
 fn indent(text: &str) -> String {
@@ -352,8 +353,7 @@ impl PlatformError {
     fn with_ledger(self, created: &[Created]) -> PlatformError {
         match self {
             already @ PlatformError::Stopped { .. } => already,
-            // Declining is not a failure; but the user should still see what exists.
-            source => PlatformError::Stopped { source: Box::new(source), created: created.to_vec() },
+            cause => PlatformError::Stopped { cause: Box::new(cause), created: created.to_vec() },
         }
     }
 }

@@ -177,15 +177,25 @@ impl<'a> Shell<'a> {
         }
     }
 
+    /// Create a directory (and its parents). In a dry run: `mkdir -p`, once per directory.
+    pub fn make_dir(&mut self, dir: &Path) -> Result<(), PlatformError> {
+        if let Some(script) = &mut self.script {
+            if !self.script_dirs.iter().any(|known| known == dir) {
+                let _ = writeln!(script, "mkdir -p {}", quote(&dir.to_string_lossy()));
+                self.script_dirs.push(dir.to_path_buf());
+            }
+            return Ok(());
+        }
+        std::fs::create_dir_all(dir).map_err(|source| PlatformError::Io { path: dir.to_path_buf(), source })
+    }
+
     /// Write a file (creating its directory). In a dry run: a heredoc in the script.
     pub fn write_file(&mut self, path: &Path, contents: &str) -> Result<(), PlatformError> {
-        if let Some(script) = &mut self.script {
+        if self.script.is_some() {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                if !self.script_dirs.iter().any(|known| known == dir) {
-                    let _ = writeln!(script, "mkdir -p {}", quote(&dir.to_string_lossy()));
-                    self.script_dirs.push(dir.to_path_buf());
-                }
+                self.make_dir(dir)?;
             }
+            let script = self.script.as_mut().expect("a dry run has a script");
             let mut fence = String::from("EOF");
             while contents.lines().any(|line| line == fence) {
                 fence.push('_');
