@@ -191,7 +191,7 @@ impl TransformerConfig {
         };
         let mut config = TransformerConfig::default();
         for (type_name, definition) in definitions {
-            let properties = definition.pointer("/properties").and_then(Value::as_object);
+            let properties = schema_properties(definition);
             let is_k8s_type = properties
                 .is_some_and(|p| p.contains_key("kind") && p.contains_key("apiVersion") && p.contains_key("metadata"));
             if !is_k8s_type {
@@ -207,6 +207,13 @@ impl TransformerConfig {
     }
 }
 
+/// The `properties` of a definition in a `crds:` file. kustomize's files wrap each definition as
+/// `{"Schema": {...}, "Dependencies": [...]}` (kube-openapi's OpenAPIDefinition); bare schemas
+/// are read as they are.
+fn schema_properties(definition: &Value) -> Option<&serde_json::Map<String, Value>> {
+    definition.get("Schema").unwrap_or(definition).get("properties").and_then(Value::as_object)
+}
+
 fn crd_fields(
     config: &mut TransformerConfig,
     kind: &str,
@@ -219,8 +226,7 @@ fn crd_fields(
     if depth > 32 {
         return;
     }
-    let Some(properties) = definitions.get(type_name).and_then(|d| d.pointer("/properties")).and_then(Value::as_object)
-    else {
+    let Some(properties) = definitions.get(type_name).and_then(schema_properties) else {
         return;
     };
     for (name, property) in properties {
