@@ -15,6 +15,7 @@ use super::shell::{Shell, quote};
 use super::{
     AccessSettings, ClusterAccess, ClusterSettings, GatewayAccess, GpuSettings, PlatformError, StorageSettings,
 };
+use crate::cluster::error_chain;
 use crate::progress::Progress;
 
 /// The annotation that marks the default StorageClass (and its pre-1.6 beta spelling).
@@ -98,21 +99,6 @@ fn kubectl_prefix(access: &ClusterAccess) -> String {
         line.push_str(&format!(" --context {}", quote(context)));
     }
     line
-}
-
-/// An error and its sources on one line: a refused connection hides several levels down.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Is this StorageClass marked as the default?
