@@ -137,7 +137,8 @@ pub async fn delete_entries(
     outcome
 }
 
-fn api_for(client: &Client, resolved: &super::discovery::ResolvedKind, namespace: Option<&str>) -> Api<DynamicObject> {
+/// The API of a resolved kind, namespaced where the kind is.
+pub(crate) fn api_for(client: &Client, resolved: &super::discovery::ResolvedKind, namespace: Option<&str>) -> Api<DynamicObject> {
     match (namespace, resolved.namespaced) {
         (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
         _ => Api::all_with(client.clone(), &resolved.resource),

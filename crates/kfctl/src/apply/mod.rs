@@ -5,7 +5,7 @@ pub mod diff;
 pub mod discovery;
 pub mod inventory;
 pub mod protocol;
-mod delete;
+pub(crate) mod delete;
 mod retry;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
