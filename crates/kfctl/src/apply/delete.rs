@@ -14,7 +14,7 @@ use kube::Client;
 
 use super::discovery::KindResolver;
 use super::{ApplyError, inventory};
-use crate::plan::{AppTarget, InventoryEntry, PhaseName, is_kfctl_owned, sort_for_deletion};
+use crate::plan::{AppTarget, InventoryEntry, PhaseName, is_builtin_group, is_kfctl_owned, sort_for_deletion};
 use crate::progress::{Progress, ProgressSink};
 
 /// How long kfctl waits for one group of deletions to finish before going on.
@@ -65,10 +65,6 @@ pub struct DeleteReport {
     pub deleted: Vec<String>,
     pub kept: Vec<String>,
     pub failed: Vec<String>,
-}
-
-fn is_builtin_group(group: &str) -> bool {
-    group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
 }
 
 /// Delete `entries` in deletion order: reverse phases, and within a phase custom resources

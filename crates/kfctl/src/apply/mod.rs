@@ -4,6 +4,7 @@
 pub mod diff;
 pub mod discovery;
 pub mod inventory;
+pub mod normalize;
 pub mod protocol;
 pub(crate) mod delete;
 mod retry;
@@ -146,6 +147,7 @@ fn prepare_plan(target: &AppTarget, objects: &[ComponentObject], kinds: &KindTab
     for phase in &mut plan.phases {
         for o in &mut phase.objects {
             protocol::default_port_protocols(&mut o.object);
+            normalize::server_equivalent(&mut o.object);
         }
     }
     Ok(plan)
@@ -169,7 +171,8 @@ pub async fn apply_rendered(
     resolver.refresh(group_versions).await.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
     let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
 
-    let previous = inventory::read(client, target).await?;
+    let mut previous = inventory::read(client, target).await?;
+    crate::plan::set_entry_namespaces_by_scope(&mut previous, &resolver.kind_table());
     let desired = plan.inventory();
     let live = fetch_live(client, &resolver, &plan).await?;
 
@@ -395,13 +398,22 @@ async fn fetch_live(
         .try_collect()
         .await
         .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
+    // The same object comes back from every version it is served at (a CRD written as
+    // apiextensions.k8s.io/v1beta1 is in the v1 list too, in v1's shape): compare each planned
+    // object only with the copy read at its own apiVersion.
+    let planned_versions: HashMap<(String, String, Option<String>, String), String> =
+        plan.phases.iter().flat_map(|p| &p.objects).map(|o| (o.reference.identity(), o.reference.api_version())).collect();
     let mut live = HashMap::new();
     for v in lists.into_iter().flatten() {
-        let group = v["apiVersion"].as_str().and_then(|a| a.split_once('/')).map_or("", |(g, _)| g).to_owned();
+        let api_version = v["apiVersion"].as_str().unwrap_or_default().to_owned();
+        let group = api_version.split_once('/').map_or("", |(g, _)| g).to_owned();
         let kind = v["kind"].as_str().unwrap_or_default().to_owned();
         let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned);
         let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        live.insert((group, kind, ns, name), v);
+        let identity = (group, kind, ns, name);
+        if planned_versions.get(&identity).is_some_and(|wanted| *wanted == api_version) {
+            live.insert(identity, v);
+        }
     }
     Ok(live)
 }

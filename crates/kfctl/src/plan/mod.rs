@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::app::ComponentObject;
-pub use kinds::{KindInfo, KindTable, guess_plural};
+pub use kinds::{KindInfo, KindTable, guess_plural, is_builtin_group};
 pub use labels::{APP_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, add_labels, is_kfctl_owned};
 use webhooks::{AdmissionTarget, Webhook};
 
@@ -27,6 +27,10 @@ pub enum PlanError {
     #[error("{object} is rendered twice, by components {first:?} and {second:?}\n  hint: remove it from one of them (or disable one component)")]
     Duplicate { object: String, first: String, second: String },
 }
+
+/// Where a namespaced object that names no namespace goes, as with kubectl and a context that
+/// names none. Fixed rather than taken from the kubeconfig, so a plan does not depend on it.
+pub const DEFAULT_OBJECT_NAMESPACE: &str = "default";
 
 /// Where an app's Application, inventory and Events live unless told otherwise.
 pub const DEFAULT_APP_NAMESPACE: &str = "kubeflow";
@@ -204,7 +208,9 @@ impl Plan {
         let mut planned = Vec::with_capacity(objects.len());
         let mut seen: HashMap<(String, String, Option<String>, String), String> = HashMap::new();
         for (index, co) in objects.iter().enumerate() {
-            let reference = ObjectRef::from_object(&co.object).map_err(|field| PlanError::MissingField {
+            let mut object = co.object.clone();
+            set_namespace_by_scope(&mut object, &kinds);
+            let reference = ObjectRef::from_object(&object).map_err(|field| PlanError::MissingField {
                 component: co.component.clone(),
                 index,
                 field,
@@ -212,7 +218,6 @@ impl Plan {
             if let Some(first) = seen.insert(reference.identity(), co.component.clone()) {
                 return Err(PlanError::Duplicate { object: reference.to_string(), first, second: co.component.clone() });
             }
-            let mut object = co.object.clone();
             add_labels(&mut object, app, &co.component);
             planned.push(PlannedObject { component: co.component.clone(), reference, object });
         }
@@ -320,9 +325,45 @@ pub fn prune_set(previous: &[InventoryEntry], desired: &[InventoryEntry]) -> Vec
     prune
 }
 
+/// Put inventory entries written by an older kfctl, which recorded the namespace as rendered, where
+/// [`Plan::build`] now puts their objects (see `set_namespace_by_scope`), so that an object whose
+/// recorded namespace changed is not pruned as if it had left the config.
+pub fn set_entry_namespaces_by_scope(entries: &mut [InventoryEntry], kinds: &KindTable) {
+    for e in entries {
+        let r = &mut e.reference;
+        match kinds.namespaced(&r.group, &r.kind) {
+            Some(false) => r.namespace = None,
+            Some(true) if r.namespace.is_none() => r.namespace = Some(DEFAULT_OBJECT_NAMESPACE.to_owned()),
+            _ => {}
+        }
+    }
+}
+
 /// Sort inventory entries into deletion order: reverse phase order, stable by reference.
 pub fn sort_for_deletion(entries: &mut [InventoryEntry]) {
     entries.sort_by(|a, b| b.phase.cmp(&a.phase).then_with(|| a.reference.cmp(&b.reference)));
+}
+
+/// Give `object` the namespace the API server will store it under: none for a cluster-scoped kind
+/// (kustomize's namespace transformer puts one on cluster-scoped custom resources, such as
+/// cert-manager's ClusterIssuer, and the server ignores it), [`DEFAULT_OBJECT_NAMESPACE`] for a
+/// namespaced kind that names none. Without this the inventory, the no-op check and readiness
+/// would look for the object where it is not.
+fn set_namespace_by_scope(object: &mut Value, kinds: &KindTable) {
+    let Some(api_version) = object.get("apiVersion").and_then(Value::as_str) else { return };
+    let group = api_version.split_once('/').map_or("", |(g, _)| g).to_owned();
+    let Some(kind) = object.get("kind").and_then(Value::as_str).map(str::to_owned) else { return };
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    let has_namespace = metadata.get("namespace").and_then(Value::as_str).is_some_and(|ns| !ns.is_empty());
+    match kinds.namespaced(&group, &kind) {
+        Some(false) if metadata.contains_key("namespace") => {
+            metadata.remove("namespace");
+        }
+        Some(true) if !has_namespace => {
+            metadata.insert("namespace".into(), Value::from(DEFAULT_OBJECT_NAMESPACE));
+        }
+        _ => {}
+    }
 }
 
 fn labels_of(object: &Value) -> &Map<String, Value> {

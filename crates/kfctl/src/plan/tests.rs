@@ -131,3 +131,29 @@ fn prune_set_is_inventory_minus_desired_in_reverse_phase_order() {
     bumped.iter_mut().for_each(|e| e.reference.version = "v2".into());
     assert!(prune_set(&previous, &bumped).is_empty());
 }
+
+#[test]
+fn namespaces_follow_the_kind_scope() {
+    // kustomize's namespace transformer gave a cluster-scoped custom resource (its CRD is in the
+    // set) and a ClusterRole a namespace; a ConfigMap names none.
+    let objects = vec![
+        co("cm", json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "clusterissuers.cert-manager.io"},
+            "spec": {"group": "cert-manager.io", "scope": "Cluster", "names": {"kind": "ClusterIssuer", "plural": "clusterissuers"}}})),
+        co("cm", json!({"apiVersion": "cert-manager.io/v1alpha2", "kind": "ClusterIssuer", "metadata": {"name": "self", "namespace": "cert-manager"}})),
+        co("cm", json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r", "namespace": "cert-manager"}})),
+        co("user", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "install-config"}})),
+        // unknown custom kind: left as rendered
+        co("user", json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}})),
+    ];
+    let plan = Plan::build("kf", &objects, &KindTable::builtin()).unwrap();
+    let find = |name: &str| plan.phases.iter().flat_map(|p| &p.objects).find(|o| o.reference.name == name).unwrap().clone();
+    for name in ["self", "r"] {
+        let o = find(name);
+        assert_eq!(o.reference.namespace, None, "{name}");
+        assert!(o.object["metadata"].get("namespace").is_none(), "{name}: {}", o.object);
+    }
+    let cm = find("install-config");
+    assert_eq!(cm.reference.namespace.as_deref(), Some(DEFAULT_OBJECT_NAMESPACE));
+    assert_eq!(cm.object["metadata"]["namespace"], DEFAULT_OBJECT_NAMESPACE);
+    assert_eq!(find("g").reference.namespace, None);
+}
