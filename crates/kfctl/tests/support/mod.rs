@@ -294,3 +294,20 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// sha256 of upstream's kubeflow/manifests v1.4.1 archive (shared/registries/...).
+pub const V1_4_1_SHA256: &str = "0b21adb849b3b27cc1b515b0033c391b37fe6b30e3407b52935b404dfe7b929d";
+
+/// The real upstream v1.4.1 archive: $KFCTL_TEST_REGISTRY, or shared/registries/ beside the
+/// repository (or beside the worktrees' parent).
+pub fn real_archive() -> PathBuf {
+    if let Ok(path) = std::env::var("KFCTL_TEST_REGISTRY") {
+        return PathBuf::from(path);
+    }
+    let wanted = Path::new("shared/registries/kubeflow-manifests-v1.4.1.tar.gz");
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join(wanted))
+        .find(|path| path.is_file())
+        .expect("shared/registries/kubeflow-manifests-v1.4.1.tar.gz beside the repository (or set KFCTL_TEST_REGISTRY)")
+}
