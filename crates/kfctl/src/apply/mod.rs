@@ -12,7 +12,8 @@ mod retry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::Value;
@@ -207,6 +208,7 @@ pub async fn apply_rendered(
     let events = EventRecorder::new(client.clone(), target.clone(), sink);
     let mut components_changed: BTreeMap<String, usize> = BTreeMap::new();
     let mut inventory_written = previous.clone();
+    let mut crd_waits = CrdWaits::default();
     for (index, phase) in plan.phases.iter().enumerate() {
         let todo: Vec<&PlannedObject> =
             phase.objects.iter().filter(|o| pending.contains_key(&o.reference.identity())).collect();
@@ -223,8 +225,12 @@ pub async fn apply_rendered(
         let results: Vec<(&PlannedObject, Result<Outcome, String>)> = stream::iter(todo)
             .map(|o| {
                 let resolver = &resolver;
+                let crd_waits = &crd_waits;
                 let before = pending.get(&o.reference.identity()).cloned().flatten();
-                async move { (o, apply_one(client, resolver, o, before).await) }
+                async move {
+                    crd_waits.established(&o.reference.group, &o.reference.kind).await;
+                    (o, apply_one(client, resolver, o, before).await)
+                }
             })
             .buffer_unordered(opts.concurrency.max(1))
             .collect()
@@ -282,7 +288,13 @@ pub async fn apply_rendered(
         events
             .record(false, "PhaseApplied", &format!("phase {}: {} objects applied", phase.name, phase.objects.len()))
             .await;
-        wait_gate(client, &phase.gate, opts.gate_timeout, sink).await;
+        match &phase.gate {
+            // Only custom resources need their CRD Established: they wait for it one by one
+            // (above) while everything else goes on. The API server establishes a large set
+            // slowly (Kubeflow's 66 CRDs: about half a minute on the test cluster).
+            Gate::CrdsEstablished(names) => crd_waits = CrdWaits::start(client, &plan, names, opts.gate_timeout),
+            gate => wait_gate(client, gate, opts.gate_timeout, sink).await,
+        }
     }
     for (component, changed) in &components_changed {
         events.record(false, "ComponentApplied", &format!("component {component}: {changed} objects created or changed")).await;
@@ -507,6 +519,50 @@ async fn preflight(
         let mut denials = denials;
         denials.sort();
         Err(ApplyError::Forbidden { denials })
+    }
+}
+
+/// The CRDs of this apply being established in the background, by the (group, kind) they serve.
+#[derive(Default)]
+struct CrdWaits {
+    by_kind: HashMap<(String, String), Shared<BoxFuture<'static, ()>>>,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl CrdWaits {
+    /// Start waiting (one watch per CRD) until the CRDs `names` of `plan` are Established.
+    fn start(client: &Client, plan: &Plan, names: &[String], timeout: Duration) -> CrdWaits {
+        let mut waits = CrdWaits::default();
+        let crds = plan.phases.iter().flat_map(|p| &p.objects).filter(|o| {
+            o.reference.group == "apiextensions.k8s.io" && o.reference.kind == "CustomResourceDefinition" && names.contains(&o.reference.name)
+        });
+        for crd in crds {
+            let field = |pointer: &str| crd.object.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+            let (Some(group), Some(kind)) = (field("/spec/group"), field("/spec/names/kind")) else { continue };
+            let (client, name) = (client.clone(), crd.reference.name.clone());
+            // A timeout is not an error here: the object's own retries report what still fails.
+            let task = tokio::spawn(async move {
+                let _ = health::gates::crds_established(&client, &[name], timeout).await;
+            });
+            waits.tasks.push(task.abort_handle());
+            waits.by_kind.insert((group, kind), async move { let _ = task.await; }.boxed().shared());
+        }
+        waits
+    }
+
+    /// Wait until the CRD serving `group`/`kind` is Established, if this apply installs it.
+    async fn established(&self, group: &str, kind: &str) {
+        if let Some(wait) = self.by_kind.get(&(group.to_owned(), kind.to_owned())) {
+            wait.clone().await;
+        }
+    }
+}
+
+impl Drop for CrdWaits {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
     }
 }
 

@@ -108,7 +108,8 @@ impl fmt::Display for ObjectRef {
 pub enum PhaseName {
     /// Namespaces, so every namespaced object has a home.
     Namespaces,
-    /// CustomResourceDefinitions; gate: every CRD Established, so its custom resources resolve.
+    /// CustomResourceDefinitions; gate: every CRD Established, so its custom resources resolve
+    /// (apply lets each custom resource wait for its own CRD, and everything else go on).
     Crds,
     /// Cluster RBAC plus service accounts, roles and bindings, so workloads start with their identity.
     Rbac,
