@@ -109,9 +109,10 @@ pub enum PhaseName {
     /// Cluster RBAC plus service accounts, roles and bindings, so workloads start with their identity.
     Rbac,
     /// The Services that admission webhooks call and the workloads behind them (with the
-    /// ConfigMaps/Secrets those pods mount); gate: every such Service has ready endpoints.
+    /// ConfigMaps/Secrets those pods mount).
     WebhookServers,
-    /// The Validating/MutatingWebhookConfigurations, once their servers answer.
+    /// The Validating/MutatingWebhookConfigurations, once their servers answer: each waits for
+    /// its [`WebhookGate`] (the Service it calls has ready endpoints).
     Webhooks,
     /// Objects a webhook of this set intercepts: applied once the webhook can answer, so they are
     /// defaulted and validated on the first apply exactly as on every later one.
@@ -156,8 +157,22 @@ pub enum Gate {
     None,
     /// These CRDs (by name) report the Established condition.
     CrdsEstablished(Vec<String>),
-    /// These Services (namespace, name) have at least one ready endpoint address.
-    ServiceEndpoints(Vec<(String, String)>),
+}
+
+/// An admission webhook of the rendered set that calls a Service, with what waits for it: its
+/// configuration and the planned objects whose apply would call it are applied only once the
+/// Service has a ready endpoint (before that the API server would reject them, or with
+/// `failurePolicy: Ignore` admit them unchecked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookGate {
+    /// The webhook's name, e.g. `check.example.com`.
+    pub webhook: String,
+    /// The Validating/MutatingWebhookConfiguration that registers it.
+    pub configuration: ObjectRef,
+    /// The Service it calls (namespace, name).
+    pub service: (String, String),
+    /// The planned objects it intercepts, in plan order.
+    pub intercepted: Vec<ObjectRef>,
 }
 
 /// One object to apply: labelled, with the component it came from.
@@ -182,6 +197,8 @@ pub struct Plan {
     pub app: String,
     /// Non-empty phases only, in [`PhaseName`] order.
     pub phases: Vec<Phase>,
+    /// The webhooks served by a Service, each with the objects that wait for it.
+    pub webhook_gates: Vec<WebhookGate>,
 }
 
 /// One object kfctl applied, as recorded in the inventory.
@@ -217,8 +234,12 @@ impl Plan {
             planned.push(PlannedObject { component: co.component.clone(), reference, object });
         }
 
-        let webhooks: Vec<Webhook> = planned.iter().flat_map(|p| Webhook::from_configuration(&p.object)).collect();
-        let server_services: BTreeSet<(String, String)> = webhooks.iter().filter_map(|w| w.service.clone()).collect();
+        let webhooks: Vec<(ObjectRef, Webhook)> = planned
+            .iter()
+            .flat_map(|p| Webhook::from_configuration(&p.object).into_iter().map(|w| (p.reference.clone(), w)))
+            .collect();
+        let server_services: BTreeSet<(String, String)> = webhooks.iter().filter_map(|(_, w)| w.service.clone()).collect();
+        let mut intercepted_by: Vec<Vec<ObjectRef>> = vec![Vec::new(); webhooks.len()];
         let server_objects = webhook_server_objects(&planned, &server_services);
         let namespace_labels: HashMap<String, Map<String, Value>> = planned
             .iter()
@@ -251,7 +272,14 @@ impl Plan {
                         namespace_labels: r.namespace.as_ref().and_then(|ns| namespace_labels.get(ns)),
                         is_namespace: false,
                     };
-                    if webhooks.iter().any(|w| w.intercepts(&target)) { PhaseName::Intercepted } else { PhaseName::Rest }
+                    let mut intercepted = false;
+                    for (w, (_, webhook)) in webhooks.iter().enumerate() {
+                        if webhook.intercepts(&target) {
+                            intercepted_by[w].push(r.clone());
+                            intercepted = true;
+                        }
+                    }
+                    if intercepted { PhaseName::Intercepted } else { PhaseName::Rest }
                 }
             };
             by_phase.entry(phase).or_default().push(p);
@@ -262,13 +290,19 @@ impl Plan {
             .map(|(name, objects)| {
                 let gate = match name {
                     PhaseName::Crds => Gate::CrdsEstablished(objects.iter().map(|o| o.reference.name.clone()).collect()),
-                    PhaseName::WebhookServers => Gate::ServiceEndpoints(server_services.iter().cloned().collect()),
                     _ => Gate::None,
                 };
                 Phase { name, objects, gate }
             })
             .collect();
-        Ok(Plan { app: app.to_owned(), phases })
+        let webhook_gates = webhooks
+            .into_iter()
+            .zip(intercepted_by)
+            .filter_map(|((configuration, webhook), intercepted)| {
+                Some(WebhookGate { webhook: webhook.name, configuration, service: webhook.service?, intercepted })
+            })
+            .collect();
+        Ok(Plan { app: app.to_owned(), phases, webhook_gates })
     }
 
     /// Every planned object with its phase, as the inventory records them.

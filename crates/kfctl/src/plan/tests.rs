@@ -67,8 +67,26 @@ fn gates_name_what_they_wait_for() {
     let plan = Plan::build("kubeflow", &fixture(), &KindTable::builtin()).unwrap();
     let gate = |name| plan.phases.iter().find(|p| p.name == name).map(|p| p.gate.clone()).unwrap();
     assert_eq!(gate(PhaseName::Crds), Gate::CrdsEstablished(vec!["widgets.example.com".into()]));
-    assert_eq!(gate(PhaseName::WebhookServers), Gate::ServiceEndpoints(vec![("hooks".into(), "checker".into())]));
+    assert_eq!(gate(PhaseName::WebhookServers), Gate::None);
     assert_eq!(gate(PhaseName::Rest), Gate::None);
+    // The webhook waits for its Service; its configuration and exactly the objects it intercepts wait for it.
+    assert_eq!(plan.webhook_gates.len(), 1);
+    let hook = &plan.webhook_gates[0];
+    assert_eq!(hook.webhook, "check.example.com");
+    assert_eq!(hook.service, ("hooks".to_owned(), "checker".to_owned()));
+    assert_eq!(hook.configuration.to_string(), "ValidatingWebhookConfiguration.admissionregistration.k8s.io widget-check");
+    let intercepted: Vec<String> = hook.intercepted.iter().map(ToString::to_string).collect();
+    assert_eq!(intercepted, vec!["Widget.example.com apps/w1", "ConfigMap apps/checked"]);
+}
+
+#[test]
+fn webhook_reached_by_url_has_no_gate() {
+    let objects = vec![co("hooks", json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "external"},
+        "webhooks": [{"name": "ext.example.com", "clientConfig": {"url": "https://hooks.example.com/mutate"},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]}]}))];
+    let plan = Plan::build("kf", &objects, &KindTable::builtin()).unwrap();
+    assert!(plan.webhook_gates.is_empty());
 }
 
 #[test]
