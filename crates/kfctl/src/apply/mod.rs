@@ -448,7 +448,8 @@ fn report_applied(sink: &dyn ProgressSink, o: &PlannedObject, outcome: Outcome) 
     });
 }
 
-/// The live objects of this app, one list per kind (label-selected), keyed by identity.
+/// The live objects of this app, one list per kind (label-selected), plus the shared objects it
+/// applies (they carry no app label), keyed by identity.
 async fn fetch_live(
     client: &Client,
     resolver: &KindResolver,
@@ -490,8 +491,28 @@ async fn fetch_live(
         .try_collect()
         .await
         .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
+    let shared: Vec<Value> = stream::iter(plan.phases.iter().flat_map(|p| &p.objects).filter(|o| o.reference.is_shared()))
+        .filter_map(|o| async move { resolver.resolve(&o.reference.api_version(), &o.reference.kind).map(|r| (o, r)) })
+        .then(|(o, resolved)| async move {
+            let api = delete::api_for(client, &resolved, o.reference.namespace.as_deref());
+            let found = match api.get_opt(&o.reference.name).await {
+                Ok(found) => found,
+                Err(kube::Error::Api(s)) if s.code == 403 => None,
+                Err(e) => return Err(e),
+            };
+            Ok(found.map(|item| {
+                let mut v = serde_json::to_value(item).expect("object serializes");
+                v["apiVersion"] = Value::from(resolved.resource.api_version.clone());
+                v["kind"] = Value::from(resolved.resource.kind.clone());
+                v
+            }))
+        })
+        .try_filter_map(|v| async move { Ok(v) })
+        .try_collect()
+        .await
+        .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
     let mut live = HashMap::new();
-    for v in lists.into_iter().flatten() {
+    for v in lists.into_iter().flatten().chain(shared) {
         let group = v["apiVersion"].as_str().and_then(|a| a.split_once('/')).map_or("", |(g, _)| g).to_owned();
         let kind = v["kind"].as_str().unwrap_or_default().to_owned();
         let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned);

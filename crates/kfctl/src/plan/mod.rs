@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::app::ComponentObject;
 pub use kinds::{KindInfo, KindTable, guess_plural};
-pub use labels::{APP_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, add_labels, is_kfctl_owned};
+pub use labels::{APP_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, add_labels, add_shared_labels, is_kfctl_owned};
 use webhooks::{AdmissionTarget, Webhook};
 
 /// Why the rendered objects cannot be planned.
@@ -27,6 +27,11 @@ pub enum PlanError {
     #[error("{object} is rendered twice, by components {first:?} and {second:?}\n  hint: remove it from one of them (or disable one component)")]
     Duplicate { object: String, first: String, second: String },
 }
+
+/// CRDs (by name) that every kfctl app on a cluster shares: the sig-apps Application CRD. One
+/// app must not claim them (labels, inventory, prune, delete); `delete --purge` removes them only
+/// with the last Application.
+pub const SHARED_CRDS: &[&str] = &["applications.app.k8s.io"];
 
 /// Where an app's Application, inventory and Events live unless told otherwise.
 pub const DEFAULT_APP_NAMESPACE: &str = "kubeflow";
@@ -67,6 +72,11 @@ impl ObjectRef {
     /// `apiVersion` as written in manifests (`v1`, `apps/v1`).
     pub fn api_version(&self) -> String {
         if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    /// Whether every kfctl app on the cluster shares this object (see [`SHARED_CRDS`]).
+    pub fn is_shared(&self) -> bool {
+        self.group == "apiextensions.k8s.io" && self.kind == "CustomResourceDefinition" && SHARED_CRDS.contains(&self.name.as_str())
     }
 
     /// Identity without the version: the same object is reachable through every served version.
@@ -230,7 +240,11 @@ impl Plan {
                 return Err(PlanError::Duplicate { object: reference.to_string(), first, second: co.component.clone() });
             }
             let mut object = co.object.clone();
-            add_labels(&mut object, app, &co.component);
+            if reference.is_shared() {
+                add_shared_labels(&mut object);
+            } else {
+                add_labels(&mut object, app, &co.component);
+            }
             planned.push(PlannedObject { component: co.component.clone(), reference, object });
         }
 
@@ -305,13 +319,14 @@ impl Plan {
         Ok(Plan { app: app.to_owned(), phases, webhook_gates })
     }
 
-    /// Every planned object with its phase, as the inventory records them.
+    /// Every planned object with its phase, as the inventory records them; shared objects are
+    /// not one app's and are left out.
     pub fn inventory(&self) -> Vec<InventoryEntry> {
         let mut entries: Vec<InventoryEntry> = self
             .phases
             .iter()
             .flat_map(|phase| {
-                phase.objects.iter().map(move |o| InventoryEntry {
+                phase.objects.iter().filter(|o| !o.reference.is_shared()).map(move |o| InventoryEntry {
                     reference: o.reference.clone(),
                     component: o.component.clone(),
                     phase: phase.name,
@@ -345,11 +360,15 @@ impl Plan {
 }
 
 /// What to prune: entries of the previous inventory that are no longer desired, in the order to
-/// delete them (reverse phase order: the rest first, namespaces last).
+/// delete them (reverse phase order: the rest first, namespaces last). Shared objects, which
+/// inventories written by older kfctl versions still list, are never pruned.
 pub fn prune_set(previous: &[InventoryEntry], desired: &[InventoryEntry]) -> Vec<InventoryEntry> {
     let wanted: BTreeSet<_> = desired.iter().map(|e| e.reference.identity()).collect();
-    let mut prune: Vec<InventoryEntry> =
-        previous.iter().filter(|e| !wanted.contains(&e.reference.identity())).cloned().collect();
+    let mut prune: Vec<InventoryEntry> = previous
+        .iter()
+        .filter(|e| !wanted.contains(&e.reference.identity()) && !e.reference.is_shared())
+        .cloned()
+        .collect();
     sort_for_deletion(&mut prune);
     prune
 }

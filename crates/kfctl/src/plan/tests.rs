@@ -124,6 +124,29 @@ fn labels_added_without_clobbering_upstream() {
 }
 
 #[test]
+fn the_shared_application_crd_is_nobody_s_own() {
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "applications.app.k8s.io", "labels": {APP_LABEL: "other-app", COMPONENT_LABEL: "application"}},
+        "spec": {"group": "app.k8s.io", "scope": "Namespaced", "names": {"kind": "Application", "plural": "applications"}}});
+    let mut objects = fixture();
+    objects.push(co("application", crd));
+    let plan = Plan::build("kubeflow", &objects, &KindTable::builtin()).unwrap();
+    let crds = plan.phases.iter().find(|p| p.name == PhaseName::Crds).unwrap();
+    let shared = crds.objects.iter().find(|o| o.reference.name == "applications.app.k8s.io").unwrap();
+    assert!(shared.reference.is_shared());
+    // labelled as kfctl's, not as any app's or component's
+    assert_eq!(shared.object["metadata"]["labels"], json!({MANAGED_BY_LABEL: "kfctl"}));
+    // not in the inventory, so never pruned or deleted with one app
+    let inventory = plan.inventory();
+    assert!(inventory.iter().all(|e| !e.reference.is_shared()));
+    assert!(inventory.iter().any(|e| e.reference.name == "widgets.example.com"));
+    // an older inventory that still lists it does not prune it
+    let mut old = inventory.clone();
+    old.push(InventoryEntry { reference: shared.reference.clone(), component: "application".into(), phase: PhaseName::Crds });
+    assert!(prune_set(&old, &inventory).is_empty());
+}
+
+#[test]
 fn bad_objects_are_named() {
     let objects = vec![co("broken", json!({"apiVersion": "v1", "metadata": {"name": "x"}}))];
     let err = Plan::build("kf", &objects, &KindTable::builtin()).unwrap_err().to_string();
