@@ -141,6 +141,19 @@ impl Fixture {
         out
     }
 
+    /// The app's inventory ConfigMap(s), as text.
+    async fn inventory_text(&self) -> String {
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
+        let items = cms.list(&ListParams::default()).await.unwrap().items;
+        let inventories: Vec<String> = items
+            .into_iter()
+            .filter(|c| c.metadata.name.as_deref().is_some_and(|n| n.starts_with("kfctl-inventory-")))
+            .map(|c| serde_json::to_string(&c.data).unwrap())
+            .collect();
+        assert!(!inventories.is_empty(), "no kfctl inventory in {}", self.ns);
+        inventories.join("\n")
+    }
+
     async fn events(&self) -> Vec<(String, String)> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         events
@@ -180,14 +193,8 @@ fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Apps on one cluster share the Application CRD, and each apply labels it as its own app's
-/// (a known gap, see the issue notes): the tests that apply apps take turns, so the no-op check
-/// of one is not disturbed by the other relabelling the CRD.
-static APPLYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread")]
 async fn ordered_apply_is_idempotent_prunes_and_deletes_only_its_own() {
-    let _turn = APPLYING.lock().await;
     let fx = Fixture::new("lifecycle").await;
     fx.component("widgets", &[fx.widget("w1"), fx.widget_crd()]);
     fx.component("web", &[fx.service("web"), fx.deployment("web", json!({}))]);
@@ -260,7 +267,6 @@ async fn ordered_apply_is_idempotent_prunes_and_deletes_only_its_own() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_looping_pod_turns_the_application_not_ready_with_an_event_naming_it() {
-    let _turn = APPLYING.lock().await;
     let fx = Fixture::new("crashloop").await;
     fx.component("web", &[fx.service("web"), fx.deployment("web", json!({}))]);
     fx.component("broken", &[fx.deployment("broken", json!({"simnode.kfctl.dev/fail": "CrashLoopBackOff"}))]);
@@ -284,6 +290,50 @@ async fn crash_looping_pod_turns_the_application_not_ready_with_an_event_naming_
     assert_eq!(status.status.code(), Some(3), "{table}");
     assert!(table.contains("broken") && table.contains("no") && table.contains("CrashLoopBackOff"), "{table}");
     assert!(table.lines().any(|l| l.starts_with("web") && l.contains("yes")), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purging_one_of_two_apps_keeps_the_shared_application_crd_and_the_other_app_healthy() {
+    let first = Fixture::new("shared-a").await;
+    let second = Fixture::new("shared-b").await;
+    for fx in [&first, &second] {
+        fx.component("web", &[fx.service("web"), fx.deployment("web", json!({}))]);
+        fx.config(&["web"]);
+        fx.kfctl_ok(&["apply"]);
+    }
+    second.kfctl_ok(&["wait", "--timeout", "120s"]);
+    let crds = Api::<DynamicObject>::all_with(second.client.clone(), &ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"));
+
+    // The CRD is kfctl's, not either app's: no app or component label, in neither inventory.
+    let crd = crds.get("applications.app.k8s.io").await.unwrap();
+    let labels = crd.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("kfctl"), "{labels:?}");
+    assert!(!labels.contains_key("kfctl.kubeflow.org/app") && !labels.contains_key("kfctl.kubeflow.org/component"), "{labels:?}");
+    for fx in [&first, &second] {
+        let inventory = fx.inventory_text().await;
+        assert!(!inventory.contains("applications.app.k8s.io"), "the shared CRD is in {}'s inventory: {inventory}", fx.ns);
+        // Each app's second apply writes nothing, whoever applied the CRD last.
+        assert!(fx.kfctl_ok(&["apply"]).contains("nothing to change"));
+    }
+
+    // delete --purge of the first keeps the CRD, says why, and leaves the second app healthy.
+    let out = first.kfctl_ok(&["delete", "--purge"]);
+    assert!(
+        out.contains("applications.app.k8s.io: kept: shared, still used by") && out.contains(&format!("{}/{}", second.ns, second.ns)),
+        "{out}"
+    );
+    let crd = crds.get_opt("applications.app.k8s.io").await.unwrap();
+    assert!(crd.is_some_and(|c| c.metadata.deletion_timestamp.is_none()), "the shared CRD was deleted with one app");
+    let apps = first.dynamic("app.k8s.io", "v1beta1", "Application", "applications");
+    assert!(apps.get_opt(&first.ns).await.unwrap().is_none(), "the purged app's Application survived");
+    let other = second.dynamic("app.k8s.io", "v1beta1", "Application", "applications").get(&second.ns).await.unwrap();
+    let ready = other.data["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    assert_eq!(ready["status"], "True", "{other:?}");
+    second.kfctl_ok(&["wait", "--timeout", "60s"]);
+    let status = second.kfctl(&["status"]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stdout));
+    assert!(second.kfctl_ok(&["apply"]).contains("nothing to change"));
 }
 
 #[tokio::test(flavor = "multi_thread")]

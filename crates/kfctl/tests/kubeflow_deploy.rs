@@ -200,17 +200,22 @@ async fn kubeflow_base_set_applies_in_one_pass_gets_ready_prunes_one_component_a
 
     let dry_run = kfctl.ok(&["apply", app, "--dry-run"]);
     let rendered: Value = serde_json::from_str(&dry_run).expect("--dry-run prints a v1 List");
-    let object_count = rendered["items"].as_array().expect("items").len();
-    assert!(object_count > 500, "the base set renders {object_count} objects");
+    let items = rendered["items"].as_array().expect("items");
+    let object_count = items.len();
+    // The app's own objects; the rest (the Application CRD) every app on the cluster shares.
+    let owned_count = items.iter().filter(|o| o["metadata"]["labels"][APP_LABEL] == APP).count();
+    assert!(owned_count > 500 && owned_count <= object_count, "the base set renders {object_count} objects, {owned_count} the app's own");
 
-    // 2. One apply, zero errors, no re-run: every object created.
+    // 2. One apply, zero errors, no re-run: every object of the app created.
     let out = kfctl.ok(&["apply", app]);
     let done = summary(&out);
     assert_eq!(done.get("failed"), Some(&0), "{}", tail(&out, 40));
-    assert_eq!(done.get("created"), Some(&object_count), "not every rendered object was created in one pass:\n{}", tail(&out, 40));
-    assert!(!out.contains("not attempted"), "{}", tail(&out, 40));
+    let applied: usize = ["created", "configured", "unchanged"].iter().map(|w| done.get(*w).copied().unwrap_or(0)).sum();
+    assert_eq!(applied, object_count, "not every rendered object was applied in one pass:\n{}", tail(&out, 40));
+    assert!(done.get("created").copied().unwrap_or(0) >= owned_count, "{}", tail(&out, 40));
+    assert!(!out.contains("not attempted") && !out.contains("held back"), "{}", tail(&out, 40));
     let entries = inventory(&client).await;
-    assert_eq!(entries.len(), object_count, "inventory vs rendered objects");
+    assert_eq!(entries.len(), owned_count, "inventory vs the app's rendered objects");
     let kinds = kinds_of(&client, &entries).await;
 
     // 3. Ready: kfctl wait, then every Deployment and StatefulSet, and the Application.
@@ -238,8 +243,8 @@ async fn kubeflow_base_set_applies_in_one_pass_gets_ready_prunes_one_component_a
     let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").expect("Ready condition");
     assert_eq!(ready["status"], "True", "{ready}");
     let components_ready = status["componentsReady"].as_str().unwrap();
-    // Every object but the Application itself.
-    assert_eq!(components_ready, format!("{0}/{0}", object_count - 1));
+    // Every object of the inventory but the Application itself.
+    assert_eq!(components_ready, format!("{0}/{0}", owned_count - 1));
     let table = std::process::Command::new("kubectl")
         .env("KUBECONFIG", &env.kubeconfig)
         .args(["get", "application", APP, "-n", APP_NAMESPACE])
@@ -274,7 +279,7 @@ async fn kubeflow_base_set_applies_in_one_pass_gets_ready_prunes_one_component_a
 
     // 4. A second apply writes nothing.
     let before = labelled(&client, &kinds).await;
-    assert_eq!(before.len(), object_count, "labelled objects vs rendered");
+    assert_eq!(before.len(), owned_count, "labelled objects vs the app's rendered objects");
     let out = kfctl.ok(&["apply", app]);
     assert!(out.contains("nothing to change"), "{}", tail(&out, 40));
     let after = labelled(&client, &kinds).await;
@@ -306,7 +311,7 @@ async fn kubeflow_base_set_applies_in_one_pass_gets_ready_prunes_one_component_a
         .collect();
     assert!(rewritten.is_empty(), "pruning {REMOVED_COMPONENT} rewrote: {rewritten:?}");
     let remaining = inventory(&client).await;
-    assert_eq!(remaining.len(), object_count - expected_gone.len(), "the inventory still lists pruned objects");
+    assert_eq!(remaining.len(), owned_count - expected_gone.len(), "the inventory still lists pruned objects");
 
     // 6. delete --purge leaves none of kfctl's objects.
     let out = kfctl.ok(&["delete", app, "--purge"]);

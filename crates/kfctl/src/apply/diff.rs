@@ -18,6 +18,8 @@ pub fn is_unchanged(desired: &Value, live: &Value) -> bool {
             "status" => true,
             "apiVersion" | "kind" => true,
             "metadata" => metadata_contained(want, have),
+            // A Secret's stringData is write-only: the server stores it base64-encoded in data.
+            "stringData" if is_secret(desired) => string_data_contained(want, live.get("data")),
             _ => contained(want, have),
         };
         if !same {
@@ -25,6 +27,21 @@ pub fn is_unchanged(desired: &Value, live: &Value) -> bool {
         }
     }
     !owns_fields_beyond(live, desired)
+}
+
+fn is_secret(object: &Map<String, Value>) -> bool {
+    object.get("apiVersion").and_then(Value::as_str) == Some("v1") && object.get("kind").and_then(Value::as_str) == Some("Secret")
+}
+
+/// Every `stringData` entry is in the live `data`, base64-encoded as the server stores it.
+fn string_data_contained(want: &Value, live_data: Option<&Value>) -> bool {
+    use base64::Engine as _;
+    let Some(want) = want.as_object() else { return want.is_null() };
+    want.iter().all(|(key, value)| {
+        let Some(text) = value.as_str() else { return false };
+        let encoded = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+        live_data.and_then(|d| d.get(key)).and_then(Value::as_str) == Some(encoded.as_str())
+    })
 }
 
 fn metadata_contained(want: &Value, have: Option<&Value>) -> bool {
@@ -261,6 +278,19 @@ mod tests {
         // Elsewhere a string is a string.
         assert!(!contained(&json!({"env": [{"name": "N", "value": "1000m"}]}), Some(&json!({"env": [{"name": "N", "value": "1"}]}))));
         assert!(quantity("1.5Gi").is_some() && quantity("abc").is_none() && quantity("1.2.3").is_none() && quantity("").is_none());
+    }
+
+    #[test]
+    fn secret_string_data_compares_with_the_stored_data() {
+        let desired = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "n"},
+            "stringData": {"password": "12341234"}, "type": "Opaque"});
+        let live = |data: Value| json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "n", "managedFields": [{"manager": "kfctl", "operation": "Apply",
+                "fieldsV1": {"f:stringData": {"f:password": {}}, "f:type": {}}}]},
+            "data": data, "type": "Opaque"});
+        assert!(is_unchanged(&desired, &live(json!({"password": "MTIzNDEyMzQ="}))));
+        assert!(!is_unchanged(&desired, &live(json!({"password": "b3RoZXI="}))));
+        assert!(!is_unchanged(&desired, &live(json!({}))));
     }
 
     #[test]

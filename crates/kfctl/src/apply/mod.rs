@@ -20,11 +20,16 @@ use serde_json::Value;
 
 use crate::app::{ComponentObject, RenderedApp};
 use crate::health::{self, EventRecorder};
-use crate::plan::{APP_LABEL, AppTarget, Gate, KindTable, InventoryEntry, PhaseName, Plan, PlanError, PlannedObject};
+use crate::plan::{
+    APP_LABEL, AppTarget, Gate, InventoryEntry, KindTable, PhaseName, Plan, PlanError, PlannedObject, WebhookGate,
+};
 use crate::progress::{Progress, ProgressSink};
 pub use delete::{DeleteReport, delete_target};
 use discovery::KindResolver;
 pub use inventory::InventoryError;
+
+/// An object's identity: (group, kind, namespace, name).
+type Identity = (String, String, Option<String>, String);
 
 /// The field manager kfctl applies with.
 pub const FIELD_MANAGER: &str = "kfctl";
@@ -39,6 +44,26 @@ pub struct ApplyOptions {
     /// How long a gate (CRDs Established, webhook endpoints ready) may take before kfctl goes on
     /// and lets per-object retries deal with what still fails.
     pub gate_timeout: Duration,
+}
+
+/// An object held back because a webhook that intercepts it has no ready server.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldBack {
+    pub component: String,
+    pub object: String,
+    /// The webhook it waited for.
+    pub webhook: String,
+}
+
+/// A webhook whose Service got no ready endpoint within the gate timeout.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnreadyWebhook {
+    pub webhook: String,
+    /// The configuration registering it (`ValidatingWebhookConfiguration.admissionregistration.k8s.io name`).
+    pub configuration: String,
+    /// `namespace/name` of the Service it calls.
+    pub service: String,
+    pub why: String,
 }
 
 impl Default for ApplyOptions {
@@ -83,6 +108,10 @@ pub struct ApplyReport {
     pub failed: Vec<FailedObject>,
     /// Phases not started because an earlier phase failed, with their object counts.
     pub not_attempted: Vec<(String, usize)>,
+    /// Webhooks whose server never got ready, and the objects held back for them (never applied,
+    /// so nothing they intercept went in unchecked).
+    pub unready_webhooks: Vec<UnreadyWebhook>,
+    pub held_back: Vec<HeldBack>,
     pub pruned: Vec<String>,
     /// Objects that left the config but were kept (CRDs, PVCs, objects no longer kfctl's).
     pub kept: Vec<String>,
@@ -101,6 +130,9 @@ impl ApplyReport {
             self.failed.len(),
             self.pruned.len()
         );
+        if !self.held_back.is_empty() {
+            s.push_str(&format!(", {} held back", self.held_back.len()));
+        }
         if !self.not_attempted.is_empty() {
             let n: usize = self.not_attempted.iter().map(|(_, n)| n).sum();
             s.push_str(&format!(", {n} not attempted"));
@@ -120,10 +152,49 @@ pub enum ApplyError {
     Inventory(#[from] InventoryError),
     #[error("not allowed to apply; nothing was changed:\n{}\n  hint: ask a cluster admin for these permissions (kfctl needs to create and patch every kind it installs), or use a context with more rights (--context)", denials.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
     Forbidden { denials: Vec<String> },
-    #[error("{} object(s) did not apply ({}):\n{}{}\n  hint: fix the cause and run `kfctl apply` again; objects already applied stay as they are", report.failed.len(), report.summary(), report.failed.iter().map(|f| format!("  - {} [{}]: {}", f.object, f.component, f.reason)).collect::<Vec<_>>().join("\n"), not_attempted_text(report))]
+    #[error("{}", failed_text(report))]
     Failed { report: Box<ApplyReport> },
     #[error("cannot reach the API server: {reason}")]
     Api { reason: String },
+}
+
+/// The message of [`ApplyError::Failed`]: unready webhooks with what they held back, then objects
+/// the API server refused, then the phases not attempted, then what to do.
+fn failed_text(report: &ApplyReport) -> String {
+    let mut parts = Vec::new();
+    for w in &report.unready_webhooks {
+        let held: Vec<String> = report
+            .held_back
+            .iter()
+            .filter(|h| h.webhook == w.webhook)
+            .map(|h| format!("  - {} [{}]", h.object, h.component))
+            .collect();
+        parts.push(format!(
+            "webhook {} ({}) is not serving: Service {} has {}; not applied, so nothing it intercepts goes in unchecked ({} object(s)):\n{}",
+            w.webhook,
+            w.configuration,
+            w.service,
+            w.why,
+            held.len(),
+            held.join("\n")
+        ));
+    }
+    if !report.failed.is_empty() {
+        let lines: Vec<String> =
+            report.failed.iter().map(|f| format!("  - {} [{}]: {}", f.object, f.component, f.reason)).collect();
+        parts.push(format!("{} object(s) did not apply:\n{}", report.failed.len(), lines.join("\n")));
+    }
+    let mut text = parts.join("\n");
+    text.push_str(&format!("\n  ({}){}", report.summary(), not_attempted_text(report)));
+    if let Some(w) = report.unready_webhooks.first() {
+        let namespace = w.service.split_once('/').map_or("", |(ns, _)| ns);
+        text.push_str(&format!(
+            "\n  hint: check the webhook server's pods and Endpoints (`kubectl get pods,endpoints -n {namespace}`), then run `kfctl apply` again; the objects above were not applied, everything else was"
+        ));
+    } else {
+        text.push_str("\n  hint: fix the cause and run `kfctl apply` again; objects already applied stay as they are");
+    }
+    text
 }
 
 fn not_attempted_text(report: &ApplyReport) -> String {
@@ -209,10 +280,33 @@ pub async fn apply_rendered(
     let mut components_changed: BTreeMap<String, usize> = BTreeMap::new();
     let mut inventory_written = previous.clone();
     let mut crd_waits = CrdWaits::default();
+    // Objects held back for a webhook whose server is not ready, with the webhook's name.
+    let mut held: HashMap<Identity, String> = HashMap::new();
+    let mut webhook_servers_checked = false;
     for (index, phase) in plan.phases.iter().enumerate() {
-        let todo: Vec<&PlannedObject> =
-            phase.objects.iter().filter(|o| pending.contains_key(&o.reference.identity())).collect();
+        if matches!(phase.name, PhaseName::Webhooks | PhaseName::Intercepted) && !webhook_servers_checked {
+            webhook_servers_checked = true;
+            held = wait_webhook_servers(client, &plan, &pending, opts.gate_timeout, sink, &mut report).await;
+            for w in &report.unready_webhooks {
+                let text = format!("webhook {} ({}): Service {} has {}", w.webhook, w.configuration, w.service, w.why);
+                events.record(true, "WebhookNotReady", &text).await;
+            }
+        }
+        let todo: Vec<&PlannedObject> = phase
+            .objects
+            .iter()
+            .filter(|o| pending.contains_key(&o.reference.identity()) && !held.contains_key(&o.reference.identity()))
+            .collect();
         sink.report(Progress::PhaseStarted { phase: phase.name.to_string(), objects: phase.objects.len() });
+        let mut held_here = 0;
+        for o in phase.objects.iter().filter(|o| pending.contains_key(&o.reference.identity())) {
+            let Some(webhook) = held.get(&o.reference.identity()) else { continue };
+            held_here += 1;
+            sink.report(Progress::Message {
+                text: format!("  held back {} [{}]: webhook {webhook} is not serving", o.reference, o.component),
+            });
+            report.held_back.push(HeldBack { component: o.component.clone(), object: o.reference.to_string(), webhook: webhook.clone() });
+        }
         if !todo.is_empty() {
             events
                 .record(false, "PhaseStarted", &format!("phase {}: applying {} of {} objects", phase.name, todo.len(), phase.objects.len()))
@@ -267,7 +361,7 @@ pub async fn apply_rendered(
         }
         sink.report(Progress::PhaseFinished {
             phase: phase.name.to_string(),
-            applied: phase.objects.len() - failed_here,
+            applied: phase.objects.len() - failed_here - held_here,
             failed: failed_here,
         });
         if phase.name == PhaseName::Namespaces || index == 0 {
@@ -301,7 +395,8 @@ pub async fn apply_rendered(
     }
     report.wrote = true;
 
-    if !report.failed.is_empty() {
+    if !report.failed.is_empty() || !report.held_back.is_empty() {
+        // Not complete: nothing is pruned, and the inventory keeps whatever this apply may have made.
         let union = union_entries(&previous, &desired);
         inventory::write(client, target, &inventory_written, &union).await?;
         events.record(true, "ApplyFailed", &report.summary()).await;
@@ -368,7 +463,8 @@ fn report_applied(sink: &dyn ProgressSink, o: &PlannedObject, outcome: Outcome) 
     });
 }
 
-/// The live objects of this app, one list per kind (label-selected), keyed by identity.
+/// The live objects of this app, one list per kind (label-selected), plus the shared objects it
+/// applies (they carry no app label), keyed by identity.
 async fn fetch_live(
     client: &Client,
     resolver: &KindResolver,
@@ -410,13 +506,33 @@ async fn fetch_live(
         .try_collect()
         .await
         .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
+    let shared: Vec<Value> = stream::iter(plan.phases.iter().flat_map(|p| &p.objects).filter(|o| o.reference.is_shared()))
+        .filter_map(|o| async move { resolver.resolve(&o.reference.api_version(), &o.reference.kind).map(|r| (o, r)) })
+        .then(|(o, resolved)| async move {
+            let api = delete::api_for(client, &resolved, o.reference.namespace.as_deref());
+            let found = match api.get_opt(&o.reference.name).await {
+                Ok(found) => found,
+                Err(kube::Error::Api(s)) if s.code == 403 => None,
+                Err(e) => return Err(e),
+            };
+            Ok(found.map(|item| {
+                let mut v = serde_json::to_value(item).expect("object serializes");
+                v["apiVersion"] = Value::from(resolved.resource.api_version.clone());
+                v["kind"] = Value::from(resolved.resource.kind.clone());
+                v
+            }))
+        })
+        .try_filter_map(|v| async move { Ok(v) })
+        .try_collect()
+        .await
+        .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
     // The same object comes back from every version it is served at (a CRD written as
     // apiextensions.k8s.io/v1beta1 is in the v1 list too, in v1's shape): compare each planned
     // object only with the copy read at its own apiVersion.
     let planned_versions: HashMap<(String, String, Option<String>, String), String> =
         plan.phases.iter().flat_map(|p| &p.objects).map(|o| (o.reference.identity(), o.reference.api_version())).collect();
     let mut live = HashMap::new();
-    for v in lists.into_iter().flatten() {
+    for v in lists.into_iter().flatten().chain(shared) {
         let api_version = v["apiVersion"].as_str().unwrap_or_default().to_owned();
         let group = api_version.split_once('/').map_or("", |(g, _)| g).to_owned();
         let kind = v["kind"].as_str().unwrap_or_default().to_owned();
@@ -566,11 +682,58 @@ impl Drop for CrdWaits {
     }
 }
 
+/// Before webhook configurations and the objects they intercept are applied: wait until the
+/// Service of every webhook with something to write has a ready endpoint. A webhook whose Service
+/// gets none within `timeout` is recorded in `report`; its configuration and the pending objects
+/// it intercepts are returned, to be held back (with the webhook's name).
+async fn wait_webhook_servers(
+    client: &Client,
+    plan: &Plan,
+    pending: &HashMap<Identity, Option<String>>,
+    timeout: Duration,
+    sink: &dyn ProgressSink,
+    report: &mut ApplyReport,
+) -> HashMap<Identity, String> {
+    let waiting: Vec<&WebhookGate> = plan
+        .webhook_gates
+        .iter()
+        .filter(|g| std::iter::once(&g.configuration).chain(&g.intercepted).any(|r| pending.contains_key(&r.identity())))
+        .collect();
+    let services: BTreeSet<(String, String)> = waiting.iter().map(|g| g.service.clone()).collect();
+    if services.is_empty() {
+        return HashMap::new();
+    }
+    for (ns, name) in &services {
+        let webhooks: Vec<&str> = waiting.iter().filter(|g| g.service == (ns.clone(), name.clone())).map(|g| g.webhook.as_str()).collect();
+        sink.report(Progress::Message {
+            text: format!("waiting for Service {ns}/{name} to have ready endpoints (webhook {})", webhooks.join(", ")),
+        });
+    }
+    let services: Vec<(String, String)> = services.into_iter().collect();
+    let unready: HashMap<(String, String), String> =
+        health::gates::services_without_endpoints(client, &services, timeout).await.into_iter().collect();
+    let mut held = HashMap::new();
+    for gate in waiting {
+        let Some(why) = unready.get(&gate.service) else { continue };
+        report.unready_webhooks.push(UnreadyWebhook {
+            webhook: gate.webhook.clone(),
+            configuration: gate.configuration.to_string(),
+            service: format!("{}/{}", gate.service.0, gate.service.1),
+            why: why.clone(),
+        });
+        for r in std::iter::once(&gate.configuration).chain(&gate.intercepted) {
+            if pending.contains_key(&r.identity()) {
+                held.entry(r.identity()).or_insert_with(|| gate.webhook.clone());
+            }
+        }
+    }
+    held
+}
+
 async fn wait_gate(client: &Client, gate: &Gate, timeout: Duration, sink: &dyn ProgressSink) {
     let result = match gate {
         Gate::None => return,
         Gate::CrdsEstablished(names) => health::gates::crds_established(client, names, timeout).await,
-        Gate::ServiceEndpoints(services) => health::gates::endpoints_ready(client, services, timeout).await,
     };
     if let Err(waiting) = result {
         sink.report(Progress::Message {

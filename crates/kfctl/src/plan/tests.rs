@@ -67,8 +67,26 @@ fn gates_name_what_they_wait_for() {
     let plan = Plan::build("kubeflow", &fixture(), &KindTable::builtin()).unwrap();
     let gate = |name| plan.phases.iter().find(|p| p.name == name).map(|p| p.gate.clone()).unwrap();
     assert_eq!(gate(PhaseName::Crds), Gate::CrdsEstablished(vec!["widgets.example.com".into()]));
-    assert_eq!(gate(PhaseName::WebhookServers), Gate::ServiceEndpoints(vec![("hooks".into(), "checker".into())]));
+    assert_eq!(gate(PhaseName::WebhookServers), Gate::None);
     assert_eq!(gate(PhaseName::Rest), Gate::None);
+    // The webhook waits for its Service; its configuration and exactly the objects it intercepts wait for it.
+    assert_eq!(plan.webhook_gates.len(), 1);
+    let hook = &plan.webhook_gates[0];
+    assert_eq!(hook.webhook, "check.example.com");
+    assert_eq!(hook.service, ("hooks".to_owned(), "checker".to_owned()));
+    assert_eq!(hook.configuration.to_string(), "ValidatingWebhookConfiguration.admissionregistration.k8s.io widget-check");
+    let intercepted: Vec<String> = hook.intercepted.iter().map(ToString::to_string).collect();
+    assert_eq!(intercepted, vec!["Widget.example.com apps/w1", "ConfigMap apps/checked"]);
+}
+
+#[test]
+fn webhook_reached_by_url_has_no_gate() {
+    let objects = vec![co("hooks", json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "external"},
+        "webhooks": [{"name": "ext.example.com", "clientConfig": {"url": "https://hooks.example.com/mutate"},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]}]}))];
+    let plan = Plan::build("kf", &objects, &KindTable::builtin()).unwrap();
+    assert!(plan.webhook_gates.is_empty());
 }
 
 #[test]
@@ -103,6 +121,29 @@ fn labels_added_without_clobbering_upstream() {
     let o = &plan.phases[0].objects[0].object;
     assert_eq!(o["spec"]["selector"], json!({"matchLabels": {"app": "d"}}));
     assert_eq!(o["spec"]["template"]["metadata"]["labels"], json!({"app": "d"}));
+}
+
+#[test]
+fn the_shared_application_crd_is_nobody_s_own() {
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "applications.app.k8s.io", "labels": {APP_LABEL: "other-app", COMPONENT_LABEL: "application"}},
+        "spec": {"group": "app.k8s.io", "scope": "Namespaced", "names": {"kind": "Application", "plural": "applications"}}});
+    let mut objects = fixture();
+    objects.push(co("application", crd));
+    let plan = Plan::build("kubeflow", &objects, &KindTable::builtin()).unwrap();
+    let crds = plan.phases.iter().find(|p| p.name == PhaseName::Crds).unwrap();
+    let shared = crds.objects.iter().find(|o| o.reference.name == "applications.app.k8s.io").unwrap();
+    assert!(shared.reference.is_shared());
+    // labelled as kfctl's, not as any app's or component's
+    assert_eq!(shared.object["metadata"]["labels"], json!({MANAGED_BY_LABEL: "kfctl"}));
+    // not in the inventory, so never pruned or deleted with one app
+    let inventory = plan.inventory();
+    assert!(inventory.iter().all(|e| !e.reference.is_shared()));
+    assert!(inventory.iter().any(|e| e.reference.name == "widgets.example.com"));
+    // an older inventory that still lists it does not prune it
+    let mut old = inventory.clone();
+    old.push(InventoryEntry { reference: shared.reference.clone(), component: "application".into(), phase: PhaseName::Crds });
+    assert!(prune_set(&old, &inventory).is_empty());
 }
 
 #[test]
