@@ -29,6 +29,11 @@ pub use inventory::InventoryError;
 /// An object's identity: (group, kind, namespace, name).
 type Identity = (String, String, Option<String>, String);
 
+/// How long kfctl lets the API server take to start calling a webhook configuration it just
+/// wrote, before applying what that webhook intercepts. No API tells when it has; the informer
+/// usually needs milliseconds, this leaves room for a busy server.
+const WEBHOOK_REGISTRATION_SETTLE: Duration = Duration::from_secs(2);
+
 /// The field manager kfctl applies with.
 pub const FIELD_MANAGER: &str = "kfctl";
 
@@ -321,9 +326,11 @@ pub async fn apply_rendered(
             .collect()
             .await;
         let mut failed_here = 0;
+        let mut written_here = 0;
         for (o, result) in results {
             match result {
                 Ok(outcome) => {
+                    written_here += usize::from(outcome != Outcome::Unchanged);
                     match outcome {
                         Outcome::Created => report.created += 1,
                         Outcome::Configured => report.configured += 1,
@@ -371,9 +378,20 @@ pub async fn apply_rendered(
             break;
         }
         events
-            .record(false, "PhaseApplied", &format!("phase {}: {} objects applied", phase.name, phase.objects.len()))
+            .record(false, "PhaseApplied", &format!("phase {}: {} objects applied", phase.name, phase.objects.len() - held_here))
             .await;
         wait_gate(client, &phase.gate, opts.gate_timeout, sink).await;
+        let intercepted_pending = plan
+            .phases
+            .iter()
+            .filter(|p| p.name == PhaseName::Intercepted)
+            .flat_map(|p| &p.objects)
+            .any(|o| pending.contains_key(&o.reference.identity()) && !held.contains_key(&o.reference.identity()));
+        if phase.name == PhaseName::Webhooks && written_here > 0 && intercepted_pending {
+            // The API server loads webhook configurations through its own informer, a moment after
+            // the write returns; an object created in that moment would skip the new webhook.
+            tokio::time::sleep(WEBHOOK_REGISTRATION_SETTLE).await;
+        }
     }
     for (component, changed) in &components_changed {
         events.record(false, "ComponentApplied", &format!("component {component}: {changed} objects created or changed")).await;
