@@ -191,8 +191,9 @@ fn failed_text(report: &ApplyReport) -> String {
     text.push_str(&format!("\n  ({}){}", report.summary(), not_attempted_text(report)));
     if let Some(w) = report.unready_webhooks.first() {
         let namespace = w.service.split_once('/').map_or("", |(ns, _)| ns);
+        let rest = if report.failed.is_empty() && report.not_attempted.is_empty() { ", everything else was" } else { "" };
         text.push_str(&format!(
-            "\n  hint: check the webhook server's pods and Endpoints (`kubectl get pods,endpoints -n {namespace}`), then run `kfctl apply` again; the objects above were not applied, everything else was"
+            "\n  hint: check the webhook server's pods and Endpoints (`kubectl get pods,endpoints -n {namespace}`), then run `kfctl apply` again; the objects above were not applied{rest}"
         ));
     } else {
         text.push_str("\n  hint: fix the cause and run `kfctl apply` again; objects already applied stay as they are");
