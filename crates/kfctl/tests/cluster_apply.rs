@@ -4,6 +4,8 @@
 //! (`exec` sets KFCTL_TESTENV_KUBECONFIG). Each test uses its own namespace, app name and CRD
 //! group, so tests run in parallel and clean up after themselves.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -32,7 +34,8 @@ async fn client() -> Client {
 /// A namespace (and app name) of one test, deleted when dropped.
 struct Fixture {
     ns: String,
-    dir: tempfile::TempDir,
+    /// The app directory; the app is named after the namespace.
+    app: support::AppDir,
     client: Client,
 }
 
@@ -42,9 +45,8 @@ impl Fixture {
         let ns = format!("kc-{test}-{}", std::process::id());
         let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.expect("create test namespace");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("registry/v1.4.1")).unwrap();
-        Fixture { ns, dir, client }
+        let app = support::AppDir::new(&ns);
+        Fixture { ns, app, client }
     }
 
     /// CRD group unique to this test.
@@ -54,30 +56,18 @@ impl Fixture {
 
     /// Write component `name` (a kustomize directory with one file of `objects`).
     fn component(&self, name: &str, objects: &[Value]) {
-        let dir = self.dir.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let docs: Vec<String> = objects.iter().map(|o| serde_json::to_string(o).unwrap()).collect();
-        std::fs::write(dir.join("objects.yaml"), docs.join("\n---\n")).unwrap();
-        std::fs::write(dir.join("kustomization.yaml"), "resources:\n- objects.yaml\n").unwrap();
+        self.app.component(name, objects);
     }
 
     /// kfctl.yaml naming these components (user components, in this order).
     fn config(&self, components: &[&str]) {
-        let mut text = format!(
-            "apiVersion: kfctl.dev/v1alpha1\nkind: KfctlApp\nname: {}\nversion: v1.4.1\nregistry:\n  url: fixture\n  sha256: \"{}\"\n  path: registry/v1.4.1\ncomponents:\n",
-            self.ns,
-            "0".repeat(64)
-        );
-        for c in components {
-            text.push_str(&format!("- name: {c}\n  path: {c}\n"));
-        }
-        std::fs::write(self.dir.path().join("kfctl.yaml"), text).unwrap();
+        self.app.config(components);
     }
 
     fn kfctl(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfctl"));
         cmd.env("KUBECONFIG", kubeconfig());
-        cmd.args(args).arg(self.dir.path()).args(["--app-namespace", &self.ns]);
+        cmd.args(args).arg(self.app.path()).args(["--app-namespace", &self.ns]);
         cmd.output().expect("run kfctl")
     }
 
@@ -343,10 +333,10 @@ async fn unreachable_cluster_and_forbidden_rbac_each_give_one_clear_message() {
     fx.config(&["web"]);
 
     // Unreachable: a kubeconfig pointing at a closed loopback port.
-    let bad = fx.dir.path().join("unreachable.kubeconfig");
+    let bad = fx.app.path().join("unreachable.kubeconfig");
     std::fs::write(&bad, "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: u\ncurrent-context: gone\nusers:\n- name: u\n  user:\n    token: t\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kfctl"))
-        .args(["apply", path_str(fx.dir.path()), "--kubeconfig", path_str(&bad)])
+        .args(["apply", path_str(fx.app.path()), "--kubeconfig", path_str(&bad)])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -357,12 +347,12 @@ async fn unreachable_cluster_and_forbidden_rbac_each_give_one_clear_message() {
     // Forbidden: a ServiceAccount allowed to read but not write.
     let token = restricted_token(&fx).await;
     let server = Kubeconfig::read_from(kubeconfig()).unwrap().clusters[0].cluster.clone().unwrap();
-    let restricted = fx.dir.path().join("restricted.kubeconfig");
+    let restricted = fx.app.path().join("restricted.kubeconfig");
     let ca = server.certificate_authority_data.clone().map(|d| format!("    certificate-authority-data: {d}\n")).unwrap_or_default();
     let ca_file = server.certificate_authority.clone().map(|f| format!("    certificate-authority: {f}\n")).unwrap_or_default();
     std::fs::write(&restricted, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\n{ca}{ca_file}contexts:\n- name: t\n  context:\n    cluster: t\n    user: ro\ncurrent-context: t\nusers:\n- name: ro\n  user:\n    token: {token}\n", server.server.unwrap())).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kfctl"))
-        .args(["apply", path_str(fx.dir.path()), "--kubeconfig", path_str(&restricted), "--app-namespace", &fx.ns])
+        .args(["apply", path_str(fx.app.path()), "--kubeconfig", path_str(&restricted), "--app-namespace", &fx.ns])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::json;
-use support::webhook::{AdmissionWebhook, Policy};
+use support::webhook::{AdmissionWebhook, DENY_LABEL, Policy};
 use support::{AppDir, TEST_NAMESPACE_LABEL, TestNamespace, wait_for, wait_until};
 
 /// Generous bound that only turns a hang into a readable failure.
@@ -37,7 +37,8 @@ const GATED: [&str; 2] = ["gated-1", "gated-2"];
 
 /// The app: webhook server, its configuration, two intercepted ConfigMaps, and two objects the
 /// webhook does not intercept (a ConfigMap without the label, a Secret its rules do not name).
-fn write_app(ns: &TestNamespace, webhook: &AdmissionWebhook) -> (AppDir, String) {
+/// `denied` names an intercepted ConfigMap that also carries [`DENY_LABEL`].
+fn write_app(ns: &TestNamespace, webhook: &AdmissionWebhook, denied: Option<&str>) -> (AppDir, String) {
     let app = AppDir::new(&ns.name);
     let n = &ns.name;
     let config_name = format!("{n}-gate");
@@ -67,7 +68,10 @@ fn write_app(ns: &TestNamespace, webhook: &AdmissionWebhook) -> (AppDir, String)
         }]
     })]);
     let config_map = |name: &str, gated: bool| {
-        let labels = if gated { json!({GATED_LABEL: "yes"}) } else { json!({}) };
+        let mut labels = if gated { json!({GATED_LABEL: "yes"}) } else { json!({}) };
+        if denied == Some(name) {
+            labels[DENY_LABEL] = json!("yes");
+        }
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": n, "labels": labels},
                "data": {"k": "v"}})
     };
@@ -164,7 +168,7 @@ async fn apply_waits_for_ready_webhook_endpoints_then_applies_what_it_intercepts
     // The server's pod runs but is not Ready until the test says so.
     ns.fail_pods(SERVER, "NotReady").await;
     let webhook = AdmissionWebhook::new(SERVICE, &ns.name, Policy::AdmitAll);
-    let (app, config_name) = write_app(&ns, &webhook);
+    let (app, config_name) = write_app(&ns, &webhook, None);
 
     let kfctl = RunningKfctl::start(&ns, &app, &[]);
     let pod_ip = server_pod_ip(&ns).await;
@@ -227,7 +231,7 @@ async fn apply_holds_back_what_an_unready_webhook_intercepts_and_names_it() {
     // Service's ready endpoints, which the API server needs to reach it.
     ns.fail_pods(SERVER, "NotReady").await;
     let webhook = AdmissionWebhook::new(SERVICE, &ns.name, Policy::AdmitAll);
-    let (app, config_name) = write_app(&ns, &webhook);
+    let (app, config_name) = write_app(&ns, &webhook, None);
 
     let kfctl = RunningKfctl::start(&ns, &app, &["--gate-timeout", "15s"]);
     let pod_ip = server_pod_ip(&ns).await;
@@ -239,6 +243,7 @@ async fn apply_holds_back_what_an_unready_webhook_intercepts_and_names_it() {
     let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{out}");
     let error = &out[out.find("error:").unwrap()..];
+    println!("{error}"); // shown with --nocapture: the message a user gets
     assert!(
         error.contains(&format!("webhook {WEBHOOK} (ValidatingWebhookConfiguration.admissionregistration.k8s.io {config_name}) is not serving"))
             && error.contains(&format!("Service {}/{SERVICE} has no ready endpoints after 15s", ns.name)),
@@ -267,4 +272,37 @@ async fn apply_holds_back_what_an_unready_webhook_intercepts_and_names_it() {
     assert!(cms.get_opt("plain").await.unwrap().is_some(), "{out}");
     assert!(ns.api::<Secret>().get_opt("unrelated").await.unwrap().is_some(), "{out}");
     assert!(ns.api::<Deployment>().get_opt(SERVER).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_denial_by_the_ready_webhook_is_reported_with_its_reason_and_not_retried_away() {
+    let ns = TestNamespace::new("gate-deny").await;
+    ns.fail_pods(SERVER, "NotReady").await;
+    let webhook = AdmissionWebhook::new(SERVICE, &ns.name, Policy::DenyLabelled(DENY_LABEL.into()));
+    let (app, _) = write_app(&ns, &webhook, Some(GATED[1]));
+
+    let kfctl = RunningKfctl::start(&ns, &app, &[]);
+    let pod_ip = server_pod_ip(&ns).await;
+    webhook.serve(SocketAddr::from((pod_ip, PORT))).await;
+    ns.clear_pod_failures().await;
+    let (ok, out) = kfctl.finish().await;
+    assert!(!ok, "kfctl apply succeeded though the webhook denied {}:\n{out}", GATED[1]);
+
+    // One error, naming the denied object and carrying the webhook's own reason.
+    assert_eq!(out.lines().filter(|l| l.starts_with("error:")).count(), 1, "{out}");
+    let error = &out[out.find("error:").unwrap()..];
+    assert!(
+        error.contains(&format!("ConfigMap {}/{} [settings]", ns.name, GATED[1]))
+            && error.contains(&format!("admission webhook \"{WEBHOOK}\" denied the request"))
+            && error.contains(&format!("it carries the {DENY_LABEL} label")),
+        "{error}"
+    );
+    assert!(!error.contains("held back") && error.contains("1 failed"), "{error}");
+    // A denial is final: the webhook was asked once, not until the retries ran out.
+    let denials = webhook.received().into_iter().filter(|r| r.name == GATED[1] && !r.allowed).count();
+    assert_eq!(denials, 1, "{:?}", webhook.received());
+    // The other intercepted object went through the webhook and was applied.
+    let cms: Api<ConfigMap> = ns.api();
+    assert!(cms.get_opt(GATED[0]).await.unwrap().is_some());
+    assert!(cms.get_opt(GATED[1]).await.unwrap().is_none());
 }

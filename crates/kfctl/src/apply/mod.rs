@@ -31,6 +31,11 @@ pub use inventory::InventoryError;
 /// An object's identity: (group, kind, namespace, name).
 type Identity = (String, String, Option<String>, String);
 
+/// How long kfctl lets the API server take to start calling a webhook configuration it just
+/// wrote, before applying what that webhook intercepts. No API tells when it has; the informer
+/// usually needs milliseconds, this leaves room for a busy server.
+const WEBHOOK_REGISTRATION_SETTLE: Duration = Duration::from_secs(2);
+
 /// The field manager kfctl applies with.
 pub const FIELD_MANAGER: &str = "kfctl";
 
@@ -188,8 +193,9 @@ fn failed_text(report: &ApplyReport) -> String {
     text.push_str(&format!("\n  ({}){}", report.summary(), not_attempted_text(report)));
     if let Some(w) = report.unready_webhooks.first() {
         let namespace = w.service.split_once('/').map_or("", |(ns, _)| ns);
+        let rest = if report.failed.is_empty() && report.not_attempted.is_empty() { ", everything else was" } else { "" };
         text.push_str(&format!(
-            "\n  hint: check the webhook server's pods and Endpoints (`kubectl get pods,endpoints -n {namespace}`), then run `kfctl apply` again; the objects above were not applied, everything else was"
+            "\n  hint: check the webhook server's pods and Endpoints (`kubectl get pods,endpoints -n {namespace}`), then run `kfctl apply` again; the objects above were not applied{rest}"
         ));
     } else {
         text.push_str("\n  hint: fix the cause and run `kfctl apply` again; objects already applied stay as they are");
@@ -330,9 +336,11 @@ pub async fn apply_rendered(
             .collect()
             .await;
         let mut failed_here = 0;
+        let mut written_here = 0;
         for (o, result) in results {
             match result {
                 Ok(outcome) => {
+                    written_here += usize::from(outcome != Outcome::Unchanged);
                     match outcome {
                         Outcome::Created => report.created += 1,
                         Outcome::Configured => report.configured += 1,
@@ -380,7 +388,7 @@ pub async fn apply_rendered(
             break;
         }
         events
-            .record(false, "PhaseApplied", &format!("phase {}: {} objects applied", phase.name, phase.objects.len()))
+            .record(false, "PhaseApplied", &format!("phase {}: {} objects applied", phase.name, phase.objects.len() - held_here))
             .await;
         match &phase.gate {
             // Only custom resources need their CRD Established: they wait for it one by one
@@ -388,6 +396,17 @@ pub async fn apply_rendered(
             // slowly (Kubeflow's 66 CRDs: about half a minute on the test cluster).
             Gate::CrdsEstablished(names) => crd_waits = CrdWaits::start(client, &plan, names, opts.gate_timeout),
             gate => wait_gate(client, gate, opts.gate_timeout, sink).await,
+        }
+        let intercepted_pending = plan
+            .phases
+            .iter()
+            .filter(|p| p.name == PhaseName::Intercepted)
+            .flat_map(|p| &p.objects)
+            .any(|o| pending.contains_key(&o.reference.identity()) && !held.contains_key(&o.reference.identity()));
+        if phase.name == PhaseName::Webhooks && written_here > 0 && intercepted_pending {
+            // The API server loads webhook configurations through its own informer, a moment after
+            // the write returns; an object created in that moment would skip the new webhook.
+            tokio::time::sleep(WEBHOOK_REGISTRATION_SETTLE).await;
         }
     }
     for (component, changed) in &components_changed {
