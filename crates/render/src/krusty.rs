@@ -199,7 +199,8 @@ fn merge_data_map(res: &mut Resource, old: &Resource, field: &str) {
 /// Build the kustomization in `dir`, like `kubectl kustomize dir`.
 pub fn build(dir: &Path) -> Result<Build> {
     let loader = Loader::new_root(dir)?;
-    let mut builder = Builder { warnings: Vec::new() };
+    let parsed = crate::prefetch::ParsedFiles::prefetch(&loader);
+    let mut builder = Builder { warnings: Vec::new(), parsed };
     let root = builder.load_kustomization(&loader)?;
     let acc = builder.accumulate_target(&loader, &root, Accumulator::default(), &[])?;
     let mut resources = acc.resources;
@@ -231,6 +232,8 @@ pub fn build(dir: &Path) -> Result<Build> {
 
 struct Builder {
     warnings: Vec<String>,
+    /// Resource files parsed ahead of time (see [`crate::prefetch`]).
+    parsed: crate::prefetch::ParsedFiles,
 }
 
 impl Builder {
@@ -332,13 +335,19 @@ impl Builder {
         for entry in entries {
             let file_err = match loader.resolve_file(entry) {
                 Ok(path) => {
-                    let text = std::fs::read(&path).map_err(|source| RenderError::Io { path: path.clone(), source })?;
-                    let text = String::from_utf8(text).map_err(|_| RenderError::InvalidResource {
-                        file: path.clone(),
-                        message: "file is not valid UTF-8".into(),
-                    })?;
                     let origin = Origin { file: Some(path.clone()), kustomizations: chain.to_vec() };
-                    match loader::resources_from_text(&text, &path, &origin) {
+                    let loaded = match self.parsed.take(&path) {
+                        Some(docs) => loader::resources_from_documents(docs, &path, &origin),
+                        None => {
+                            let text = std::fs::read(&path).map_err(|source| RenderError::Io { path: path.clone(), source })?;
+                            let text = String::from_utf8(text).map_err(|_| RenderError::InvalidResource {
+                                file: path.clone(),
+                                message: "file is not valid UTF-8".into(),
+                            })?;
+                            loader::resources_from_text(&text, &path, &origin)
+                        }
+                    };
+                    match loaded {
                         Ok(resources) => {
                             acc.append_all(resources, &k.file)?;
                             continue;

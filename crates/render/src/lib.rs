@@ -17,10 +17,12 @@ pub mod kustomization;
 pub mod loader;
 pub mod patch;
 pub mod pipeline;
+pub mod prefetch;
 pub mod resource;
 pub mod sort;
 pub mod transform;
 pub mod yaml;
+mod yaml_events;
 
 use std::path::Path;
 

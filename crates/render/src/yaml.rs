@@ -27,7 +27,7 @@ pub enum Dialect {
     Yaml11,
 }
 
-fn read_options(dialect: Dialect) -> serde_saphyr::Options {
+pub(crate) fn read_options(dialect: Dialect) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_events = usize::MAX / 2;
     budget.max_aliases = 1 << 20;
@@ -55,9 +55,12 @@ pub fn parse_documents(text: &str, file: &Path) -> Result<Vec<Value>> {
 
 /// Parse every document of `text` with the given reader dialect.
 pub fn parse_documents_as(text: &str, file: &Path, dialect: Dialect) -> Result<Vec<Value>> {
-    let mut docs: Vec<Value> = serde_saphyr::from_multiple_with_options::<Value>(text, read_options(dialect))
-        .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
-        .map_err(|e| yaml_error(file, e))?;
+    let mut docs: Vec<Value> = match crate::yaml_events::parse_documents(text, dialect) {
+        Some(docs) => docs.into_iter().filter(|d| !d.is_null()).collect(),
+        None => serde_saphyr::from_multiple_with_options::<Value>(text, read_options(dialect))
+            .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
+            .map_err(|e| yaml_error(file, e))?,
+    };
     if let Some(last) = docs.last_mut() {
         unclip_final_block_scalar(text, last);
     }
