@@ -54,7 +54,7 @@ pub fn ids_equal(a: &ResId, b: &ResId) -> bool {
 }
 
 fn effective_ns(id: &ResId) -> &str {
-    if crate::resource::is_cluster_scoped(&id.group, &id.kind) {
+    if id.is_cluster_scoped() {
         return "_non_namespaceable_";
     }
     match id.namespace.as_deref() {
@@ -72,7 +72,18 @@ fn id_key(id: &ResId) -> IdKey {
 impl Accumulator {
     /// kustomize's Append for many: an object whose current id is already present is an error.
     fn append_all(&mut self, incoming: Vec<Resource>, kustomization: &Path) -> Result<()> {
-        let mut seen: HashSet<IdKey> = self.resources.iter().map(|r| id_key(&r.id())).collect();
+        let mut seen = self.id_keys();
+        self.append_all_with(incoming, kustomization, &mut seen)
+    }
+
+    /// The ids of the objects accumulated so far, as [`Self::append_all_with`] checks them.
+    fn id_keys(&self) -> HashSet<IdKey> {
+        self.resources.iter().map(|r| id_key(&r.id())).collect()
+    }
+
+    /// [`Self::append_all`] with `seen` holding the ids of `self.resources` (kept up to date), so
+    /// that a kustomization appending many files does not recompute them for each.
+    fn append_all_with(&mut self, incoming: Vec<Resource>, kustomization: &Path, seen: &mut HashSet<IdKey>) -> Result<()> {
         for res in incoming {
             let id = res.id();
             if !seen.insert(id_key(&id)) {
@@ -87,8 +98,8 @@ impl Accumulator {
     }
 
     /// A sub-kustomization's accumulation merged into this one.
-    fn merge(&mut self, other: Accumulator, kustomization: &Path) -> Result<()> {
-        self.append_all(other.resources, kustomization)?;
+    fn merge(&mut self, other: Accumulator, kustomization: &Path, seen: &mut HashSet<IdKey>) -> Result<()> {
+        self.append_all_with(other.resources, kustomization, seen)?;
         self.configurations.extend(other.configurations);
         self.crds.extend(other.crds);
         self.vars.merge(other.vars).map_err(|e| RenderError::Accumulation {
@@ -238,7 +249,10 @@ struct Builder {
 
 impl Builder {
     fn load_kustomization(&mut self, loader: &Loader) -> Result<KustomizationFile> {
-        let k = kustomization::load(&loader.root)?;
+        let k = match self.parsed.kustomization(&loader.root) {
+            Some(k) => k,
+            None => kustomization::load(&loader.root)?,
+        };
         self.warnings.extend(k.warnings.iter().cloned());
         Ok(k)
     }
@@ -332,6 +346,7 @@ impl Builder {
         entries: &[String],
         chain: &[PathBuf],
     ) -> Result<()> {
+        let mut seen = acc.id_keys();
         for entry in entries {
             let file_err = match loader.resolve_file(entry) {
                 Ok(path) => {
@@ -349,7 +364,7 @@ impl Builder {
                     };
                     match loaded {
                         Ok(resources) => {
-                            acc.append_all(resources, &k.file)?;
+                            acc.append_all_with(resources, &k.file, &mut seen)?;
                             continue;
                         }
                         Err(e) => FileLoadError::Malformed(e),
@@ -395,7 +410,7 @@ impl Builder {
                 });
             }
             let sub_acc = self.accumulate_target(&child, &sub, Accumulator::default(), chain)?;
-            acc.merge(sub_acc, &k.file)?;
+            acc.merge(sub_acc, &k.file, &mut seen)?;
         }
         Ok(())
     }

@@ -18,15 +18,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-use crate::kustomization;
+use crate::kustomization::{self, KustomizationFile};
 use crate::loader::Loader;
 
-/// Parsed documents of resource files, by canonical path.
+/// Parsed documents of resource files, by canonical path, and the kustomizations read on the way.
 #[derive(Debug, Default)]
 pub struct ParsedFiles {
     /// Documents, and how many more times the build is expected to ask for them (the last taker
     /// gets them without a copy).
     files: HashMap<PathBuf, (usize, Vec<Value>)>,
+    /// Kustomizations that loaded without error, by directory (the loader's root).
+    kustomizations: HashMap<PathBuf, KustomizationFile>,
 }
 
 impl ParsedFiles {
@@ -34,8 +36,8 @@ impl ParsedFiles {
     /// parallel. Never fails: what cannot be prefetched is left to the build.
     pub fn prefetch(root: &Loader) -> ParsedFiles {
         let mut uses: HashMap<PathBuf, usize> = HashMap::new();
-        let mut visited = HashSet::new();
-        collect(root, &mut uses, &mut visited);
+        let mut kustomizations = HashMap::new();
+        collect(root, &mut uses, &mut kustomizations, &mut HashSet::new());
         let mut paths: Vec<(PathBuf, u64)> = uses
             .keys()
             .map(|p| (p.clone(), std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)))
@@ -66,7 +68,7 @@ impl ParsedFiles {
                 work();
             });
         }
-        ParsedFiles { files: parsed.into_inner().unwrap_or_else(|e| e.into_inner()) }
+        ParsedFiles { files: parsed.into_inner().unwrap_or_else(|e| e.into_inner()), kustomizations }
     }
 
     /// The parsed documents of `path` (canonical), if prefetched.
@@ -78,22 +80,44 @@ impl ParsedFiles {
         }
         self.files.remove(path).map(|(_, docs)| docs)
     }
+
+    /// The kustomization in `dir` (a loader's root), if the walk loaded it.
+    pub fn kustomization(&self, dir: &Path) -> Option<KustomizationFile> {
+        self.kustomizations.get(dir).cloned()
+    }
 }
 
 /// Record the resource files of the kustomization at `loader` and below, as the build will visit
 /// them (a directory reached twice is built twice, so its files count twice).
-fn collect(loader: &Loader, uses: &mut HashMap<PathBuf, usize>, visiting: &mut HashSet<PathBuf>) {
-    let Ok(k) = kustomization::load(&loader.root) else { return };
+fn collect(
+    loader: &Loader,
+    uses: &mut HashMap<PathBuf, usize>,
+    kustomizations: &mut HashMap<PathBuf, KustomizationFile>,
+    visiting: &mut HashSet<PathBuf>,
+) {
     if !visiting.insert(loader.root.clone()) {
         return; // a cycle: the build reports it
     }
+    let k = match kustomizations.get(&loader.root) {
+        Some(k) => k.clone(),
+        None => match kustomization::load(&loader.root) {
+            Ok(k) => {
+                kustomizations.insert(loader.root.clone(), k.clone());
+                k
+            }
+            Err(_) => {
+                visiting.remove(&loader.root);
+                return;
+            }
+        },
+    };
     let kz = &k.kustomization;
     for entry in kz.resources.iter().flatten().chain(kz.components.iter().flatten()) {
         match loader.resolve_file(entry) {
             Ok(path) => *uses.entry(path).or_default() += 1,
             Err(_) => {
                 if let Ok(child) = loader.child(entry) {
-                    collect(&child, uses, visiting);
+                    collect(&child, uses, kustomizations, visiting);
                 }
             }
         }

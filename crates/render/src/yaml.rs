@@ -366,8 +366,14 @@ fn plain_ok(s: &str) -> bool {
         return false;
     }
     // Flow indicators are fine in block context, but a YAML 1.1 reader is stricter about some;
-    // keep them plain only when no `, ` style ambiguity exists.
-    !YAML11_NON_STRING.is_match(s)
+    // keep them plain only when no `, ` style ambiguity exists. Every form the pattern matches
+    // starts with one of these characters, and its words are at most five letters long.
+    let may_match = match first {
+        'y' | 'Y' | 'n' | 'N' | 't' | 'T' | 'f' | 'F' | 'o' | 'O' => s.len() <= 5,
+        '~' | '<' | '=' | '+' | '-' | '.' | '0'..='9' => true,
+        _ => false,
+    };
+    !(may_match && YAML11_NON_STRING.is_match(s))
 }
 
 #[cfg(test)]
