@@ -20,6 +20,7 @@ use crate::error::{RenderError, Result};
 use crate::generator::{self, GeneratorKind};
 use crate::kustomization::{self, KustomizationFile};
 use crate::loader::{self, FileLoadError, Loader};
+use crate::plugins::{self, PluginField};
 use crate::resource::{GeneratorBehavior, Origin, ResId, Resource};
 use crate::transform::VarSet;
 
@@ -307,19 +308,16 @@ impl Builder {
             acc = self.accumulate_target(&child, &ck, acc, &chain)?;
         }
 
-        let plugin_fields = [
-            ("generators", kz.generators.as_ref().is_some_and(|v| !v.is_empty())),
-            ("transformers", kz.transformers.as_ref().is_some_and(|v| !v.is_empty())),
-            ("validators", kz.validators.as_ref().is_some_and(|v| !v.is_empty())),
+        let helm_fields = [
             ("helmCharts", kz.helm_charts.as_ref().is_some_and(|v| !v.is_empty())),
             ("helmChartInflationGenerator", kz.helm_chart_inflation_generator.as_ref().is_some_and(|v| !v.is_empty())),
         ];
-        for (field, used) in plugin_fields {
+        for (field, used) in helm_fields {
             if used {
                 return Err(RenderError::Kustomization {
                     file: k.file.clone(),
                     message: format!(
-                        "'{field}' (kustomize plugins / helm) is not supported by kfctl build\n  hint: render the plugin's output to a file and list it under 'resources'"
+                        "'{field}': helm charts are not rendered by kfctl build (kubectl kustomize needs --enable-helm for them too)\n  hint: render the chart with `helm template` and list the output under 'resources'"
                     ),
                 });
             }
@@ -327,6 +325,26 @@ impl Builder {
 
         let ctx = crate::pipeline::TransformContext::new(k, &acc.configurations, &acc.crds)?;
         ctx.run_transformers(loader, &mut acc.resources)?;
+        // kustomize's runTransformers: the builtin ones above, then the configured plugins.
+        for config in self.plugin_configs(loader, k, kz.transformers.as_deref().unwrap_or(&[]), &chain)? {
+            plugins::transform(&config, &mut acc.resources, loader, &k.file, PluginField::Transformers)?;
+        }
+        // kustomize's runValidators: each runs on the objects and must leave them as they were.
+        for config in self.plugin_configs(loader, k, kz.validators.as_deref().unwrap_or(&[]), &chain)? {
+            let mut copy = acc.resources.clone();
+            plugins::transform(&config, &mut copy, loader, &k.file, PluginField::Validators)?;
+            let same = copy.len() == acc.resources.len() && copy.iter().zip(&acc.resources).all(|(a, b)| a.object == b.object);
+            if !same {
+                return Err(RenderError::Kustomization {
+                    file: k.file.clone(),
+                    message: format!(
+                        "validators: {} '{}': validator shouldn't modify the resource map\n  hint: list transformers under 'transformers'",
+                        config.kind(),
+                        config.name()
+                    ),
+                });
+            }
+        }
 
         if let Some(vars) = kz.vars.as_deref().filter(|v| !v.is_empty()) {
             acc.vars.declare(vars, &acc.resources).map_err(|e| RenderError::Transform {
@@ -428,7 +446,32 @@ impl Builder {
                 acc.absorb_generated(res, &k.file)?;
             }
         }
+        // Then the configured generator plugins, absorbed the same way.
+        for config in self.plugin_configs(loader, k, kz.generators.as_deref().unwrap_or(&[]), chain)? {
+            let res = plugins::generate(&config, loader, &k.file, &origin)?;
+            acc.absorb_generated(res, &k.file)?;
+        }
         Ok(())
+    }
+
+    /// The plugin config objects a `generators:`/`transformers:`/`validators:` list names, as
+    /// kustomize loads them: inline YAML entries first, then the other entries accumulated like
+    /// `resources` (files, or kustomization directories whose output is the configs).
+    fn plugin_configs(&mut self, loader: &Loader, k: &KustomizationFile, entries: &[String], chain: &[PathBuf]) -> Result<Vec<Resource>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut configs = Accumulator::default();
+        let mut paths = Vec::new();
+        let inline_origin = Origin { file: None, kustomizations: chain.to_vec() };
+        for entry in entries {
+            match loader::resources_from_text(entry, &k.file, &inline_origin) {
+                Ok(objects) if !objects.is_empty() => configs.append_all(objects, &k.file)?,
+                _ => paths.push(entry.clone()),
+            }
+        }
+        self.accumulate_resources(loader, k, &mut configs, &paths, chain)?;
+        Ok(configs.resources)
     }
 }
 

@@ -17,6 +17,7 @@ pub mod kustomization;
 pub mod loader;
 pub mod patch;
 pub mod pipeline;
+pub mod plugins;
 pub mod prefetch;
 pub mod resource;
 pub mod sort;
