@@ -406,3 +406,68 @@ pub fn transform(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(yaml: &str) -> Resource {
+        let mut docs = crate::loader::resources_from_text(yaml, Path::new("c.yaml"), &Origin::default()).unwrap();
+        docs.remove(0)
+    }
+
+    fn objects(yaml: &str) -> Vec<Resource> {
+        crate::loader::resources_from_text(yaml, Path::new("r.yaml"), &Origin::default()).unwrap()
+    }
+
+    #[test]
+    fn kinds_are_checked_against_the_field() {
+        let k = Path::new("kustomization.yaml");
+        let label = config("apiVersion: builtin\nkind: LabelTransformer\nmetadata: {name: l}\n");
+        assert_eq!(builtin_kind(&label, k, PluginField::Transformers).unwrap(), "LabelTransformer");
+        let err = builtin_kind(&label, k, PluginField::Generators).unwrap_err().to_string();
+        assert!(err.contains("plugin LabelTransformer is not a generator"), "{err}");
+        let exec = config("apiVersion: someteam.example.com/v1\nkind: SedTransformer\nmetadata: {name: s}\n");
+        let err = builtin_kind(&exec, k, PluginField::Transformers).unwrap_err().to_string();
+        assert!(err.contains("SedTransformer") && err.contains("not a builtin plugin"), "{err}");
+        let unknown = config("apiVersion: builtin\nkind: MagicTransformer\nmetadata: {name: m}\n");
+        let err = builtin_kind(&unknown, k, PluginField::Transformers).unwrap_err().to_string();
+        assert!(err.contains("unknown builtin plugin kind 'MagicTransformer'"), "{err}");
+    }
+
+    #[test]
+    fn generator_takes_name_and_namespace_from_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let loader = Loader::new_root(dir.path()).unwrap();
+        let c = config("apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {name: cm, namespace: ns}\nliterals: [a=b]\n");
+        let res = generate(&c, &loader, Path::new("kustomization.yaml"), &Origin::default()).unwrap();
+        assert_eq!((res.kind(), res.name(), res.namespace()), ("ConfigMap", "cm", Some("ns")));
+        assert_eq!(res.object["data"]["a"], "b");
+        assert!(res.generated.as_ref().is_some_and(|g| g.append_hash));
+    }
+
+    #[test]
+    fn namespace_transformer_uses_its_metadata_namespace_and_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let loader = Loader::new_root(dir.path()).unwrap();
+        let c = config(
+            "apiVersion: builtin\nkind: NamespaceTransformer\nmetadata: {name: n, namespace: team}\nunsetOnly: true\nfieldSpecs: [{path: metadata/namespace, create: true}]\n",
+        );
+        let mut res = objects(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: kept}\n",
+        );
+        transform(&c, &mut res, &loader, Path::new("kustomization.yaml"), PluginField::Transformers).unwrap();
+        assert_eq!(res[0].namespace(), Some("team"));
+        assert_eq!(res[1].namespace(), Some("kept"));
+    }
+
+    #[test]
+    fn prefix_transformer_needs_field_specs() {
+        let dir = tempfile::tempdir().unwrap();
+        let loader = Loader::new_root(dir.path()).unwrap();
+        let c = config("apiVersion: builtin\nkind: PrefixTransformer\nmetadata: {name: p}\nprefix: x-\n");
+        let mut res = objects("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n");
+        let err = transform(&c, &mut res, &loader, Path::new("k.yaml"), PluginField::Transformers).unwrap_err();
+        assert!(err.to_string().contains("fieldSpecs is not expected to be nil"), "{err}");
+    }
+}
