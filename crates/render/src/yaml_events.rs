@@ -143,6 +143,19 @@ fn plain_key_is_text(text: &str) -> bool {
     !matches!(text, "" | "~" | "null" | "Null" | "NULL" | "<<")
 }
 
+/// How `text` reads back when written as a plain (unquoted) scalar in an object file: what kyaml
+/// gives a scalar node that has a value but no tag (e.g. one a replacement creates). Texts that
+/// cannot be written plain (they would be quoted) stay strings; the empty text is null.
+pub(crate) fn plain_scalar_value(text: &str) -> Value {
+    if text.is_empty() {
+        return Value::Null;
+    }
+    if plain_value_is_text(text) || !crate::yaml::can_be_plain(text) {
+        return Value::String(text.to_string());
+    }
+    type_plain_scalar(text, Dialect::Objects).unwrap_or_else(|| Value::String(text.to_string()))
+}
+
 /// A plain scalar typed by serde-saphyr on its own. Only called for texts that cannot be read as
 /// anything but one plain scalar (they come from a plain scalar), except document markers.
 fn type_plain_scalar(text: &str, dialect: Dialect) -> Option<Value> {
@@ -190,6 +203,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn plain_scalar_values_read_as_kubectl_reads_them() {
+        assert_eq!(plain_scalar_value("3"), Value::from(3));
+        assert_eq!(plain_scalar_value("1.5"), serde_json::json!(1.5));
+        assert_eq!(plain_scalar_value("0755"), Value::from(493));
+        assert_eq!(plain_scalar_value("true"), Value::Bool(true));
+        assert_eq!(plain_scalar_value("on"), Value::from("on"));
+        assert_eq!(plain_scalar_value(""), Value::Null);
+        assert_eq!(plain_scalar_value("abc"), Value::from("abc"));
+        assert_eq!(plain_scalar_value("a: b"), Value::from("a: b"));
+        assert_eq!(plain_scalar_value("- x"), Value::from("- x"));
     }
 
     #[test]
