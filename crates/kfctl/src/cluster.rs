@@ -24,9 +24,34 @@ pub enum ClusterError {
 /// How long to wait for the API server to answer the first request before calling it unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// A client built from a kubeconfig and context, not yet checked against its server.
+pub struct Configured {
+    pub client: Client,
+    /// The API server URL, for messages.
+    pub server: String,
+    /// The context used (the kubeconfig's current one when none was asked for).
+    pub context: String,
+}
+
 /// A kube client for `context` (or the current one) from `kubeconfig` (or KUBECONFIG /
 /// ~/.kube/config), checked by asking the server for its version.
 pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Client, ClusterError> {
+    let Configured { client, server, context: context_name } = configure(kubeconfig, context).await?;
+    let unreachable = |reason: String| ClusterError::Unreachable {
+        server: server.clone(),
+        context: context_name.clone(),
+        reason,
+    };
+    match tokio::time::timeout(REACH_TIMEOUT, client.apiserver_version()).await {
+        Err(_) => Err(unreachable(format!("no answer within {}s", REACH_TIMEOUT.as_secs()))),
+        Ok(Err(err)) => Err(unreachable(error_chain(&err))),
+        Ok(Ok(_)) => Ok(client),
+    }
+}
+
+/// Like [`connect`], without contacting the server: for callers that wait for a new cluster to
+/// answer or report reachability in their own words.
+pub async fn configure(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Configured, ClusterError> {
     crate::tls::install_crypto_provider();
     let kc = match kubeconfig {
         Some(path) => Kubeconfig::read_from(path)
@@ -45,16 +70,7 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
     let server = config.cluster_url.to_string();
     let client = Client::try_from(config)
         .map_err(|source| ClusterError::Client { server: server.clone(), context: context_name.clone(), source })?;
-    let unreachable = |reason: String| ClusterError::Unreachable {
-        server: server.clone(),
-        context: context_name.clone(),
-        reason,
-    };
-    match tokio::time::timeout(REACH_TIMEOUT, client.apiserver_version()).await {
-        Err(_) => Err(unreachable(format!("no answer within {}s", REACH_TIMEOUT.as_secs()))),
-        Ok(Err(err)) => Err(unreachable(error_chain(&err))),
-        Ok(Ok(_)) => Ok(client),
-    }
+    Ok(Configured { client, server, context: context_name })
 }
 
 /// An error and its sources on one line ("a: b: c"), for messages where the chain matters

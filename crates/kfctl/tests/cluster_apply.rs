@@ -4,6 +4,8 @@
 //! (`exec` sets KFCTL_TESTENV_KUBECONFIG). Each test uses its own namespace, app name and CRD
 //! group, so tests run in parallel and clean up after themselves.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -32,7 +34,8 @@ async fn client() -> Client {
 /// A namespace (and app name) of one test, deleted when dropped.
 struct Fixture {
     ns: String,
-    dir: tempfile::TempDir,
+    /// The app directory; the app is named after the namespace.
+    app: support::AppDir,
     client: Client,
 }
 
@@ -42,9 +45,8 @@ impl Fixture {
         let ns = format!("kc-{test}-{}", std::process::id());
         let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
         Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.expect("create test namespace");
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("registry/v1.4.1")).unwrap();
-        Fixture { ns, dir, client }
+        let app = support::AppDir::new(&ns);
+        Fixture { ns, app, client }
     }
 
     /// CRD group unique to this test.
@@ -54,30 +56,18 @@ impl Fixture {
 
     /// Write component `name` (a kustomize directory with one file of `objects`).
     fn component(&self, name: &str, objects: &[Value]) {
-        let dir = self.dir.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let docs: Vec<String> = objects.iter().map(|o| serde_json::to_string(o).unwrap()).collect();
-        std::fs::write(dir.join("objects.yaml"), docs.join("\n---\n")).unwrap();
-        std::fs::write(dir.join("kustomization.yaml"), "resources:\n- objects.yaml\n").unwrap();
+        self.app.component(name, objects);
     }
 
     /// kfctl.yaml naming these components (user components, in this order).
     fn config(&self, components: &[&str]) {
-        let mut text = format!(
-            "apiVersion: kfctl.dev/v1alpha1\nkind: KfctlApp\nname: {}\nversion: v1.4.1\nregistry:\n  url: fixture\n  sha256: \"{}\"\n  path: registry/v1.4.1\ncomponents:\n",
-            self.ns,
-            "0".repeat(64)
-        );
-        for c in components {
-            text.push_str(&format!("- name: {c}\n  path: {c}\n"));
-        }
-        std::fs::write(self.dir.path().join("kfctl.yaml"), text).unwrap();
+        self.app.config(components);
     }
 
     fn kfctl(&self, args: &[&str]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfctl"));
         cmd.env("KUBECONFIG", kubeconfig());
-        cmd.args(args).arg(self.dir.path()).args(["--app-namespace", &self.ns]);
+        cmd.args(args).arg(self.app.path()).args(["--app-namespace", &self.ns]);
         cmd.output().expect("run kfctl")
     }
 
@@ -141,6 +131,19 @@ impl Fixture {
         out
     }
 
+    /// The app's inventory ConfigMap(s), as text.
+    async fn inventory_text(&self) -> String {
+        let cms: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.ns);
+        let items = cms.list(&ListParams::default()).await.unwrap().items;
+        let inventories: Vec<String> = items
+            .into_iter()
+            .filter(|c| c.metadata.name.as_deref().is_some_and(|n| n.starts_with("kfctl-inventory-")))
+            .map(|c| serde_json::to_string(&c.data).unwrap())
+            .collect();
+        assert!(!inventories.is_empty(), "no kfctl inventory in {}", self.ns);
+        inventories.join("\n")
+    }
+
     async fn events(&self) -> Vec<(String, String)> {
         let events: Api<Event> = Api::namespaced(self.client.clone(), &self.ns);
         events
@@ -180,14 +183,8 @@ fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Apps on one cluster share the Application CRD, and each apply labels it as its own app's
-/// (a known gap, see the issue notes): the tests that apply apps take turns, so the no-op check
-/// of one is not disturbed by the other relabelling the CRD.
-static APPLYING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[tokio::test(flavor = "multi_thread")]
 async fn ordered_apply_is_idempotent_prunes_and_deletes_only_its_own() {
-    let _turn = APPLYING.lock().await;
     let fx = Fixture::new("lifecycle").await;
     fx.component("widgets", &[fx.widget("w1"), fx.widget_crd()]);
     fx.component("web", &[fx.service("web"), fx.deployment("web", json!({}))]);
@@ -260,7 +257,6 @@ async fn ordered_apply_is_idempotent_prunes_and_deletes_only_its_own() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_looping_pod_turns_the_application_not_ready_with_an_event_naming_it() {
-    let _turn = APPLYING.lock().await;
     let fx = Fixture::new("crashloop").await;
     fx.component("web", &[fx.service("web"), fx.deployment("web", json!({}))]);
     fx.component("broken", &[fx.deployment("broken", json!({"simnode.kfctl.dev/fail": "CrashLoopBackOff"}))]);
@@ -287,16 +283,60 @@ async fn crash_looping_pod_turns_the_application_not_ready_with_an_event_naming_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn purging_one_of_two_apps_keeps_the_shared_application_crd_and_the_other_app_healthy() {
+    let first = Fixture::new("shared-a").await;
+    let second = Fixture::new("shared-b").await;
+    for fx in [&first, &second] {
+        fx.component("web", &[fx.service("web"), fx.deployment("web", json!({}))]);
+        fx.config(&["web"]);
+        fx.kfctl_ok(&["apply"]);
+    }
+    second.kfctl_ok(&["wait", "--timeout", "120s"]);
+    let crds = Api::<DynamicObject>::all_with(second.client.clone(), &ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"));
+
+    // The CRD is kfctl's, not either app's: no app or component label, in neither inventory.
+    let crd = crds.get("applications.app.k8s.io").await.unwrap();
+    let labels = crd.metadata.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("kfctl"), "{labels:?}");
+    assert!(!labels.contains_key("kfctl.kubeflow.org/app") && !labels.contains_key("kfctl.kubeflow.org/component"), "{labels:?}");
+    for fx in [&first, &second] {
+        let inventory = fx.inventory_text().await;
+        assert!(!inventory.contains("applications.app.k8s.io"), "the shared CRD is in {}'s inventory: {inventory}", fx.ns);
+        // Each app's second apply writes nothing, whoever applied the CRD last.
+        assert!(fx.kfctl_ok(&["apply"]).contains("nothing to change"));
+    }
+
+    // delete --purge of the first keeps the CRD, says why, and leaves the second app healthy.
+    let out = first.kfctl_ok(&["delete", "--purge"]);
+    assert!(
+        out.contains("applications.app.k8s.io: kept: shared, still used by") && out.contains(&format!("{}/{}", second.ns, second.ns)),
+        "{out}"
+    );
+    let crd = crds.get_opt("applications.app.k8s.io").await.unwrap();
+    assert!(crd.is_some_and(|c| c.metadata.deletion_timestamp.is_none()), "the shared CRD was deleted with one app");
+    let apps = first.dynamic("app.k8s.io", "v1beta1", "Application", "applications");
+    assert!(apps.get_opt(&first.ns).await.unwrap().is_none(), "the purged app's Application survived");
+    let other = second.dynamic("app.k8s.io", "v1beta1", "Application", "applications").get(&second.ns).await.unwrap();
+    let ready = other.data["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+    assert_eq!(ready["status"], "True", "{other:?}");
+    second.kfctl_ok(&["wait", "--timeout", "60s"]);
+    let status = second.kfctl(&["status"]);
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stdout));
+    assert!(second.kfctl_ok(&["apply"]).contains("nothing to change"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unreachable_cluster_and_forbidden_rbac_each_give_one_clear_message() {
     let fx = Fixture::new("errors").await;
     fx.component("web", &[fx.config_map("c")]);
     fx.config(&["web"]);
 
     // Unreachable: a kubeconfig pointing at a closed loopback port.
-    let bad = fx.dir.path().join("unreachable.kubeconfig");
+    let bad = fx.app.path().join("unreachable.kubeconfig");
     std::fs::write(&bad, "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: https://127.0.0.1:1\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: u\ncurrent-context: gone\nusers:\n- name: u\n  user:\n    token: t\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kfctl"))
-        .args(["apply", path_str(fx.dir.path()), "--kubeconfig", path_str(&bad)])
+        .args(["apply", path_str(fx.app.path()), "--kubeconfig", path_str(&bad)])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -307,12 +347,12 @@ async fn unreachable_cluster_and_forbidden_rbac_each_give_one_clear_message() {
     // Forbidden: a ServiceAccount allowed to read but not write.
     let token = restricted_token(&fx).await;
     let server = Kubeconfig::read_from(kubeconfig()).unwrap().clusters[0].cluster.clone().unwrap();
-    let restricted = fx.dir.path().join("restricted.kubeconfig");
+    let restricted = fx.app.path().join("restricted.kubeconfig");
     let ca = server.certificate_authority_data.clone().map(|d| format!("    certificate-authority-data: {d}\n")).unwrap_or_default();
     let ca_file = server.certificate_authority.clone().map(|f| format!("    certificate-authority: {f}\n")).unwrap_or_default();
     std::fs::write(&restricted, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: t\n  cluster:\n    server: {}\n{ca}{ca_file}contexts:\n- name: t\n  context:\n    cluster: t\n    user: ro\ncurrent-context: t\nusers:\n- name: ro\n  user:\n    token: {token}\n", server.server.unwrap())).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_kfctl"))
-        .args(["apply", path_str(fx.dir.path()), "--kubeconfig", path_str(&restricted), "--app-namespace", &fx.ns])
+        .args(["apply", path_str(fx.app.path()), "--kubeconfig", path_str(&restricted), "--app-namespace", &fx.ns])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

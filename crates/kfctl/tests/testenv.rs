@@ -7,8 +7,6 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::{
@@ -28,6 +26,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::ByteString;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
+use support::webhook::{AdmissionWebhook, DENY_LABEL, Policy};
 use support::{TEST_NAMESPACE_LABEL, TestNamespace, wait_for, wait_until};
 
 /// Generous bound that only turns a hang into a readable failure.
@@ -327,93 +326,6 @@ async fn real_kfctl_binary_reaches_the_testenv_api_server() {
     assert!(stdout.contains("v1.20.2"), "kfctl doctor did not report the testenv's Kubernetes v1.20.2: {stdout}");
 }
 
-/// A real validating admission webhook served by this test process on a simulated pod's IP.
-mod webhook {
-    use super::*;
-    use http_body_util::{BodyExt as _, Full};
-    use hyper::body::{Bytes, Incoming};
-    use hyper::service::service_fn;
-    use hyper::{Request, Response};
-    use hyper_util::rt::TokioIo;
-    use tokio_rustls::TlsAcceptor;
-
-    pub const DENY_LABEL: &str = "kfctl-test/deny";
-
-    /// TLS material: the CA (PEM, for caBundle) and the server's certificate chain and key.
-    pub struct Tls {
-        pub ca_pem: String,
-        pub server: Arc<rustls::ServerConfig>,
-    }
-
-    pub fn tls_for(dns_name: &str) -> Tls {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        ca_params.distinguished_name.push(DnType::CommonName, "kfctl test webhook CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec![dns_name.to_string()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, dns_name);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let chain = vec![cert.der().clone()];
-        let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let server = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key_der).unwrap();
-        Tls { ca_pem: ca_cert.pem(), server: Arc::new(server) }
-    }
-
-    /// The AdmissionReview answer: deny objects labelled `kfctl-test/deny`, admit the rest.
-    fn review(request: &serde_json::Value) -> serde_json::Value {
-        let req = &request["request"];
-        let name = req["object"]["metadata"]["name"].as_str().unwrap_or("");
-        let denied = req["object"]["metadata"]["labels"][DENY_LABEL].is_string();
-        let mut response = serde_json::json!({ "uid": req["uid"], "allowed": !denied });
-        if denied {
-            response["status"] = serde_json::json!({
-                "code": 403,
-                "message": format!("kfctl test webhook denies {name}: it carries the {DENY_LABEL} label"),
-            });
-        }
-        serde_json::json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response })
-    }
-
-    /// Serves HTTPS on `addr` until the test ends; counts the reviews it answered.
-    pub async fn serve(addr: SocketAddr, tls: Arc<rustls::ServerConfig>, reviews: Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .unwrap_or_else(|e| panic!("binding the webhook server to pod address {addr}: {e}"));
-        let acceptor = TlsAcceptor::from(tls);
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else { continue };
-                let acceptor = acceptor.clone();
-                let reviews = reviews.clone();
-                tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(tcp).await else { return };
-                    let service = service_fn(move |req: Request<Incoming>| {
-                        let reviews = reviews.clone();
-                        async move {
-                            let body = req.into_body().collect().await?.to_bytes();
-                            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                            reviews.fetch_add(1, Ordering::SeqCst);
-                            let answer = serde_json::to_vec(&review(&request)).expect("json");
-                            Ok::<_, hyper::Error>(
-                                Response::builder()
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(answer)))
-                                    .expect("response"),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
-                });
-            }
-        });
-    }
-}
-
 #[tokio::test]
 async fn admission_webhook_behind_a_service_admits_and_denies_through_the_apiserver() {
     let ns = TestNamespace::new("webhook").await;
@@ -431,9 +343,8 @@ async fn admission_webhook_behind_a_service_admits_and_denies_through_the_apiser
     assert!(pod_range_contains(&pod_ip.to_string()), "webhook pod IP {pod_ip} outside the pod range");
 
     let service_name = "admission";
-    let tls = webhook::tls_for(&format!("{service_name}.{}.svc", ns.name));
-    let reviews = Arc::new(AtomicUsize::new(0));
-    webhook::serve(SocketAddr::from((pod_ip, PORT)), tls.server.clone(), reviews.clone()).await;
+    let webhook = AdmissionWebhook::new(service_name, &ns.name, Policy::DenyLabelled(DENY_LABEL.into()));
+    webhook.serve(SocketAddr::from((pod_ip, PORT))).await;
 
     // 2. The Service in front of it, and the webhook registration scoped to this namespace.
     ns.api::<Service>()
@@ -458,7 +369,7 @@ async fn admission_webhook_behind_a_service_admits_and_denies_through_the_apiser
             failure_policy: Some("Fail".into()),
             timeout_seconds: Some(10),
             client_config: WebhookClientConfig {
-                ca_bundle: Some(ByteString(tls.ca_pem.clone().into_bytes())),
+                ca_bundle: Some(ByteString(webhook.ca_pem().as_bytes().to_vec())),
                 service: Some(ServiceReference {
                     namespace: ns.name.clone(),
                     name: service_name.into(),
@@ -491,7 +402,7 @@ async fn admission_webhook_behind_a_service_admits_and_denies_through_the_apiser
     let cm = |name: &str, deny: bool| ConfigMap {
         metadata: ObjectMeta {
             name: Some(name.into()),
-            labels: deny.then(|| labels(&[(webhook::DENY_LABEL, "yes")])),
+            labels: deny.then(|| labels(&[(DENY_LABEL, "yes")])),
             ..Default::default()
         },
         ..Default::default()
@@ -509,11 +420,14 @@ async fn admission_webhook_behind_a_service_admits_and_denies_through_the_apiser
     })
     .await;
 
-    let before = reviews.load(Ordering::SeqCst);
     cms.create(&PostParams::default(), &cm("allowed", false))
         .await
         .expect("the webhook should admit an unlabelled ConfigMap");
-    assert!(reviews.load(Ordering::SeqCst) > before, "the admitted request did not go through the webhook");
+    let seen = webhook.received();
+    assert!(
+        seen.iter().any(|r| r.name == "allowed" && r.operation == "CREATE" && r.kind == "ConfigMap" && r.allowed),
+        "the admitted request did not go through the webhook: {seen:?}"
+    );
     assert!(cms.get_opt("allowed").await.unwrap().is_some());
 
     let err = cms.create(&PostParams::default(), &cm("denied", true)).await.expect_err("the webhook should deny");

@@ -3,6 +3,8 @@
 //! Only objects that are both in kfctl's inventory and still carry the app's label are deleted.
 //! CRDs (deleting one deletes every custom resource of its kind) and PersistentVolumeClaims (user
 //! data) are kept unless purging; a Namespace holding objects kfctl does not own is kept too.
+//! The Application CRD that all apps share is in no app's inventory: `delete --purge` removes it
+//! only when no other Application is left on the cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -14,7 +16,7 @@ use kube::Client;
 
 use super::discovery::KindResolver;
 use super::{ApplyError, inventory};
-use crate::plan::{AppTarget, InventoryEntry, PhaseName, is_kfctl_owned, sort_for_deletion};
+use crate::plan::{AppTarget, InventoryEntry, MANAGED_BY_LABEL, PhaseName, SHARED_CRDS, is_builtin_group, is_kfctl_owned, sort_for_deletion};
 use crate::progress::{Progress, ProgressSink};
 
 /// How long kfctl waits for one group of deletions to finish before going on.
@@ -65,10 +67,6 @@ pub struct DeleteReport {
     pub deleted: Vec<String>,
     pub kept: Vec<String>,
     pub failed: Vec<String>,
-}
-
-fn is_builtin_group(group: &str) -> bool {
-    group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
 }
 
 /// Delete `entries` in deletion order: reverse phases, and within a phase custom resources
@@ -220,13 +218,19 @@ async fn foreign_object_in(client: &Client, namespace: &str, app: &str) -> Optio
     None
 }
 
-/// `kfctl delete`: remove everything in the app's inventory, in reverse order.
+/// `kfctl delete`: remove everything in the app's inventory, in reverse order; with `purge`, also
+/// the shared Application CRD when this app's Application was the last one.
 pub async fn delete_target(client: &Client, target: &AppTarget, purge: bool, sink: &dyn ProgressSink) -> Result<DeleteReport, ApplyError> {
     let entries = inventory::read(client, target).await?;
     let resolver = KindResolver::new(client.clone());
-    let outcome = delete_entries(client, &resolver, target, &entries, purge, sink).await;
+    // Inventories written before the Application CRD was shared still list it: never one app's.
+    let own: Vec<InventoryEntry> = entries.iter().filter(|e| !e.reference.is_shared()).cloned().collect();
+    let outcome = delete_entries(client, &resolver, target, &own, purge, sink).await;
     let mut report = DeleteReport::default();
     report.deleted = outcome.deleted.iter().map(|e| e.reference.to_string()).collect();
+    if purge {
+        purge_shared_crds(client, target, sink, &mut report).await;
+    }
     let mut remaining: Vec<InventoryEntry> = Vec::new();
     for (e, why) in &outcome.kept {
         if why.keeps_inventory() {
@@ -251,4 +255,81 @@ pub async fn delete_target(client: &Client, target: &AppTarget, purge: bool, sin
         }
     }
     Ok(report)
+}
+
+/// With `delete --purge`: delete each shared CRD kfctl installed, unless an Application other than
+/// `target`'s still exists (deleting the CRD would delete it too). Says which, in `report`.
+async fn purge_shared_crds(client: &Client, target: &AppTarget, sink: &dyn ProgressSink, report: &mut DeleteReport) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in SHARED_CRDS {
+        let what = format!("CustomResourceDefinition.apiextensions.k8s.io {name}");
+        let crd = match crds.get_opt(name).await {
+            Ok(Some(crd)) => crd,
+            Ok(None) => continue,
+            Err(e) => {
+                report.failed.push(format!("{what}: {}", crate::cluster::error_chain(&e)));
+                continue;
+            }
+        };
+        let installed_by_kfctl =
+            crd.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some("kfctl");
+        if !installed_by_kfctl {
+            report.kept.push(format!("{what}: left alone: kfctl did not install it"));
+            continue;
+        }
+        let others = match other_custom_resources(client, &crd, target).await {
+            Ok(others) => others,
+            Err(e) => {
+                report.failed.push(format!("{what}: cannot tell whether another app uses it: {}", crate::cluster::error_chain(&e)));
+                continue;
+            }
+        };
+        if !others.is_empty() {
+            let shown: Vec<&str> = others.iter().take(5).map(String::as_str).collect();
+            let more = if others.len() > shown.len() { format!(" and {} more", others.len() - shown.len()) } else { String::new() };
+            let why = format!("kept: shared, still used by {} other Application(s): {}{more}", others.len(), shown.join(", "));
+            sink.report(Progress::Message { text: format!("{what}: {why}") });
+            report.kept.push(format!("{what}: {why}"));
+            continue;
+        }
+        let deleted = match crds.delete(name, &DeleteParams::background()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(()) => {
+                sink.report(Progress::Message { text: format!("deleted {what} (shared; no other Application is left)") });
+                report.deleted.push(format!("{what} (shared; no other Application was left)"));
+            }
+            Err(e) => report.failed.push(format!("{what}: {}", crate::cluster::error_chain(&e))),
+        }
+    }
+}
+
+/// `namespace/name` of every custom resource of `crd` (served version) except `target`'s Application.
+async fn other_custom_resources(
+    client: &Client,
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    target: &AppTarget,
+) -> Result<Vec<String>, kube::Error> {
+    let spec = &crd.spec;
+    let Some(version) = spec.versions.iter().find(|v| v.served) else { return Ok(Vec::new()) };
+    let gvk = kube::api::GroupVersionKind::gvk(&spec.group, &version.name, &spec.names.kind);
+    let resource = kube::api::ApiResource::from_gvk_with_plural(&gvk, &spec.names.plural);
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    let list = match api.list(&ListParams::default()).await {
+        Ok(list) => list,
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|o| o.metadata.deletion_timestamp.is_none())
+        .map(|o| (o.metadata.namespace.unwrap_or_default(), o.metadata.name.unwrap_or_default()))
+        .filter(|(ns, name)| !(*ns == target.namespace && *name == target.name))
+        .map(|(ns, name)| format!("{ns}/{name}"))
+        .collect())
 }

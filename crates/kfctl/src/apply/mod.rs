@@ -4,6 +4,7 @@
 pub mod diff;
 pub mod discovery;
 pub mod inventory;
+pub mod normalize;
 pub mod protocol;
 pub(crate) mod delete;
 mod retry;
@@ -11,18 +12,29 @@ mod retry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt, stream};
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::Value;
 
 use crate::app::{ComponentObject, RenderedApp};
 use crate::health::{self, EventRecorder};
-use crate::plan::{APP_LABEL, AppTarget, Gate, KindTable, InventoryEntry, PhaseName, Plan, PlanError, PlannedObject};
+use crate::plan::{
+    APP_LABEL, AppTarget, Gate, InventoryEntry, KindTable, PhaseName, Plan, PlanError, PlannedObject, WebhookGate,
+};
 use crate::progress::{Progress, ProgressSink};
 pub use delete::{DeleteReport, delete_target};
 use discovery::KindResolver;
 pub use inventory::InventoryError;
+
+/// An object's identity: (group, kind, namespace, name).
+type Identity = (String, String, Option<String>, String);
+
+/// How long kfctl lets the API server take to start calling a webhook configuration it just
+/// wrote, before applying what that webhook intercepts. No API tells when it has; the informer
+/// usually needs milliseconds, this leaves room for a busy server.
+const WEBHOOK_REGISTRATION_SETTLE: Duration = Duration::from_secs(2);
 
 /// The field manager kfctl applies with.
 pub const FIELD_MANAGER: &str = "kfctl";
@@ -37,6 +49,26 @@ pub struct ApplyOptions {
     /// How long a gate (CRDs Established, webhook endpoints ready) may take before kfctl goes on
     /// and lets per-object retries deal with what still fails.
     pub gate_timeout: Duration,
+}
+
+/// An object held back because a webhook that intercepts it has no ready server.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldBack {
+    pub component: String,
+    pub object: String,
+    /// The webhook it waited for.
+    pub webhook: String,
+}
+
+/// A webhook whose Service got no ready endpoint within the gate timeout.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnreadyWebhook {
+    pub webhook: String,
+    /// The configuration registering it (`ValidatingWebhookConfiguration.admissionregistration.k8s.io name`).
+    pub configuration: String,
+    /// `namespace/name` of the Service it calls.
+    pub service: String,
+    pub why: String,
 }
 
 impl Default for ApplyOptions {
@@ -81,6 +113,10 @@ pub struct ApplyReport {
     pub failed: Vec<FailedObject>,
     /// Phases not started because an earlier phase failed, with their object counts.
     pub not_attempted: Vec<(String, usize)>,
+    /// Webhooks whose server never got ready, and the objects held back for them (never applied,
+    /// so nothing they intercept went in unchecked).
+    pub unready_webhooks: Vec<UnreadyWebhook>,
+    pub held_back: Vec<HeldBack>,
     pub pruned: Vec<String>,
     /// Objects that left the config but were kept (CRDs, PVCs, objects no longer kfctl's).
     pub kept: Vec<String>,
@@ -99,6 +135,9 @@ impl ApplyReport {
             self.failed.len(),
             self.pruned.len()
         );
+        if !self.held_back.is_empty() {
+            s.push_str(&format!(", {} held back", self.held_back.len()));
+        }
         if !self.not_attempted.is_empty() {
             let n: usize = self.not_attempted.iter().map(|(_, n)| n).sum();
             s.push_str(&format!(", {n} not attempted"));
@@ -118,10 +157,50 @@ pub enum ApplyError {
     Inventory(#[from] InventoryError),
     #[error("not allowed to apply; nothing was changed:\n{}\n  hint: ask a cluster admin for these permissions (kfctl needs to create and patch every kind it installs), or use a context with more rights (--context)", denials.iter().map(|d| format!("  - {d}")).collect::<Vec<_>>().join("\n"))]
     Forbidden { denials: Vec<String> },
-    #[error("{} object(s) did not apply ({}):\n{}{}\n  hint: fix the cause and run `kfctl apply` again; objects already applied stay as they are", report.failed.len(), report.summary(), report.failed.iter().map(|f| format!("  - {} [{}]: {}", f.object, f.component, f.reason)).collect::<Vec<_>>().join("\n"), not_attempted_text(report))]
+    #[error("{}", failed_text(report))]
     Failed { report: Box<ApplyReport> },
     #[error("cannot reach the API server: {reason}")]
     Api { reason: String },
+}
+
+/// The message of [`ApplyError::Failed`]: unready webhooks with what they held back, then objects
+/// the API server refused, then the phases not attempted, then what to do.
+fn failed_text(report: &ApplyReport) -> String {
+    let mut parts = Vec::new();
+    for w in &report.unready_webhooks {
+        let held: Vec<String> = report
+            .held_back
+            .iter()
+            .filter(|h| h.webhook == w.webhook)
+            .map(|h| format!("  - {} [{}]", h.object, h.component))
+            .collect();
+        parts.push(format!(
+            "webhook {} ({}) is not serving: Service {} has {}; not applied, so nothing it intercepts goes in unchecked ({} object(s)):\n{}",
+            w.webhook,
+            w.configuration,
+            w.service,
+            w.why,
+            held.len(),
+            held.join("\n")
+        ));
+    }
+    if !report.failed.is_empty() {
+        let lines: Vec<String> =
+            report.failed.iter().map(|f| format!("  - {} [{}]: {}", f.object, f.component, f.reason)).collect();
+        parts.push(format!("{} object(s) did not apply:\n{}", report.failed.len(), lines.join("\n")));
+    }
+    let mut text = parts.join("\n");
+    text.push_str(&format!("\n  ({}){}", report.summary(), not_attempted_text(report)));
+    if let Some(w) = report.unready_webhooks.first() {
+        let namespace = w.service.split_once('/').map_or("", |(ns, _)| ns);
+        let rest = if report.failed.is_empty() && report.not_attempted.is_empty() { ", everything else was" } else { "" };
+        text.push_str(&format!(
+            "\n  hint: check the webhook server's pods and Endpoints (`kubectl get pods,endpoints -n {namespace}`), then run `kfctl apply` again; the objects above were not applied{rest}"
+        ));
+    } else {
+        text.push_str("\n  hint: fix the cause and run `kfctl apply` again; objects already applied stay as they are");
+    }
+    text
 }
 
 fn not_attempted_text(report: &ApplyReport) -> String {
@@ -146,6 +225,7 @@ fn prepare_plan(target: &AppTarget, objects: &[ComponentObject], kinds: &KindTab
     for phase in &mut plan.phases {
         for o in &mut phase.objects {
             protocol::default_port_protocols(&mut o.object);
+            normalize::server_equivalent(&mut o.object);
         }
     }
     Ok(plan)
@@ -169,7 +249,8 @@ pub async fn apply_rendered(
     resolver.refresh(group_versions).await.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
     let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
 
-    let previous = inventory::read(client, target).await?;
+    let mut previous = inventory::read(client, target).await?;
+    crate::plan::set_entry_namespaces_by_scope(&mut previous, &resolver.kind_table());
     let desired = plan.inventory();
     let live = fetch_live(client, &resolver, &plan).await?;
 
@@ -204,10 +285,34 @@ pub async fn apply_rendered(
     let events = EventRecorder::new(client.clone(), target.clone(), sink);
     let mut components_changed: BTreeMap<String, usize> = BTreeMap::new();
     let mut inventory_written = previous.clone();
+    let mut crd_waits = CrdWaits::default();
+    // Objects held back for a webhook whose server is not ready, with the webhook's name.
+    let mut held: HashMap<Identity, String> = HashMap::new();
+    let mut webhook_servers_checked = false;
     for (index, phase) in plan.phases.iter().enumerate() {
-        let todo: Vec<&PlannedObject> =
-            phase.objects.iter().filter(|o| pending.contains_key(&o.reference.identity())).collect();
+        if matches!(phase.name, PhaseName::Webhooks | PhaseName::Intercepted) && !webhook_servers_checked {
+            webhook_servers_checked = true;
+            held = wait_webhook_servers(client, &plan, &pending, opts.gate_timeout, sink, &mut report).await;
+            for w in &report.unready_webhooks {
+                let text = format!("webhook {} ({}): Service {} has {}", w.webhook, w.configuration, w.service, w.why);
+                events.record(true, "WebhookNotReady", &text).await;
+            }
+        }
+        let todo: Vec<&PlannedObject> = phase
+            .objects
+            .iter()
+            .filter(|o| pending.contains_key(&o.reference.identity()) && !held.contains_key(&o.reference.identity()))
+            .collect();
         sink.report(Progress::PhaseStarted { phase: phase.name.to_string(), objects: phase.objects.len() });
+        let mut held_here = 0;
+        for o in phase.objects.iter().filter(|o| pending.contains_key(&o.reference.identity())) {
+            let Some(webhook) = held.get(&o.reference.identity()) else { continue };
+            held_here += 1;
+            sink.report(Progress::Message {
+                text: format!("  held back {} [{}]: webhook {webhook} is not serving", o.reference, o.component),
+            });
+            report.held_back.push(HeldBack { component: o.component.clone(), object: o.reference.to_string(), webhook: webhook.clone() });
+        }
         if !todo.is_empty() {
             events
                 .record(false, "PhaseStarted", &format!("phase {}: applying {} of {} objects", phase.name, todo.len(), phase.objects.len()))
@@ -220,16 +325,22 @@ pub async fn apply_rendered(
         let results: Vec<(&PlannedObject, Result<Outcome, String>)> = stream::iter(todo)
             .map(|o| {
                 let resolver = &resolver;
+                let crd_waits = &crd_waits;
                 let before = pending.get(&o.reference.identity()).cloned().flatten();
-                async move { (o, apply_one(client, resolver, o, before).await) }
+                async move {
+                    crd_waits.established(&o.reference.group, &o.reference.kind).await;
+                    (o, apply_one(client, resolver, o, before).await)
+                }
             })
             .buffer_unordered(opts.concurrency.max(1))
             .collect()
             .await;
         let mut failed_here = 0;
+        let mut written_here = 0;
         for (o, result) in results {
             match result {
                 Ok(outcome) => {
+                    written_here += usize::from(outcome != Outcome::Unchanged);
                     match outcome {
                         Outcome::Created => report.created += 1,
                         Outcome::Configured => report.configured += 1,
@@ -258,7 +369,7 @@ pub async fn apply_rendered(
         }
         sink.report(Progress::PhaseFinished {
             phase: phase.name.to_string(),
-            applied: phase.objects.len() - failed_here,
+            applied: phase.objects.len() - failed_here - held_here,
             failed: failed_here,
         });
         if phase.name == PhaseName::Namespaces || index == 0 {
@@ -277,16 +388,34 @@ pub async fn apply_rendered(
             break;
         }
         events
-            .record(false, "PhaseApplied", &format!("phase {}: {} objects applied", phase.name, phase.objects.len()))
+            .record(false, "PhaseApplied", &format!("phase {}: {} objects applied", phase.name, phase.objects.len() - held_here))
             .await;
-        wait_gate(client, &phase.gate, opts.gate_timeout, sink).await;
+        match &phase.gate {
+            // Only custom resources need their CRD Established: they wait for it one by one
+            // (above) while everything else goes on. The API server establishes a large set
+            // slowly (Kubeflow's 66 CRDs: about half a minute on the test cluster).
+            Gate::CrdsEstablished(names) => crd_waits = CrdWaits::start(client, &plan, names, opts.gate_timeout),
+            gate => wait_gate(client, gate, opts.gate_timeout, sink).await,
+        }
+        let intercepted_pending = plan
+            .phases
+            .iter()
+            .filter(|p| p.name == PhaseName::Intercepted)
+            .flat_map(|p| &p.objects)
+            .any(|o| pending.contains_key(&o.reference.identity()) && !held.contains_key(&o.reference.identity()));
+        if phase.name == PhaseName::Webhooks && written_here > 0 && intercepted_pending {
+            // The API server loads webhook configurations through its own informer, a moment after
+            // the write returns; an object created in that moment would skip the new webhook.
+            tokio::time::sleep(WEBHOOK_REGISTRATION_SETTLE).await;
+        }
     }
     for (component, changed) in &components_changed {
         events.record(false, "ComponentApplied", &format!("component {component}: {changed} objects created or changed")).await;
     }
     report.wrote = true;
 
-    if !report.failed.is_empty() {
+    if !report.failed.is_empty() || !report.held_back.is_empty() {
+        // Not complete: nothing is pruned, and the inventory keeps whatever this apply may have made.
         let union = union_entries(&previous, &desired);
         inventory::write(client, target, &inventory_written, &union).await?;
         events.record(true, "ApplyFailed", &report.summary()).await;
@@ -353,7 +482,8 @@ fn report_applied(sink: &dyn ProgressSink, o: &PlannedObject, outcome: Outcome) 
     });
 }
 
-/// The live objects of this app, one list per kind (label-selected), keyed by identity.
+/// The live objects of this app, one list per kind (label-selected), plus the shared objects it
+/// applies (they carry no app label), keyed by identity.
 async fn fetch_live(
     client: &Client,
     resolver: &KindResolver,
@@ -395,13 +525,42 @@ async fn fetch_live(
         .try_collect()
         .await
         .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
+    let shared: Vec<Value> = stream::iter(plan.phases.iter().flat_map(|p| &p.objects).filter(|o| o.reference.is_shared()))
+        .filter_map(|o| async move { resolver.resolve(&o.reference.api_version(), &o.reference.kind).map(|r| (o, r)) })
+        .then(|(o, resolved)| async move {
+            let api = delete::api_for(client, &resolved, o.reference.namespace.as_deref());
+            let found = match api.get_opt(&o.reference.name).await {
+                Ok(found) => found,
+                Err(kube::Error::Api(s)) if s.code == 403 => None,
+                Err(e) => return Err(e),
+            };
+            Ok(found.map(|item| {
+                let mut v = serde_json::to_value(item).expect("object serializes");
+                v["apiVersion"] = Value::from(resolved.resource.api_version.clone());
+                v["kind"] = Value::from(resolved.resource.kind.clone());
+                v
+            }))
+        })
+        .try_filter_map(|v| async move { Ok(v) })
+        .try_collect()
+        .await
+        .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
+    // The same object comes back from every version it is served at (a CRD written as
+    // apiextensions.k8s.io/v1beta1 is in the v1 list too, in v1's shape): compare each planned
+    // object only with the copy read at its own apiVersion.
+    let planned_versions: HashMap<(String, String, Option<String>, String), String> =
+        plan.phases.iter().flat_map(|p| &p.objects).map(|o| (o.reference.identity(), o.reference.api_version())).collect();
     let mut live = HashMap::new();
-    for v in lists.into_iter().flatten() {
-        let group = v["apiVersion"].as_str().and_then(|a| a.split_once('/')).map_or("", |(g, _)| g).to_owned();
+    for v in lists.into_iter().flatten().chain(shared) {
+        let api_version = v["apiVersion"].as_str().unwrap_or_default().to_owned();
+        let group = api_version.split_once('/').map_or("", |(g, _)| g).to_owned();
         let kind = v["kind"].as_str().unwrap_or_default().to_owned();
         let ns = v.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_owned);
         let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-        live.insert((group, kind, ns, name), v);
+        let identity = (group, kind, ns, name);
+        if planned_versions.get(&identity).is_some_and(|wanted| *wanted == api_version) {
+            live.insert(identity, v);
+        }
     }
     Ok(live)
 }
@@ -498,11 +657,102 @@ async fn preflight(
     }
 }
 
+/// The CRDs of this apply being established in the background, by the (group, kind) they serve.
+#[derive(Default)]
+struct CrdWaits {
+    by_kind: HashMap<(String, String), Shared<BoxFuture<'static, ()>>>,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl CrdWaits {
+    /// Start waiting (one watch per CRD) until the CRDs `names` of `plan` are Established.
+    fn start(client: &Client, plan: &Plan, names: &[String], timeout: Duration) -> CrdWaits {
+        let mut waits = CrdWaits::default();
+        let crds = plan.phases.iter().flat_map(|p| &p.objects).filter(|o| {
+            o.reference.group == "apiextensions.k8s.io" && o.reference.kind == "CustomResourceDefinition" && names.contains(&o.reference.name)
+        });
+        for crd in crds {
+            let field = |pointer: &str| crd.object.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
+            let (Some(group), Some(kind)) = (field("/spec/group"), field("/spec/names/kind")) else { continue };
+            let (client, name) = (client.clone(), crd.reference.name.clone());
+            // A timeout is not an error here: the object's own retries report what still fails.
+            let task = tokio::spawn(async move {
+                let _ = health::gates::crds_established(&client, &[name], timeout).await;
+            });
+            waits.tasks.push(task.abort_handle());
+            waits.by_kind.insert((group, kind), async move { let _ = task.await; }.boxed().shared());
+        }
+        waits
+    }
+
+    /// Wait until the CRD serving `group`/`kind` is Established, if this apply installs it.
+    async fn established(&self, group: &str, kind: &str) {
+        if let Some(wait) = self.by_kind.get(&(group.to_owned(), kind.to_owned())) {
+            wait.clone().await;
+        }
+    }
+}
+
+impl Drop for CrdWaits {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Before webhook configurations and the objects they intercept are applied: wait until the
+/// Service of every webhook with something to write has a ready endpoint. A webhook whose Service
+/// gets none within `timeout` is recorded in `report`; its configuration and the pending objects
+/// it intercepts are returned, to be held back (with the webhook's name).
+async fn wait_webhook_servers(
+    client: &Client,
+    plan: &Plan,
+    pending: &HashMap<Identity, Option<String>>,
+    timeout: Duration,
+    sink: &dyn ProgressSink,
+    report: &mut ApplyReport,
+) -> HashMap<Identity, String> {
+    let waiting: Vec<&WebhookGate> = plan
+        .webhook_gates
+        .iter()
+        .filter(|g| std::iter::once(&g.configuration).chain(&g.intercepted).any(|r| pending.contains_key(&r.identity())))
+        .collect();
+    let services: BTreeSet<(String, String)> = waiting.iter().map(|g| g.service.clone()).collect();
+    if services.is_empty() {
+        return HashMap::new();
+    }
+    for (ns, name) in &services {
+        let webhooks: Vec<&str> = waiting.iter().filter(|g| g.service == (ns.clone(), name.clone())).map(|g| g.webhook.as_str()).collect();
+        sink.report(Progress::Message {
+            text: format!("waiting for Service {ns}/{name} to have ready endpoints (webhook {})", webhooks.join(", ")),
+        });
+    }
+    let services: Vec<(String, String)> = services.into_iter().collect();
+    let unready: HashMap<(String, String), String> =
+        health::gates::services_without_endpoints(client, &services, timeout).await.into_iter().collect();
+    let mut held = HashMap::new();
+    for gate in waiting {
+        let Some(why) = unready.get(&gate.service) else { continue };
+        report.unready_webhooks.push(UnreadyWebhook {
+            webhook: gate.webhook.clone(),
+            configuration: gate.configuration.to_string(),
+            service: format!("{}/{}", gate.service.0, gate.service.1),
+            why: why.clone(),
+        });
+        for r in std::iter::once(&gate.configuration).chain(&gate.intercepted) {
+            if pending.contains_key(&r.identity()) {
+                held.entry(r.identity()).or_insert_with(|| gate.webhook.clone());
+            }
+        }
+    }
+    held
+}
+
 async fn wait_gate(client: &Client, gate: &Gate, timeout: Duration, sink: &dyn ProgressSink) {
     let result = match gate {
         Gate::None => return,
         Gate::CrdsEstablished(names) => health::gates::crds_established(client, names, timeout).await,
-        Gate::ServiceEndpoints(services) => health::gates::endpoints_ready(client, services, timeout).await,
     };
     if let Err(waiting) = result {
         sink.report(Progress::Message {

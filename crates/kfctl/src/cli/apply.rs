@@ -26,6 +26,11 @@ pub struct ApplyArgs {
     /// Objects applied at once within a phase.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// How long to wait for a gate: CRDs Established, a webhook's Service with ready endpoints
+    /// (seconds, or with a unit: 90s, 5m). A webhook still without one is reported and what it
+    /// intercepts is not applied.
+    #[arg(long, default_value = "5m", value_parser = super::wait::parse_duration)]
+    pub gate_timeout: std::time::Duration,
     /// Print the objects kfctl would apply (labelled, defaulted, in phase order) as one JSON
     /// `List`, without contacting the cluster.
     #[arg(long)]
@@ -77,7 +82,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, ..Default::default() };
+    let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, gate_timeout: args.gate_timeout };
     runtime()?.block_on(async {
         let client = connect(&args.app, &args.cluster, &app).await?;
         let rendered = tokio::task::spawn_blocking(move || app.render())

@@ -30,15 +30,9 @@ pub struct DeployArgs {
     /// The app directory; created with `kfctl init` when it holds no kfctl.yaml.
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// Registry archive for `kfctl init` (URL or path); default: the release's upstream archive.
-    #[arg(long)]
-    pub registry: Option<String>,
-    /// The registry archive's sha256, for `kfctl init`.
-    #[arg(long)]
-    pub sha256: Option<String>,
-    /// Kubeflow version, for `kfctl init`.
-    #[arg(long)]
-    pub version: Option<String>,
+    /// The release, for `kfctl init` (used only when DIR holds no app yet).
+    #[command(flatten)]
+    pub release: super::init::ReleaseFlags,
     #[command(flatten)]
     pub platform: PlatformFlags,
     /// Do not ask before `terraform apply`.
@@ -260,18 +254,11 @@ fn leftover_note(created: &[platform::shell::Created], dir: &Path) -> String {
 }
 
 fn init_options(args: &DeployArgs) -> anyhow::Result<InitOptions> {
-    let registry = match &args.registry {
-        Some(registry) => registry.clone(),
-        None => {
-            let version = args.version.as_deref().unwrap_or(catalog::DEFAULT_VERSION);
-            catalog::release(version)?.default_url.to_string()
-        }
-    };
     Ok(InitOptions {
         dir: args.dir.clone(),
-        registry,
-        sha256: args.sha256.clone(),
-        version: args.version.clone(),
+        registry: args.release.registry_source()?,
+        sha256: args.release.sha256.clone(),
+        version: args.release.version.clone(),
         platform: Some(args.platform.over(&PlatformSpec::default())),
         name: None,
         force: false,
@@ -288,7 +275,7 @@ pub fn dry_run_script(args: &DeployArgs) -> anyhow::Result<String> {
         let app = App::open(dir).with_context(|| format!("cannot open the app in {}", dir.display()))?;
         (app.config.platform.clone(), app.config.version.clone())
     } else {
-        let release = args.version.clone().unwrap_or_else(|| catalog::DEFAULT_VERSION.to_owned());
+        let release = args.release.version.clone().unwrap_or_else(|| catalog::DEFAULT_VERSION.to_owned());
         (PlatformSpec::default(), release)
     };
     let spec = args.platform.over(&base);

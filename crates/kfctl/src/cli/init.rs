@@ -16,17 +16,8 @@ use crate::registry::catalog;
 pub struct InitArgs {
     /// The app directory to create.
     pub dir: PathBuf,
-    /// The registry archive: an https:// or file:// URL, or a local path to a .tar.gz.
-    /// Default: the upstream release archive of --version (or of v1.4.1), verified by its pinned sha256.
-    #[arg(long)]
-    pub registry: Option<String>,
-    /// The archive's sha256 (64 hex digits). Without it, a default registry is checked against
-    /// the pinned digest and any other archive's digest is recorded in kfctl.yaml.
-    #[arg(long)]
-    pub sha256: Option<String>,
-    /// The Kubeflow version; by default taken from the registry (e.g. manifests-1.4.1/).
-    #[arg(long)]
-    pub version: Option<String>,
+    #[command(flatten)]
+    pub release: ReleaseFlags,
     /// Where the app runs: existing, kind, minikube, microk8s, k3d, gke, eks, aks.
     #[arg(long, default_value = "existing")]
     pub platform: PlatformKind,
@@ -38,19 +29,44 @@ pub struct InitArgs {
     pub force: bool,
 }
 
+/// Which Kubeflow release an app is made from: `kfctl init`'s flags, shared with `kfctl deploy`
+/// (which runs init when the directory holds no app).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReleaseFlags {
+    /// The registry archive: an https:// or file:// URL, or a local path to a .tar.gz.
+    /// Default: the upstream release archive of --version (or of v1.4.1), verified by its pinned sha256.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// The archive's sha256 (64 hex digits). Without it, a default registry is checked against
+    /// the pinned digest and any other archive's digest is recorded in kfctl.yaml.
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// The Kubeflow version; by default taken from the registry (e.g. manifests-1.4.1/).
+    #[arg(long)]
+    pub version: Option<String>,
+}
+
+impl ReleaseFlags {
+    /// The archive to fetch: --registry, else the upstream archive of --version (or the default
+    /// release).
+    pub fn registry_source(&self) -> anyhow::Result<String> {
+        Ok(match &self.registry {
+            Some(registry) => registry.clone(),
+            None => {
+                let version = self.version.as_deref().unwrap_or(catalog::DEFAULT_VERSION);
+                catalog::release(version)?.default_url.to_string()
+            }
+        })
+    }
+}
+
 pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
-    let registry = match args.registry {
-        Some(r) => r,
-        None => {
-            let version = args.version.as_deref().unwrap_or(catalog::DEFAULT_VERSION);
-            catalog::release(version)?.default_url.to_string()
-        }
-    };
+    let registry = args.release.registry_source()?;
     let opts = InitOptions {
         dir: args.dir.clone(),
         registry,
-        sha256: args.sha256,
-        version: args.version,
+        sha256: args.release.sha256,
+        version: args.release.version,
         platform: Some(PlatformSpec { kind: args.platform, ..Default::default() }),
         name: args.name,
         force: args.force,

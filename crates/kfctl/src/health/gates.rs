@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use k8s_openapi::api::core::v1::Endpoints;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
@@ -33,17 +33,24 @@ pub fn has_ready_address(endpoints: Option<&Endpoints>) -> bool {
         .is_some_and(|subsets| subsets.iter().any(|s| s.addresses.as_ref().is_some_and(|a| !a.is_empty())))
 }
 
-/// Wait until every Service (namespace, name) has a ready endpoint address.
-pub async fn endpoints_ready(client: &Client, services: &[(String, String)], timeout: Duration) -> Result<(), String> {
+/// Wait (watching their Endpoints) until every Service (namespace, name) has a ready endpoint
+/// address, at most `timeout`. Returns the Services that still have none, each with why; empty
+/// when all are ready.
+pub async fn services_without_endpoints(
+    client: &Client,
+    services: &[(String, String)],
+    timeout: Duration,
+) -> Vec<((String, String), String)> {
     let waits = services.iter().map(|(ns, name)| {
         let api: Api<Endpoints> = Api::namespaced(client.clone(), ns);
         async move {
-            match tokio::time::timeout(timeout, await_condition(api, name, has_ready_address)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("Service {ns}/{name}: {e}")),
-                Err(_) => Err(format!("Service {ns}/{name} has no ready endpoints")),
-            }
+            let why = match tokio::time::timeout(timeout, await_condition(api, name, has_ready_address)).await {
+                Ok(Ok(_)) => return None,
+                Ok(Err(e)) => format!("watching its Endpoints failed: {e}"),
+                Err(_) => format!("no ready endpoints after {}s", timeout.as_secs()),
+            };
+            Some(((ns.clone(), name.clone()), why))
         }
     });
-    try_join_all(waits).await.map(|_| ())
+    join_all(waits).await.into_iter().flatten().collect()
 }

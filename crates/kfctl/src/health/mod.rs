@@ -104,15 +104,18 @@ impl AppStatus {
 pub async fn status_of(client: &Client, target: &AppTarget) -> Result<AppStatus, HealthError> {
     let mut entries = inventory::read(client, target).await?;
     // The Application reports on the others; its own Ready condition is the result, not an input.
-    entries.retain(|e| !(e.reference.group == "app.k8s.io" && e.reference.kind == application::APPLICATION_KIND && e.reference.name == target.name));
+    // Shared objects (listed by inventories of older kfctl versions) carry no app label: not this app's.
+    entries.retain(|e| {
+        !(e.reference.group == "app.k8s.io" && e.reference.kind == application::APPLICATION_KIND && e.reference.name == target.name)
+            && !e.reference.is_shared()
+    });
     if entries.is_empty() {
         return Err(HealthError::NotApplied { app: target.name.clone(), namespace: target.namespace.clone() });
     }
     let resolver = KindResolver::new(client.clone());
     let gvs: BTreeSet<String> = entries.iter().map(|e| e.reference.api_version()).collect();
     resolver.refresh(gvs).await.map_err(|e| HealthError::Api { reason: crate::cluster::error_chain(&e) })?;
-    let mut live = list_live(client, &resolver, target, &entries).await?;
-    find_relabelled(client, &resolver, &entries, &mut live).await?;
+    let live = list_live(client, &resolver, target, &entries).await?;
     let pods = failing_pods(client, &entries, &live).await?;
 
     let mut components: BTreeMap<String, Vec<ObjectStatus>> = BTreeMap::new();
@@ -192,31 +195,6 @@ async fn list_live(
             (key, v)
         })
         .collect())
-}
-
-/// Objects the label-selected lists did not return, looked up by name. Cluster-wide objects
-/// that several apps share (the Application CRD) carry the labels of whichever app applied them
-/// last, so "not in my list" does not mean "not on the cluster".
-async fn find_relabelled(
-    client: &Client,
-    resolver: &KindResolver,
-    entries: &[InventoryEntry],
-    live: &mut HashMap<Identity, Value>,
-) -> Result<(), HealthError> {
-    let missing: Vec<&InventoryEntry> = entries.iter().filter(|e| !live.contains_key(&e.reference.identity())).collect();
-    for e in missing {
-        let r = &e.reference;
-        let Some(resolved) = resolver.resolve(&r.api_version(), &r.kind) else { continue };
-        let api = crate::apply::delete::api_for(client, &resolved, r.namespace.as_deref());
-        let found = api.get_opt(&r.name).await.map_err(|e| HealthError::Api { reason: crate::cluster::error_chain(&e) })?;
-        if let Some(item) = found {
-            let mut v = serde_json::to_value(item).expect("object serializes");
-            v["apiVersion"] = Value::from(resolved.resource.api_version.clone());
-            v["kind"] = Value::from(resolved.resource.kind.clone());
-            live.insert(r.identity(), v);
-        }
-    }
-    Ok(())
 }
 
 /// Pods that are failing, per namespace, in namespaces that hold a workload not ready.

@@ -39,6 +39,12 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("node.k8s.io", "RuntimeClass"),
 ];
 
+/// Whether `group` is one of Kubernetes' own API groups (core, `apps`, `*.k8s.io`, ...), as
+/// opposed to a group defined by a CRD (which always contains a dot and is not `*.k8s.io`).
+pub fn is_builtin_group(group: &str) -> bool {
+    group.is_empty() || !group.contains('.') || group.ends_with(".k8s.io")
+}
+
 /// The plural the API server would most likely use, by the same rules kube-rs and kubectl follow.
 pub fn guess_plural(kind: &str) -> String {
     ApiResource::from_gvk(&GroupVersionKind::gvk("", "v1", kind)).plural
@@ -62,6 +68,17 @@ impl KindTable {
     /// fall back to whether the object carries a namespace.
     pub fn lookup(&self, group: &str, kind: &str) -> Option<KindInfo> {
         self.kinds.get(&(group.to_owned(), kind.to_owned())).cloned()
+    }
+
+    /// Whether objects of `kind` in `group` live in a namespace: what the table knows, else
+    /// namespaced for the built-in groups (every built-in cluster-scoped kind is listed), else
+    /// unknown (a custom kind whose CRD is neither in the set nor discovered).
+    pub fn namespaced(&self, group: &str, kind: &str) -> Option<bool> {
+        match self.lookup(group, kind) {
+            Some(info) => Some(info.namespaced),
+            None if is_builtin_group(group) => Some(true),
+            None => None,
+        }
     }
 
     /// Learn the kinds defined by the CustomResourceDefinitions among `objects`.

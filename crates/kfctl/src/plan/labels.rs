@@ -31,6 +31,24 @@ pub fn add_labels(object: &mut Value, app: &str, component: &str) {
     labels.insert(COMPONENT_LABEL.to_owned(), Value::from(component));
 }
 
+/// Label an object every kfctl app on the cluster shares (see [`super::ObjectRef::is_shared`]):
+/// managed by kfctl, and nothing that names one app or component, so that no app's apply claims
+/// it and no app's label-selected list, prune or delete finds it as its own.
+pub fn add_shared_labels(object: &mut Value) {
+    let Some(metadata) = object.as_object_mut().and_then(|o| o.entry("metadata").or_insert_with(|| Value::Object(Map::new())).as_object_mut())
+    else {
+        return;
+    };
+    let labels = metadata.entry("labels").or_insert_with(|| Value::Object(Map::new()));
+    if !labels.is_object() {
+        *labels = Value::Object(Map::new());
+    }
+    let labels = labels.as_object_mut().expect("labels is an object");
+    labels.insert(MANAGED_BY_LABEL.to_owned(), Value::from("kfctl"));
+    labels.remove(APP_LABEL);
+    labels.remove(COMPONENT_LABEL);
+}
+
 /// Whether live `labels` say the object belongs to kfctl app `app`.
 pub fn is_kfctl_owned(labels: Option<&std::collections::BTreeMap<String, String>>, app: &str) -> bool {
     labels.is_some_and(|l| l.get(APP_LABEL).map(String::as_str) == Some(app))

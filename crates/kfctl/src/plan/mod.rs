@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::app::ComponentObject;
-pub use kinds::{KindInfo, KindTable, guess_plural};
-pub use labels::{APP_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, add_labels, is_kfctl_owned};
+pub use kinds::{KindInfo, KindTable, guess_plural, is_builtin_group};
+pub use labels::{APP_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, add_labels, add_shared_labels, is_kfctl_owned};
 use webhooks::{AdmissionTarget, Webhook};
 
 /// Why the rendered objects cannot be planned.
@@ -27,6 +27,15 @@ pub enum PlanError {
     #[error("{object} is rendered twice, by components {first:?} and {second:?}\n  hint: remove it from one of them (or disable one component)")]
     Duplicate { object: String, first: String, second: String },
 }
+
+/// Where a namespaced object that names no namespace goes, as with kubectl and a context that
+/// names none. Fixed rather than taken from the kubeconfig, so a plan does not depend on it.
+pub const DEFAULT_OBJECT_NAMESPACE: &str = "default";
+
+/// CRDs (by name) that every kfctl app on a cluster shares: the sig-apps Application CRD. One
+/// app must not claim them (labels, inventory, prune, delete); `delete --purge` removes them only
+/// with the last Application.
+pub const SHARED_CRDS: &[&str] = &["applications.app.k8s.io"];
 
 /// Where an app's Application, inventory and Events live unless told otherwise.
 pub const DEFAULT_APP_NAMESPACE: &str = "kubeflow";
@@ -69,6 +78,11 @@ impl ObjectRef {
         if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
+    /// Whether every kfctl app on the cluster shares this object (see [`SHARED_CRDS`]).
+    pub fn is_shared(&self) -> bool {
+        self.group == "apiextensions.k8s.io" && self.kind == "CustomResourceDefinition" && SHARED_CRDS.contains(&self.name.as_str())
+    }
+
     /// Identity without the version: the same object is reachable through every served version.
     pub fn identity(&self) -> (String, String, Option<String>, String) {
         (self.group.clone(), self.kind.clone(), self.namespace.clone(), self.name.clone())
@@ -104,14 +118,16 @@ impl fmt::Display for ObjectRef {
 pub enum PhaseName {
     /// Namespaces, so every namespaced object has a home.
     Namespaces,
-    /// CustomResourceDefinitions; gate: every CRD Established, so its custom resources resolve.
+    /// CustomResourceDefinitions; gate: every CRD Established, so its custom resources resolve
+    /// (apply lets each custom resource wait for its own CRD, and everything else go on).
     Crds,
     /// Cluster RBAC plus service accounts, roles and bindings, so workloads start with their identity.
     Rbac,
     /// The Services that admission webhooks call and the workloads behind them (with the
-    /// ConfigMaps/Secrets those pods mount); gate: every such Service has ready endpoints.
+    /// ConfigMaps/Secrets those pods mount).
     WebhookServers,
-    /// The Validating/MutatingWebhookConfigurations, once their servers answer.
+    /// The Validating/MutatingWebhookConfigurations, once their servers answer: each waits for
+    /// its [`WebhookGate`] (the Service it calls has ready endpoints).
     Webhooks,
     /// Objects a webhook of this set intercepts: applied once the webhook can answer, so they are
     /// defaulted and validated on the first apply exactly as on every later one.
@@ -156,8 +172,22 @@ pub enum Gate {
     None,
     /// These CRDs (by name) report the Established condition.
     CrdsEstablished(Vec<String>),
-    /// These Services (namespace, name) have at least one ready endpoint address.
-    ServiceEndpoints(Vec<(String, String)>),
+}
+
+/// An admission webhook of the rendered set that calls a Service, with what waits for it: its
+/// configuration and the planned objects whose apply would call it are applied only once the
+/// Service has a ready endpoint (before that the API server would reject them, or with
+/// `failurePolicy: Ignore` admit them unchecked).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookGate {
+    /// The webhook's name, e.g. `check.example.com`.
+    pub webhook: String,
+    /// The Validating/MutatingWebhookConfiguration that registers it.
+    pub configuration: ObjectRef,
+    /// The Service it calls (namespace, name).
+    pub service: (String, String),
+    /// The planned objects it intercepts, in plan order.
+    pub intercepted: Vec<ObjectRef>,
 }
 
 /// One object to apply: labelled, with the component it came from.
@@ -182,6 +212,8 @@ pub struct Plan {
     pub app: String,
     /// Non-empty phases only, in [`PhaseName`] order.
     pub phases: Vec<Phase>,
+    /// The webhooks served by a Service, each with the objects that wait for it.
+    pub webhook_gates: Vec<WebhookGate>,
 }
 
 /// One object kfctl applied, as recorded in the inventory.
@@ -204,7 +236,9 @@ impl Plan {
         let mut planned = Vec::with_capacity(objects.len());
         let mut seen: HashMap<(String, String, Option<String>, String), String> = HashMap::new();
         for (index, co) in objects.iter().enumerate() {
-            let reference = ObjectRef::from_object(&co.object).map_err(|field| PlanError::MissingField {
+            let mut object = co.object.clone();
+            set_namespace_by_scope(&mut object, &kinds);
+            let reference = ObjectRef::from_object(&object).map_err(|field| PlanError::MissingField {
                 component: co.component.clone(),
                 index,
                 field,
@@ -212,13 +246,20 @@ impl Plan {
             if let Some(first) = seen.insert(reference.identity(), co.component.clone()) {
                 return Err(PlanError::Duplicate { object: reference.to_string(), first, second: co.component.clone() });
             }
-            let mut object = co.object.clone();
-            add_labels(&mut object, app, &co.component);
+            if reference.is_shared() {
+                add_shared_labels(&mut object);
+            } else {
+                add_labels(&mut object, app, &co.component);
+            }
             planned.push(PlannedObject { component: co.component.clone(), reference, object });
         }
 
-        let webhooks: Vec<Webhook> = planned.iter().flat_map(|p| Webhook::from_configuration(&p.object)).collect();
-        let server_services: BTreeSet<(String, String)> = webhooks.iter().filter_map(|w| w.service.clone()).collect();
+        let webhooks: Vec<(ObjectRef, Webhook)> = planned
+            .iter()
+            .flat_map(|p| Webhook::from_configuration(&p.object).into_iter().map(|w| (p.reference.clone(), w)))
+            .collect();
+        let server_services: BTreeSet<(String, String)> = webhooks.iter().filter_map(|(_, w)| w.service.clone()).collect();
+        let mut intercepted_by: Vec<Vec<ObjectRef>> = vec![Vec::new(); webhooks.len()];
         let server_objects = webhook_server_objects(&planned, &server_services);
         let namespace_labels: HashMap<String, Map<String, Value>> = planned
             .iter()
@@ -251,7 +292,14 @@ impl Plan {
                         namespace_labels: r.namespace.as_ref().and_then(|ns| namespace_labels.get(ns)),
                         is_namespace: false,
                     };
-                    if webhooks.iter().any(|w| w.intercepts(&target)) { PhaseName::Intercepted } else { PhaseName::Rest }
+                    let mut intercepted = false;
+                    for (w, (_, webhook)) in webhooks.iter().enumerate() {
+                        if webhook.intercepts(&target) {
+                            intercepted_by[w].push(r.clone());
+                            intercepted = true;
+                        }
+                    }
+                    if intercepted { PhaseName::Intercepted } else { PhaseName::Rest }
                 }
             };
             by_phase.entry(phase).or_default().push(p);
@@ -262,22 +310,29 @@ impl Plan {
             .map(|(name, objects)| {
                 let gate = match name {
                     PhaseName::Crds => Gate::CrdsEstablished(objects.iter().map(|o| o.reference.name.clone()).collect()),
-                    PhaseName::WebhookServers => Gate::ServiceEndpoints(server_services.iter().cloned().collect()),
                     _ => Gate::None,
                 };
                 Phase { name, objects, gate }
             })
             .collect();
-        Ok(Plan { app: app.to_owned(), phases })
+        let webhook_gates = webhooks
+            .into_iter()
+            .zip(intercepted_by)
+            .filter_map(|((configuration, webhook), intercepted)| {
+                Some(WebhookGate { webhook: webhook.name, configuration, service: webhook.service?, intercepted })
+            })
+            .collect();
+        Ok(Plan { app: app.to_owned(), phases, webhook_gates })
     }
 
-    /// Every planned object with its phase, as the inventory records them.
+    /// Every planned object with its phase, as the inventory records them; shared objects are
+    /// not one app's and are left out.
     pub fn inventory(&self) -> Vec<InventoryEntry> {
         let mut entries: Vec<InventoryEntry> = self
             .phases
             .iter()
             .flat_map(|phase| {
-                phase.objects.iter().map(move |o| InventoryEntry {
+                phase.objects.iter().filter(|o| !o.reference.is_shared()).map(move |o| InventoryEntry {
                     reference: o.reference.clone(),
                     component: o.component.clone(),
                     phase: phase.name,
@@ -311,18 +366,58 @@ impl Plan {
 }
 
 /// What to prune: entries of the previous inventory that are no longer desired, in the order to
-/// delete them (reverse phase order: the rest first, namespaces last).
+/// delete them (reverse phase order: the rest first, namespaces last). Shared objects, which
+/// inventories written by older kfctl versions still list, are never pruned.
 pub fn prune_set(previous: &[InventoryEntry], desired: &[InventoryEntry]) -> Vec<InventoryEntry> {
     let wanted: BTreeSet<_> = desired.iter().map(|e| e.reference.identity()).collect();
-    let mut prune: Vec<InventoryEntry> =
-        previous.iter().filter(|e| !wanted.contains(&e.reference.identity())).cloned().collect();
+    let mut prune: Vec<InventoryEntry> = previous
+        .iter()
+        .filter(|e| !wanted.contains(&e.reference.identity()) && !e.reference.is_shared())
+        .cloned()
+        .collect();
     sort_for_deletion(&mut prune);
     prune
+}
+
+/// Put inventory entries written by an older kfctl, which recorded the namespace as rendered, where
+/// [`Plan::build`] now puts their objects (see `set_namespace_by_scope`), so that an object whose
+/// recorded namespace changed is not pruned as if it had left the config.
+pub fn set_entry_namespaces_by_scope(entries: &mut [InventoryEntry], kinds: &KindTable) {
+    for e in entries {
+        let r = &mut e.reference;
+        match kinds.namespaced(&r.group, &r.kind) {
+            Some(false) => r.namespace = None,
+            Some(true) if r.namespace.is_none() => r.namespace = Some(DEFAULT_OBJECT_NAMESPACE.to_owned()),
+            _ => {}
+        }
+    }
 }
 
 /// Sort inventory entries into deletion order: reverse phase order, stable by reference.
 pub fn sort_for_deletion(entries: &mut [InventoryEntry]) {
     entries.sort_by(|a, b| b.phase.cmp(&a.phase).then_with(|| a.reference.cmp(&b.reference)));
+}
+
+/// Give `object` the namespace the API server will store it under: none for a cluster-scoped kind
+/// (kustomize's namespace transformer puts one on cluster-scoped custom resources, such as
+/// cert-manager's ClusterIssuer, and the server ignores it), [`DEFAULT_OBJECT_NAMESPACE`] for a
+/// namespaced kind that names none. Without this the inventory, the no-op check and readiness
+/// would look for the object where it is not.
+fn set_namespace_by_scope(object: &mut Value, kinds: &KindTable) {
+    let Some(api_version) = object.get("apiVersion").and_then(Value::as_str) else { return };
+    let group = api_version.split_once('/').map_or("", |(g, _)| g).to_owned();
+    let Some(kind) = object.get("kind").and_then(Value::as_str).map(str::to_owned) else { return };
+    let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else { return };
+    let has_namespace = metadata.get("namespace").and_then(Value::as_str).is_some_and(|ns| !ns.is_empty());
+    match kinds.namespaced(&group, &kind) {
+        Some(false) if metadata.contains_key("namespace") => {
+            metadata.remove("namespace");
+        }
+        Some(true) if !has_namespace => {
+            metadata.insert("namespace".into(), Value::from(DEFAULT_OBJECT_NAMESPACE));
+        }
+        _ => {}
+    }
 }
 
 fn labels_of(object: &Value) -> &Map<String, Value> {

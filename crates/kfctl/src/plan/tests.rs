@@ -67,8 +67,26 @@ fn gates_name_what_they_wait_for() {
     let plan = Plan::build("kubeflow", &fixture(), &KindTable::builtin()).unwrap();
     let gate = |name| plan.phases.iter().find(|p| p.name == name).map(|p| p.gate.clone()).unwrap();
     assert_eq!(gate(PhaseName::Crds), Gate::CrdsEstablished(vec!["widgets.example.com".into()]));
-    assert_eq!(gate(PhaseName::WebhookServers), Gate::ServiceEndpoints(vec![("hooks".into(), "checker".into())]));
+    assert_eq!(gate(PhaseName::WebhookServers), Gate::None);
     assert_eq!(gate(PhaseName::Rest), Gate::None);
+    // The webhook waits for its Service; its configuration and exactly the objects it intercepts wait for it.
+    assert_eq!(plan.webhook_gates.len(), 1);
+    let hook = &plan.webhook_gates[0];
+    assert_eq!(hook.webhook, "check.example.com");
+    assert_eq!(hook.service, ("hooks".to_owned(), "checker".to_owned()));
+    assert_eq!(hook.configuration.to_string(), "ValidatingWebhookConfiguration.admissionregistration.k8s.io widget-check");
+    let intercepted: Vec<String> = hook.intercepted.iter().map(ToString::to_string).collect();
+    assert_eq!(intercepted, vec!["Widget.example.com apps/w1", "ConfigMap apps/checked"]);
+}
+
+#[test]
+fn webhook_reached_by_url_has_no_gate() {
+    let objects = vec![co("hooks", json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "external"},
+        "webhooks": [{"name": "ext.example.com", "clientConfig": {"url": "https://hooks.example.com/mutate"},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]}]}))];
+    let plan = Plan::build("kf", &objects, &KindTable::builtin()).unwrap();
+    assert!(plan.webhook_gates.is_empty());
 }
 
 #[test]
@@ -106,6 +124,29 @@ fn labels_added_without_clobbering_upstream() {
 }
 
 #[test]
+fn the_shared_application_crd_is_nobody_s_own() {
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "applications.app.k8s.io", "labels": {APP_LABEL: "other-app", COMPONENT_LABEL: "application"}},
+        "spec": {"group": "app.k8s.io", "scope": "Namespaced", "names": {"kind": "Application", "plural": "applications"}}});
+    let mut objects = fixture();
+    objects.push(co("application", crd));
+    let plan = Plan::build("kubeflow", &objects, &KindTable::builtin()).unwrap();
+    let crds = plan.phases.iter().find(|p| p.name == PhaseName::Crds).unwrap();
+    let shared = crds.objects.iter().find(|o| o.reference.name == "applications.app.k8s.io").unwrap();
+    assert!(shared.reference.is_shared());
+    // labelled as kfctl's, not as any app's or component's
+    assert_eq!(shared.object["metadata"]["labels"], json!({MANAGED_BY_LABEL: "kfctl"}));
+    // not in the inventory, so never pruned or deleted with one app
+    let inventory = plan.inventory();
+    assert!(inventory.iter().all(|e| !e.reference.is_shared()));
+    assert!(inventory.iter().any(|e| e.reference.name == "widgets.example.com"));
+    // an older inventory that still lists it does not prune it
+    let mut old = inventory.clone();
+    old.push(InventoryEntry { reference: shared.reference.clone(), component: "application".into(), phase: PhaseName::Crds });
+    assert!(prune_set(&old, &inventory).is_empty());
+}
+
+#[test]
 fn bad_objects_are_named() {
     let objects = vec![co("broken", json!({"apiVersion": "v1", "metadata": {"name": "x"}}))];
     let err = Plan::build("kf", &objects, &KindTable::builtin()).unwrap_err().to_string();
@@ -130,4 +171,30 @@ fn prune_set_is_inventory_minus_desired_in_reverse_phase_order() {
     let mut bumped = previous.clone();
     bumped.iter_mut().for_each(|e| e.reference.version = "v2".into());
     assert!(prune_set(&previous, &bumped).is_empty());
+}
+
+#[test]
+fn namespaces_follow_the_kind_scope() {
+    // kustomize's namespace transformer gave a cluster-scoped custom resource (its CRD is in the
+    // set) and a ClusterRole a namespace; a ConfigMap names none.
+    let objects = vec![
+        co("cm", json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": "clusterissuers.cert-manager.io"},
+            "spec": {"group": "cert-manager.io", "scope": "Cluster", "names": {"kind": "ClusterIssuer", "plural": "clusterissuers"}}})),
+        co("cm", json!({"apiVersion": "cert-manager.io/v1alpha2", "kind": "ClusterIssuer", "metadata": {"name": "self", "namespace": "cert-manager"}})),
+        co("cm", json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "r", "namespace": "cert-manager"}})),
+        co("user", json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "install-config"}})),
+        // unknown custom kind: left as rendered
+        co("user", json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}})),
+    ];
+    let plan = Plan::build("kf", &objects, &KindTable::builtin()).unwrap();
+    let find = |name: &str| plan.phases.iter().flat_map(|p| &p.objects).find(|o| o.reference.name == name).unwrap().clone();
+    for name in ["self", "r"] {
+        let o = find(name);
+        assert_eq!(o.reference.namespace, None, "{name}");
+        assert!(o.object["metadata"].get("namespace").is_none(), "{name}: {}", o.object);
+    }
+    let cm = find("install-config");
+    assert_eq!(cm.reference.namespace.as_deref(), Some(DEFAULT_OBJECT_NAMESPACE));
+    assert_eq!(cm.object["metadata"]["namespace"], DEFAULT_OBJECT_NAMESPACE);
+    assert_eq!(find("g").reference.namespace, None);
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config};
+use kube::config::Kubeconfig;
+use kube::{Api, Client};
 
 use super::shell::{Shell, quote};
 use super::{
@@ -25,23 +25,11 @@ const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] =
 /// The extended resource NVIDIA's device plugin advertises.
 pub const GPU_RESOURCE: &str = "nvidia.com/gpu";
 
-/// A client for `access`, without contacting the server yet; also the server URL for messages.
+/// A client for `access` (the same as every other command's, see [`crate::cluster::configure`]),
+/// without contacting the server yet; also the server URL for messages.
 pub async fn client_for(access: &ClusterAccess) -> Result<(Client, String), PlatformError> {
-    crate::tls::install_crypto_provider();
-    let shown = access.kubeconfig.as_ref().map_or("the default kubeconfig".into(), |p| p.display().to_string());
-    let kubeconfig = match &access.kubeconfig {
-        Some(path) => Kubeconfig::read_from(path),
-        None => Kubeconfig::read(),
-    }
-    .map_err(|err| PlatformError::Kubeconfig { path: shown.clone().into(), reason: err.to_string() })?;
-    let options = KubeConfigOptions { context: access.context.clone(), ..KubeConfigOptions::default() };
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .map_err(|err| PlatformError::Kubeconfig { path: shown.into(), reason: err.to_string() })?;
-    config.connect_timeout = Some(Duration::from_secs(5));
-    config.read_timeout = Some(Duration::from_secs(30));
-    let server = config.cluster_url.to_string();
-    Ok((Client::try_from(config)?, server))
+    let configured = crate::cluster::configure(access.kubeconfig.as_deref(), access.context.as_deref()).await?;
+    Ok((configured.client, configured.server))
 }
 
 /// The current context of the kubeconfig a platform tool wrote.

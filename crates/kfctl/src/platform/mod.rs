@@ -312,6 +312,8 @@ pub enum PlatformError {
     UnsupportedVersion { version: String, release: String, range: String },
     #[error("cannot read kubeconfig {path}: {reason}")]
     Kubeconfig { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("the cluster's API server ({server}) did not answer within {seconds}s: {last_error}")]
     NeverReachable { server: String, seconds: u64, last_error: String },
     #[error("cluster request failed: {0}")]

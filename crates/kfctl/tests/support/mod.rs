@@ -19,6 +19,8 @@
 //! `#[tokio::test]` has its own runtime).
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod webhook;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -249,6 +251,49 @@ async fn set_fault_rule(client: &Client, key: &str, rule: Option<&str>) {
     panic!("could not update {FAULTS_NAMESPACE}/{FAULTS_NAME} key {key} after 5 tries");
 }
 
+/// An app directory for `kfctl` in a temporary directory: user components (kustomize directories
+/// of literal objects) and a kfctl.yaml naming them. No registry archive is needed.
+pub struct AppDir {
+    /// The app's name (kfctl.yaml `name`, the Application's name and kfctl's app label).
+    pub name: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl AppDir {
+    /// An empty app named `name`.
+    pub fn new(name: &str) -> AppDir {
+        let dir = tempfile::tempdir().expect("temporary app directory");
+        std::fs::create_dir_all(dir.path().join("registry/v1.4.1")).expect("registry directory");
+        AppDir { name: name.to_owned(), dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes component `component`: a kustomize directory with one file of `objects`.
+    pub fn component(&self, component: &str, objects: &[serde_json::Value]) {
+        let dir = self.dir.path().join(component);
+        std::fs::create_dir_all(&dir).expect("component directory");
+        let docs: Vec<String> = objects.iter().map(|o| serde_json::to_string(o).expect("json")).collect();
+        std::fs::write(dir.join("objects.yaml"), docs.join("\n---\n")).expect("component objects");
+        std::fs::write(dir.join("kustomization.yaml"), "resources:\n- objects.yaml\n").expect("kustomization");
+    }
+
+    /// Writes kfctl.yaml enabling exactly `components` (user components, in this order).
+    pub fn config(&self, components: &[&str]) {
+        let mut text = format!(
+            "apiVersion: kfctl.dev/v1alpha1\nkind: KfctlApp\nname: {}\nversion: v1.4.1\nregistry:\n  url: fixture\n  sha256: \"{}\"\n  path: registry/v1.4.1\ncomponents:\n",
+            self.name,
+            "0".repeat(64)
+        );
+        for c in components {
+            text.push_str(&format!("- name: {c}\n  path: {c}\n"));
+        }
+        std::fs::write(self.dir.path().join("kfctl.yaml"), text).expect("kfctl.yaml");
+    }
+}
+
 /// The real kfctl binary, with KUBECONFIG set to `kubeconfig`.
 pub fn kfctl_command(kubeconfig: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kfctl"));
@@ -293,4 +338,21 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// sha256 of upstream's kubeflow/manifests v1.4.1 archive (shared/registries/...).
+pub const V1_4_1_SHA256: &str = "0b21adb849b3b27cc1b515b0033c391b37fe6b30e3407b52935b404dfe7b929d";
+
+/// The real upstream v1.4.1 archive: $KFCTL_TEST_REGISTRY, or shared/registries/ beside the
+/// repository (or beside the worktrees' parent).
+pub fn real_archive() -> PathBuf {
+    if let Ok(path) = std::env::var("KFCTL_TEST_REGISTRY") {
+        return PathBuf::from(path);
+    }
+    let wanted = Path::new("shared/registries/kubeflow-manifests-v1.4.1.tar.gz");
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join(wanted))
+        .find(|path| path.is_file())
+        .expect("shared/registries/kubeflow-manifests-v1.4.1.tar.gz beside the repository (or set KFCTL_TEST_REGISTRY)")
 }

@@ -1,0 +1,324 @@
+//! The whole of Kubeflow v1.4.1 (the base set, from the real upstream archive) through the real
+//! `kfctl` binary against the real API server of scripts/testenv: one apply with zero errors,
+//! ready, Application status and Events, a no-op second apply, pruning one component, and
+//! `delete --purge`.
+//!
+//! The simulated nodes run no webhook or conversion server, so the app carries the TEST-ONLY
+//! overlay in tests/fixtures/sim-cluster (see its README), added as per-component patches in
+//! kfctl.yaml, the way a user customises a component.
+//!
+//! Run inside the testenv: `scripts/testenv exec -- cargo test -p kfctl --test kubeflow_deploy`.
+//! It deploys into the cluster's real `kubeflow` namespaces (the Application `kubeflow/kubeflow`
+//! lives there), so this binary holds one test; it removes everything it applied, also when it
+//! fails.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace};
+use kfctl::config::{AppConfig, PatchConfig};
+use kfctl::plan::InventoryEntry;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::Client;
+use serde_json::Value;
+
+const APP: &str = "kubeflow";
+const APP_NAMESPACE: &str = "kubeflow";
+const APP_LABEL: &str = "kfctl.kubeflow.org/app";
+const COMPONENT_LABEL: &str = "kfctl.kubeflow.org/component";
+const INVENTORY: &str = "kfctl-inventory-kubeflow";
+/// A leaf of the base set: nothing depends on it.
+const REMOVED_COMPONENT: &str = "tensorboard";
+
+/// The TEST-ONLY overlay for the simulated cluster: `<component>.yaml` patches that component.
+fn sim_cluster_overlay() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sim-cluster")
+}
+
+/// Runs the real kfctl against the testenv.
+struct Kfctl {
+    kubeconfig: PathBuf,
+    app: PathBuf,
+}
+
+impl Kfctl {
+    /// `kfctl ARGS...` (the app directory is added by the caller where the command takes it):
+    /// (succeeded, stdout + stderr).
+    fn run(&self, args: &[&str]) -> (bool, String) {
+        let out = support::kfctl_command(&self.kubeconfig).args(args).output().expect("run kfctl");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    #[track_caller]
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, text) = self.run(args);
+        assert!(ok, "kfctl {args:?} failed:\n{}", tail(&text, 60));
+        text
+    }
+
+    fn app(&self) -> &str {
+        self.app.to_str().expect("utf-8 path")
+    }
+}
+
+/// Whatever happens, leave no Kubeflow behind for the test binaries that run after this one.
+impl Drop for Kfctl {
+    fn drop(&mut self) {
+        if self.app.join("kfctl.yaml").is_file() {
+            let app = self.app().to_owned();
+            let _ = self.run(&["delete", &app, "--purge"]);
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// `done: N created, ...` of an apply: the numbers by word.
+fn summary(output: &str) -> BTreeMap<String, usize> {
+    let line = output.lines().rev().find(|l| l.starts_with("done:")).unwrap_or_else(|| panic!("no summary line in:\n{}", tail(output, 30)));
+    let mut words = BTreeMap::new();
+    for part in line.trim_start_matches("done:").trim_start_matches(" nothing to change:").split(',') {
+        let mut it = part.split_whitespace();
+        if let (Some(n), Some(word)) = (it.next(), it.next())
+            && let Ok(n) = n.parse()
+        {
+            words.insert(word.to_owned(), n);
+        }
+    }
+    words
+}
+
+async fn inventory(client: &Client) -> Vec<InventoryEntry> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), APP_NAMESPACE).get(INVENTORY).await.expect("kfctl's inventory ConfigMap");
+    serde_json::from_str(&cm.data.expect("inventory data")["objects.json"]).expect("inventory entries")
+}
+
+/// One live object kfctl labelled as the app's.
+#[derive(Debug, Clone, PartialEq)]
+struct Live {
+    resource_version: String,
+    component: String,
+    /// An aggregated ClusterRole: its rules (and so its resourceVersion) belong to a controller.
+    aggregated: bool,
+}
+
+/// The API resources of the kinds the app applied, resolved once (while their CRDs exist).
+async fn kinds_of(client: &Client, entries: &[InventoryEntry]) -> Vec<ApiResource> {
+    let gvks: BTreeSet<(String, String, String)> =
+        entries.iter().map(|e| (e.reference.group.clone(), e.reference.version.clone(), e.reference.kind.clone())).collect();
+    let mut out = Vec::new();
+    for (g, v, k) in gvks {
+        let (ar, _) = kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(&g, &v, &k))
+            .await
+            .unwrap_or_else(|e| panic!("discovery of {g}/{v} {k}: {e}"));
+        out.push(ar);
+    }
+    out
+}
+
+/// Every object of `kinds` carrying the app label, by `Kind.group ns/name`.
+async fn labelled(client: &Client, kinds: &[ApiResource]) -> BTreeMap<String, Live> {
+    let lp = ListParams::default().labels(&format!("{APP_LABEL}={APP}"));
+    let mut out = BTreeMap::new();
+    for ar in kinds {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+        let items = match api.list(&lp).await {
+            Ok(list) => list.items,
+            // The kind went away with its CRD (delete --purge): none of its objects are left.
+            Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            Err(e) => panic!("listing {}: {e}", ar.plural),
+        };
+        for o in items {
+            let m = &o.metadata;
+            let key = format!("{}.{} {}/{}", ar.kind, ar.group, m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default());
+            let component = m.labels.as_ref().and_then(|l| l.get(COMPONENT_LABEL)).cloned().unwrap_or_default();
+            let aggregated = ar.kind == "ClusterRole" && o.data.get("aggregationRule").is_some_and(|r| !r.is_null());
+            out.insert(key, Live { resource_version: m.resource_version.clone().unwrap_or_default(), component, aggregated });
+        }
+    }
+    out
+}
+
+/// The Kubeflow namespaces kfctl creates, from the rendered set.
+fn namespaces(entries: &[InventoryEntry]) -> Vec<String> {
+    entries.iter().filter(|e| e.reference.group.is_empty() && e.reference.kind == "Namespace").map(|e| e.reference.name.clone()).collect()
+}
+
+async fn wait_namespaces_gone(client: &Client, names: &[String]) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for name in names {
+        support::wait_until(&format!("namespace {name} to be gone"), Duration::from_secs(300), || async {
+            matches!(api.get_opt(name).await, Ok(None))
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubeflow_base_set_applies_in_one_pass_gets_ready_prunes_one_component_and_deletes() {
+    let env = support::env().await;
+    let client = env.client().await.expect("client");
+    let work = tempfile::tempdir().expect("tempdir");
+    let kfctl = Kfctl { kubeconfig: env.kubeconfig.clone(), app: work.path().join(APP) };
+    let app = kfctl.app().to_owned();
+    let app = app.as_str();
+
+    // 1. An app directory from the real archive, the base set, plus the test-only overlay as
+    //    per-component patches in kfctl.yaml.
+    let archive = support::real_archive();
+    kfctl.ok(&["init", app, "--registry", archive.to_str().unwrap(), "--sha256", support::V1_4_1_SHA256]);
+    let config_path = kfctl.app.join("kfctl.yaml");
+    let mut config = AppConfig::load(&config_path).expect("kfctl.yaml");
+    std::fs::create_dir_all(kfctl.app.join("sim-cluster")).unwrap();
+    let mut patched = Vec::new();
+    for file in std::fs::read_dir(sim_cluster_overlay()).unwrap().map(|f| f.unwrap().path()) {
+        if file.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let component = file.file_stem().unwrap().to_str().unwrap().to_owned();
+        let relative = Path::new("sim-cluster").join(file.file_name().unwrap());
+        std::fs::copy(&file, kfctl.app.join(&relative)).unwrap();
+        let c = config.component_mut(&component).unwrap_or_else(|| panic!("the overlay patches {component}, which the app lacks"));
+        assert!(c.enabled, "{component} is not in the base set");
+        c.patches.push(PatchConfig { path: relative, target: None });
+        patched.push(component);
+    }
+    assert!(patched.len() >= 2, "overlay files: {patched:?}");
+    config.save(&config_path).expect("save kfctl.yaml");
+
+    // Leftovers of an interrupted earlier run would turn the first apply into a re-run.
+    kfctl.ok(&["delete", app, "--purge"]);
+    wait_namespaces_gone(&client, &["kubeflow".into(), "cert-manager".into(), "istio-system".into(), "auth".into(), "knative-serving".into(), "knative-eventing".into()]).await;
+
+    let dry_run = kfctl.ok(&["apply", app, "--dry-run"]);
+    let rendered: Value = serde_json::from_str(&dry_run).expect("--dry-run prints a v1 List");
+    let items = rendered["items"].as_array().expect("items");
+    let object_count = items.len();
+    // The app's own objects; the rest (the Application CRD) every app on the cluster shares.
+    let owned_count = items.iter().filter(|o| o["metadata"]["labels"][APP_LABEL] == APP).count();
+    assert!(owned_count > 500 && owned_count <= object_count, "the base set renders {object_count} objects, {owned_count} the app's own");
+
+    // 2. One apply, zero errors, no re-run: every object of the app created.
+    let out = kfctl.ok(&["apply", app]);
+    let done = summary(&out);
+    assert_eq!(done.get("failed"), Some(&0), "{}", tail(&out, 40));
+    let applied: usize = ["created", "configured", "unchanged"].iter().map(|w| done.get(*w).copied().unwrap_or(0)).sum();
+    assert_eq!(applied, object_count, "not every rendered object was applied in one pass:\n{}", tail(&out, 40));
+    assert!(done.get("created").copied().unwrap_or(0) >= owned_count, "{}", tail(&out, 40));
+    assert!(!out.contains("not attempted") && !out.contains("held back"), "{}", tail(&out, 40));
+    let entries = inventory(&client).await;
+    assert_eq!(entries.len(), owned_count, "inventory vs the app's rendered objects");
+    let kinds = kinds_of(&client, &entries).await;
+
+    // 3. Ready: kfctl wait, then every Deployment and StatefulSet, and the Application.
+    kfctl.ok(&["wait", app, "--timeout", "10m"]);
+    let lp = ListParams::default().labels(&format!("{APP_LABEL}={APP}"));
+    let deployments = Api::<Deployment>::all(client.clone()).list(&lp).await.unwrap().items;
+    assert!(deployments.len() > 40, "{} Deployments", deployments.len());
+    for d in &deployments {
+        let name = d.metadata.name.clone().unwrap_or_default();
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = d.status.clone().unwrap_or_default();
+        assert!(status.observed_generation >= d.metadata.generation, "Deployment {name}: generation not observed");
+        assert!(status.available_replicas.unwrap_or(0) >= want && status.updated_replicas.unwrap_or(0) >= want, "Deployment {name} not ready: {status:?}");
+    }
+    let statefulsets = Api::<StatefulSet>::all(client.clone()).list(&lp).await.unwrap().items;
+    assert!(!statefulsets.is_empty(), "no StatefulSets");
+    for s in &statefulsets {
+        let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let ready = s.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        assert!(ready >= want, "StatefulSet {:?} has {ready}/{want} ready", s.metadata.name);
+    }
+    let applications = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("app.k8s.io", "v1beta1", "Application"), "applications");
+    let application = Api::<DynamicObject>::namespaced_with(client.clone(), APP_NAMESPACE, &applications).get(APP).await.unwrap();
+    let status = &application.data["status"];
+    let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").expect("Ready condition");
+    assert_eq!(ready["status"], "True", "{ready}");
+    let components_ready = status["componentsReady"].as_str().unwrap();
+    // Every object of the inventory but the Application itself.
+    assert_eq!(components_ready, format!("{0}/{0}", owned_count - 1));
+    let table = std::process::Command::new("kubectl")
+        .env("KUBECONFIG", &env.kubeconfig)
+        .args(["get", "application", APP, "-n", APP_NAMESPACE])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("True") && table.contains(components_ready), "{table}");
+
+    // Events on the Application, as `kubectl get events -n kubeflow` shows them: every phase
+    // started and applied, every component applied, the apply, and ready.
+    let events: Vec<(String, String)> = Api::<Event>::namespaced(client.clone(), APP_NAMESPACE)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.kind.as_deref() == Some("Application") && e.involved_object.name.as_deref() == Some(APP))
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect();
+    let has = |reason: &str, prefix: &str| events.iter().any(|(r, m)| r == reason && m.starts_with(prefix));
+    let phases: BTreeSet<String> = entries.iter().map(|e| e.phase.to_string()).collect();
+    assert!(phases.len() >= 6, "phases: {phases:?}");
+    for phase in &phases {
+        assert!(has("PhaseStarted", &format!("phase {phase}:")), "no PhaseStarted for {phase}: {events:?}");
+        assert!(has("PhaseApplied", &format!("phase {phase}:")), "no PhaseApplied for {phase}: {events:?}");
+    }
+    let components: BTreeSet<String> = entries.iter().map(|e| e.component.clone()).collect();
+    for c in &components {
+        assert!(has("ComponentApplied", &format!("component {c}:")), "no ComponentApplied for {c}: {events:?}");
+    }
+    assert!(has("Applied", "apply finished: ") && has("ApplicationReady", ""), "{events:?}");
+
+    // 4. A second apply writes nothing.
+    let before = labelled(&client, &kinds).await;
+    assert_eq!(before.len(), owned_count, "labelled objects vs the app's rendered objects");
+    let out = kfctl.ok(&["apply", app]);
+    assert!(out.contains("nothing to change"), "{}", tail(&out, 40));
+    let after = labelled(&client, &kinds).await;
+    let changed: Vec<&String> = before.keys().filter(|k| before[*k].resource_version != after.get(*k).map(|l| l.resource_version.clone()).unwrap_or_default()).collect();
+    assert!(changed.is_empty(), "a no-op apply changed: {changed:?}");
+
+    // 5. Removing a component prunes exactly its objects (its CRD is kept without --purge).
+    let theirs: BTreeSet<String> = before.iter().filter(|(_, l)| l.component == REMOVED_COMPONENT).map(|(k, _)| k.clone()).collect();
+    let crds: BTreeSet<String> = theirs.iter().filter(|k| k.starts_with("CustomResourceDefinition.")).cloned().collect();
+    assert!(theirs.len() > crds.len() && !crds.is_empty(), "{theirs:?}");
+    kfctl.ok(&["component", "remove", REMOVED_COMPONENT, "--app", app]);
+    let out = kfctl.ok(&["apply", app]);
+    let done = summary(&out);
+    assert_eq!(done.get("pruned"), Some(&(theirs.len() - crds.len())), "{}", tail(&out, 40));
+    assert_eq!(done.get("failed"), Some(&0));
+    let after = labelled(&client, &kinds).await;
+    let gone: BTreeSet<String> = before.keys().filter(|k| !after.contains_key(*k)).cloned().collect();
+    let expected_gone: BTreeSet<String> = theirs.difference(&crds).cloned().collect();
+    assert_eq!(gone, expected_gone, "prune removed other objects, or missed some");
+    for crd in &crds {
+        assert!(after.contains_key(crd), "{crd} was deleted without --purge");
+    }
+    // Nothing else was written: the Application lists fewer kinds, and the aggregation controller
+    // re-aggregates the ClusterRoles that gathered the removed component's rules.
+    let rewritten: Vec<&String> = after
+        .iter()
+        .filter(|(k, l)| before[*k].resource_version != l.resource_version && !l.aggregated && !k.starts_with("Application."))
+        .map(|(k, _)| k)
+        .collect();
+    assert!(rewritten.is_empty(), "pruning {REMOVED_COMPONENT} rewrote: {rewritten:?}");
+    let remaining = inventory(&client).await;
+    assert_eq!(remaining.len(), owned_count - expected_gone.len(), "the inventory still lists pruned objects");
+
+    // 6. delete --purge leaves none of kfctl's objects.
+    let out = kfctl.ok(&["delete", app, "--purge"]);
+    assert!(out.contains("failed 0"), "{}", tail(&out, 20));
+    let left = labelled(&client, &kinds).await;
+    assert!(left.is_empty(), "left behind: {:?}", left.keys().collect::<Vec<_>>());
+    wait_namespaces_gone(&client, &namespaces(&entries)).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), APP_NAMESPACE);
+    assert!(matches!(cms.get_opt(INVENTORY).await, Ok(None) | Err(_)), "the inventory survived delete");
+}
