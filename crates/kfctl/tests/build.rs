@@ -123,3 +123,45 @@ fn origins_shown_only_when_asked() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("# Source: ") && text.contains("resources/base/deployment.yaml"), "{text}");
 }
+
+#[test]
+fn non_builtin_plugin_is_refused_naming_file_and_kind() {
+    // kubectl kustomize fails here too (fixture parity checks that); the message must say which
+    // config and kind, and what to do.
+    let out = kfctl_build(&fixtures().join("plugins/not-builtin"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plugins/not-builtin/plugin.yaml"), "{err}");
+    assert!(err.contains("ChartInflator"), "{err}");
+    assert!(err.contains("apiVersion 'example.com/v1' is not a builtin plugin"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+}
+
+#[test]
+fn plugin_of_the_wrong_role_and_modifying_validator_are_errors() {
+    let out = kfctl_build(&fixtures().join("plugins/wrong-role"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("plugin LabelTransformer is not a generator"), "{err}");
+    let out = kfctl_build(&fixtures().join("plugins/validators-modify"));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("validator shouldn't modify the resource map"), "{err}");
+}
+
+#[test]
+fn helm_charts_are_refused_with_a_hint() {
+    // Not compared with kubectl: without --enable-helm it refuses too, and with it it would run helm.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "helmCharts:\n- name: minecraft\n  repo: https://itzg.github.io/minecraft-server-charts\n  version: 3.1.3\n",
+    )
+    .unwrap();
+    let out = kfctl_build(dir.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'helmCharts'"), "{err}");
+    assert!(err.contains("--enable-helm"), "{err}");
+    assert!(err.contains("hint: render the chart with `helm template`"), "{err}");
+}

@@ -74,9 +74,7 @@ impl Gvk {
     /// kind; anything it does not know (custom kinds, even with a cluster-scoped CRD in the same
     /// build, and versions its schema lacks) counts as namespaced.
     pub fn is_cluster_scoped(&self) -> bool {
-        CLUSTER_SCOPED.iter().any(|(group, versions, kind)| {
-            *group == self.group && *kind == self.kind && versions.contains(&self.version.as_str())
-        })
+        crate::resource::is_cluster_scoped(&self.group, &self.version, &self.kind)
     }
 }
 
@@ -95,31 +93,6 @@ fn looks_like_core_version(s: &str) -> bool {
     b.len() >= 2 && b[0] == b'v' && (b[1] == b'1' || b[1] == b'2')
 }
 
-/// Cluster-scoped (group, versions, kind) in kustomize v5's built-in schema (measured against
-/// `kubectl kustomize` v5.5: every other apiVersion/kind receives a namespace).
-const CLUSTER_SCOPED: &[(&str, &[&str], &str)] = &[
-    ("", &["v1"], "Namespace"),
-    ("", &["v1"], "Node"),
-    ("", &["v1"], "PersistentVolume"),
-    ("", &["v1"], "ComponentStatus"),
-    ("admissionregistration.k8s.io", &["v1", "v1beta1"], "MutatingWebhookConfiguration"),
-    ("admissionregistration.k8s.io", &["v1", "v1beta1"], "ValidatingWebhookConfiguration"),
-    ("apiextensions.k8s.io", &["v1", "v1beta1"], "CustomResourceDefinition"),
-    ("apiregistration.k8s.io", &["v1", "v1beta1"], "APIService"),
-    ("certificates.k8s.io", &["v1", "v1beta1"], "CertificateSigningRequest"),
-    ("flowcontrol.apiserver.k8s.io", &["v1beta1"], "FlowSchema"),
-    ("flowcontrol.apiserver.k8s.io", &["v1beta1"], "PriorityLevelConfiguration"),
-    ("networking.k8s.io", &["v1", "v1beta1"], "IngressClass"),
-    ("node.k8s.io", &["v1", "v1beta1"], "RuntimeClass"),
-    ("policy", &["v1beta1"], "PodSecurityPolicy"),
-    ("rbac.authorization.k8s.io", &["v1", "v1beta1"], "ClusterRole"),
-    ("rbac.authorization.k8s.io", &["v1", "v1beta1"], "ClusterRoleBinding"),
-    ("scheduling.k8s.io", &["v1", "v1beta1"], "PriorityClass"),
-    ("storage.k8s.io", &["v1", "v1beta1"], "CSIDriver"),
-    ("storage.k8s.io", &["v1", "v1beta1"], "CSINode"),
-    ("storage.k8s.io", &["v1", "v1beta1"], "StorageClass"),
-    ("storage.k8s.io", &["v1", "v1beta1"], "VolumeAttachment"),
-];
 
 /// A fieldSpec path could not be walked in an object (e.g. a scalar where a mapping was needed).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,6 +20,7 @@ use crate::error::{RenderError, Result};
 use crate::generator::{self, GeneratorKind};
 use crate::kustomization::{self, KustomizationFile};
 use crate::loader::{self, FileLoadError, Loader};
+use crate::plugins::{self, PluginField};
 use crate::resource::{GeneratorBehavior, Origin, ResId, Resource};
 use crate::transform::VarSet;
 
@@ -54,7 +55,7 @@ pub fn ids_equal(a: &ResId, b: &ResId) -> bool {
 }
 
 fn effective_ns(id: &ResId) -> &str {
-    if crate::resource::is_cluster_scoped(&id.group, &id.kind) {
+    if id.is_cluster_scoped() {
         return "_non_namespaceable_";
     }
     match id.namespace.as_deref() {
@@ -72,7 +73,18 @@ fn id_key(id: &ResId) -> IdKey {
 impl Accumulator {
     /// kustomize's Append for many: an object whose current id is already present is an error.
     fn append_all(&mut self, incoming: Vec<Resource>, kustomization: &Path) -> Result<()> {
-        let mut seen: HashSet<IdKey> = self.resources.iter().map(|r| id_key(&r.id())).collect();
+        let mut seen = self.id_keys();
+        self.append_all_with(incoming, kustomization, &mut seen)
+    }
+
+    /// The ids of the objects accumulated so far, as [`Self::append_all_with`] checks them.
+    fn id_keys(&self) -> HashSet<IdKey> {
+        self.resources.iter().map(|r| id_key(&r.id())).collect()
+    }
+
+    /// [`Self::append_all`] with `seen` holding the ids of `self.resources` (kept up to date), so
+    /// that a kustomization appending many files does not recompute them for each.
+    fn append_all_with(&mut self, incoming: Vec<Resource>, kustomization: &Path, seen: &mut HashSet<IdKey>) -> Result<()> {
         for res in incoming {
             let id = res.id();
             if !seen.insert(id_key(&id)) {
@@ -87,8 +99,8 @@ impl Accumulator {
     }
 
     /// A sub-kustomization's accumulation merged into this one.
-    fn merge(&mut self, other: Accumulator, kustomization: &Path) -> Result<()> {
-        self.append_all(other.resources, kustomization)?;
+    fn merge(&mut self, other: Accumulator, kustomization: &Path, seen: &mut HashSet<IdKey>) -> Result<()> {
+        self.append_all_with(other.resources, kustomization, seen)?;
         self.configurations.extend(other.configurations);
         self.crds.extend(other.crds);
         self.vars.merge(other.vars).map_err(|e| RenderError::Accumulation {
@@ -199,7 +211,8 @@ fn merge_data_map(res: &mut Resource, old: &Resource, field: &str) {
 /// Build the kustomization in `dir`, like `kubectl kustomize dir`.
 pub fn build(dir: &Path) -> Result<Build> {
     let loader = Loader::new_root(dir)?;
-    let mut builder = Builder { warnings: Vec::new() };
+    let parsed = crate::prefetch::ParsedFiles::prefetch(&loader);
+    let mut builder = Builder { warnings: Vec::new(), parsed };
     let root = builder.load_kustomization(&loader)?;
     let acc = builder.accumulate_target(&loader, &root, Accumulator::default(), &[])?;
     let mut resources = acc.resources;
@@ -231,11 +244,16 @@ pub fn build(dir: &Path) -> Result<Build> {
 
 struct Builder {
     warnings: Vec<String>,
+    /// Resource files parsed ahead of time (see [`crate::prefetch`]).
+    parsed: crate::prefetch::ParsedFiles,
 }
 
 impl Builder {
     fn load_kustomization(&mut self, loader: &Loader) -> Result<KustomizationFile> {
-        let k = kustomization::load(&loader.root)?;
+        let k = match self.parsed.kustomization(&loader.root) {
+            Some(k) => k,
+            None => kustomization::load(&loader.root)?,
+        };
         self.warnings.extend(k.warnings.iter().cloned());
         Ok(k)
     }
@@ -290,19 +308,16 @@ impl Builder {
             acc = self.accumulate_target(&child, &ck, acc, &chain)?;
         }
 
-        let plugin_fields = [
-            ("generators", kz.generators.as_ref().is_some_and(|v| !v.is_empty())),
-            ("transformers", kz.transformers.as_ref().is_some_and(|v| !v.is_empty())),
-            ("validators", kz.validators.as_ref().is_some_and(|v| !v.is_empty())),
+        let helm_fields = [
             ("helmCharts", kz.helm_charts.as_ref().is_some_and(|v| !v.is_empty())),
             ("helmChartInflationGenerator", kz.helm_chart_inflation_generator.as_ref().is_some_and(|v| !v.is_empty())),
         ];
-        for (field, used) in plugin_fields {
+        for (field, used) in helm_fields {
             if used {
                 return Err(RenderError::Kustomization {
                     file: k.file.clone(),
                     message: format!(
-                        "'{field}' (kustomize plugins / helm) is not supported by kfctl build\n  hint: render the plugin's output to a file and list it under 'resources'"
+                        "'{field}': helm charts are not rendered by kfctl build (kubectl kustomize needs --enable-helm for them too)\n  hint: render the chart with `helm template` and list the output under 'resources'"
                     ),
                 });
             }
@@ -310,6 +325,26 @@ impl Builder {
 
         let ctx = crate::pipeline::TransformContext::new(k, &acc.configurations, &acc.crds)?;
         ctx.run_transformers(loader, &mut acc.resources)?;
+        // kustomize's runTransformers: the builtin ones above, then the configured plugins.
+        for config in self.plugin_configs(loader, k, kz.transformers.as_deref().unwrap_or(&[]), &chain)? {
+            plugins::transform(&config, &mut acc.resources, loader, &k.file, PluginField::Transformers)?;
+        }
+        // kustomize's runValidators: each runs on the objects and must leave them as they were.
+        for config in self.plugin_configs(loader, k, kz.validators.as_deref().unwrap_or(&[]), &chain)? {
+            let mut copy = acc.resources.clone();
+            plugins::transform(&config, &mut copy, loader, &k.file, PluginField::Validators)?;
+            let same = copy.len() == acc.resources.len() && copy.iter().zip(&acc.resources).all(|(a, b)| a.object == b.object);
+            if !same {
+                return Err(RenderError::Kustomization {
+                    file: k.file.clone(),
+                    message: format!(
+                        "validators: {} '{}': validator shouldn't modify the resource map\n  hint: list transformers under 'transformers'",
+                        config.kind(),
+                        config.name()
+                    ),
+                });
+            }
+        }
 
         if let Some(vars) = kz.vars.as_deref().filter(|v| !v.is_empty()) {
             acc.vars.declare(vars, &acc.resources).map_err(|e| RenderError::Transform {
@@ -329,18 +364,25 @@ impl Builder {
         entries: &[String],
         chain: &[PathBuf],
     ) -> Result<()> {
+        let mut seen = acc.id_keys();
         for entry in entries {
             let file_err = match loader.resolve_file(entry) {
                 Ok(path) => {
-                    let text = std::fs::read(&path).map_err(|source| RenderError::Io { path: path.clone(), source })?;
-                    let text = String::from_utf8(text).map_err(|_| RenderError::InvalidResource {
-                        file: path.clone(),
-                        message: "file is not valid UTF-8".into(),
-                    })?;
                     let origin = Origin { file: Some(path.clone()), kustomizations: chain.to_vec() };
-                    match loader::resources_from_text(&text, &path, &origin) {
+                    let loaded = match self.parsed.take(&path) {
+                        Some(docs) => loader::resources_from_documents(docs, &path, &origin),
+                        None => {
+                            let text = std::fs::read(&path).map_err(|source| RenderError::Io { path: path.clone(), source })?;
+                            let text = String::from_utf8(text).map_err(|_| RenderError::InvalidResource {
+                                file: path.clone(),
+                                message: "file is not valid UTF-8".into(),
+                            })?;
+                            loader::resources_from_text(&text, &path, &origin)
+                        }
+                    };
+                    match loaded {
                         Ok(resources) => {
-                            acc.append_all(resources, &k.file)?;
+                            acc.append_all_with(resources, &k.file, &mut seen)?;
                             continue;
                         }
                         Err(e) => FileLoadError::Malformed(e),
@@ -386,7 +428,7 @@ impl Builder {
                 });
             }
             let sub_acc = self.accumulate_target(&child, &sub, Accumulator::default(), chain)?;
-            acc.merge(sub_acc, &k.file)?;
+            acc.merge(sub_acc, &k.file, &mut seen)?;
         }
         Ok(())
     }
@@ -404,7 +446,32 @@ impl Builder {
                 acc.absorb_generated(res, &k.file)?;
             }
         }
+        // Then the configured generator plugins, absorbed the same way.
+        for config in self.plugin_configs(loader, k, kz.generators.as_deref().unwrap_or(&[]), chain)? {
+            let res = plugins::generate(&config, loader, &k.file, &origin)?;
+            acc.absorb_generated(res, &k.file)?;
+        }
         Ok(())
+    }
+
+    /// The plugin config objects a `generators:`/`transformers:`/`validators:` list names, as
+    /// kustomize loads them: inline YAML entries first, then the other entries accumulated like
+    /// `resources` (files, or kustomization directories whose output is the configs).
+    fn plugin_configs(&mut self, loader: &Loader, k: &KustomizationFile, entries: &[String], chain: &[PathBuf]) -> Result<Vec<Resource>> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut configs = Accumulator::default();
+        let mut paths = Vec::new();
+        let inline_origin = Origin { file: None, kustomizations: chain.to_vec() };
+        for entry in entries {
+            match loader::resources_from_text(entry, &k.file, &inline_origin) {
+                Ok(objects) if !objects.is_empty() => configs.append_all(objects, &k.file)?,
+                _ => paths.push(entry.clone()),
+            }
+        }
+        self.accumulate_resources(loader, k, &mut configs, &paths, chain)?;
+        Ok(configs.resources)
     }
 }
 

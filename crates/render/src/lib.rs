@@ -17,10 +17,13 @@ pub mod kustomization;
 pub mod loader;
 pub mod patch;
 pub mod pipeline;
+pub mod plugins;
+pub mod prefetch;
 pub mod resource;
 pub mod sort;
 pub mod transform;
 pub mod yaml;
+mod yaml_events;
 
 use std::path::Path;
 

@@ -165,7 +165,11 @@ impl Loader {
 /// Parse a resource file's documents into resources, as kustomize's resource factory does: empty
 /// documents dropped, every object needs `kind` and `metadata.name` (lists excepted), `*List` kinds with `items` expanded (their items queued after the file's other documents).
 pub fn resources_from_text(text: &str, file: &Path, origin: &Origin) -> Result<Vec<Resource>> {
-    let docs = crate::yaml::parse_documents(text, file)?;
+    resources_from_documents(crate::yaml::parse_documents(text, file)?, file, origin)
+}
+
+/// [`resources_from_text`] for a file whose documents are already parsed.
+pub fn resources_from_documents(docs: Vec<Value>, file: &Path, origin: &Origin) -> Result<Vec<Resource>> {
     let mut queue: std::collections::VecDeque<Value> = docs.into();
     let mut out = Vec::new();
     let invalid = |message: String| RenderError::InvalidResource { file: file.to_path_buf(), message };

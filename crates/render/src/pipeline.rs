@@ -141,31 +141,8 @@ impl<'a> TransformContext<'a> {
         Ok(())
     }
 
-    /// Inline replacements as they are; `path:` entries read (a list of replacements, or one).
     fn load_replacements(&self, loader: &Loader, entries: &[Value]) -> Result<Vec<Value>> {
-        let file = &self.kustomization.file;
-        let mut out = Vec::new();
-        for entry in entries {
-            match entry.get("path").and_then(Value::as_str) {
-                Some(path) => {
-                    if entry.as_object().is_some_and(|m| m.len() > 1) {
-                        return Err(RenderError::Kustomization {
-                            file: file.clone(),
-                            message: format!("replacements: the entry with path '{path}' must not also hold an inline replacement"),
-                        });
-                    }
-                    let (real, text) = loader.read_text(path, file)?;
-                    for doc in crate::yaml::parse_documents_as(&text, &real, crate::yaml::Dialect::Yaml11)? {
-                        match doc {
-                            Value::Array(items) => out.extend(items),
-                            other => out.push(other),
-                        }
-                    }
-                }
-                None => out.push(entry.clone()),
-            }
-        }
-        Ok(out)
+        load_replacement_entries(loader, &self.kustomization.file, entries)
     }
 
     /// Rewrite references to renamed objects (kustomize's FixBackReferences), at the root.
@@ -181,4 +158,31 @@ impl<'a> TransformContext<'a> {
             .map_err(transform_error(&self.kustomization.file, "vars"))?;
         Ok((!unused.is_empty()).then(|| format!("well-defined vars that were never replaced: {}", unused.join(","))))
     }
+}
+
+/// Replacement entries as kustomize reads them: inline replacements as they are; `path:` entries
+/// read from their file (a list of replacements, or one).
+pub fn load_replacement_entries(loader: &Loader, file: &Path, entries: &[Value]) -> Result<Vec<Value>> {
+    let mut out = Vec::new();
+    for entry in entries {
+        match entry.get("path").and_then(Value::as_str) {
+            Some(path) => {
+                if entry.as_object().is_some_and(|m| m.len() > 1) {
+                    return Err(RenderError::Kustomization {
+                        file: file.to_path_buf(),
+                        message: format!("replacements: the entry with path '{path}' must not also hold an inline replacement"),
+                    });
+                }
+                let (real, text) = loader.read_text(path, file)?;
+                for doc in crate::yaml::parse_documents_as(&text, &real, crate::yaml::Dialect::Yaml11)? {
+                    match doc {
+                        Value::Array(items) => out.extend(items),
+                        other => out.push(other),
+                    }
+                }
+            }
+            None => out.push(entry.clone()),
+        }
+    }
+    Ok(out)
 }

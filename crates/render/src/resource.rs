@@ -67,6 +67,13 @@ pub struct ResId {
     pub namespace: Option<String>,
 }
 
+impl ResId {
+    /// Whether this id's kind is cluster-scoped (see [`is_cluster_scoped`]).
+    pub fn is_cluster_scoped(&self) -> bool {
+        is_cluster_scoped(&self.group, &self.version, &self.kind)
+    }
+}
+
 impl std::fmt::Display for ResId {
     /// kustomize's ResId.String(): `Kind.version.group/name.namespace`, with `[noGrp]`,
     /// `[noVer]`, `[noKind]`, `[noName]`, `[noNs]` for empty parts.
@@ -84,28 +91,40 @@ impl std::fmt::Display for ResId {
     }
 }
 
-/// Whether (group, kind) is cluster-scoped in the Kubernetes schema kustomize embeds (v1.21):
-/// such objects get no namespace and their ids ignore it. Unknown kinds (CRDs) are namespaced,
-/// as in kustomize.
-pub fn is_cluster_scoped(group: &str, kind: &str) -> bool {
-    matches!(
-        (group, kind),
-        ("", "Namespace" | "Node" | "PersistentVolume" | "ComponentStatus")
-            | ("admissionregistration.k8s.io", "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration")
-            | ("apiextensions.k8s.io", "CustomResourceDefinition")
-            | ("apiregistration.k8s.io", "APIService")
-            | ("authentication.k8s.io", "TokenReview")
-            | ("authorization.k8s.io", "SelfSubjectAccessReview" | "SelfSubjectRulesReview" | "SubjectAccessReview")
-            | ("certificates.k8s.io", "CertificateSigningRequest")
-            | ("flowcontrol.apiserver.k8s.io", "FlowSchema" | "PriorityLevelConfiguration")
-            | ("networking.k8s.io", "IngressClass")
-            | ("node.k8s.io", "RuntimeClass")
-            | ("policy", "PodSecurityPolicy")
-            | ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding")
-            | ("scheduling.k8s.io", "PriorityClass")
-            | ("storage.k8s.io", "CSIDriver" | "CSINode" | "StorageClass" | "VolumeAttachment")
-    )
+/// Whether (group, version, kind) is cluster-scoped in the Kubernetes schema kustomize embeds:
+/// such objects get no namespace and their ids ignore it. kustomize decides by the exact
+/// apiVersion and kind; anything its schema does not list as cluster-scoped (custom kinds, even
+/// with a cluster-scoped CRD in the same build, other versions, create-only review kinds such as
+/// TokenReview) counts as namespaced. The one table for the whole renderer.
+pub fn is_cluster_scoped(group: &str, version: &str, kind: &str) -> bool {
+    CLUSTER_SCOPED.iter().any(|(g, versions, k)| *g == group && *k == kind && versions.contains(&version))
 }
+
+/// Cluster-scoped (group, versions, kind) in kustomize v5's built-in schema (measured against
+/// `kubectl kustomize` v5.5: every other apiVersion/kind receives a namespace).
+const CLUSTER_SCOPED: &[(&str, &[&str], &str)] = &[
+    ("", &["v1"], "Namespace"),
+    ("", &["v1"], "Node"),
+    ("", &["v1"], "PersistentVolume"),
+    ("", &["v1"], "ComponentStatus"),
+    ("admissionregistration.k8s.io", &["v1", "v1beta1"], "MutatingWebhookConfiguration"),
+    ("admissionregistration.k8s.io", &["v1", "v1beta1"], "ValidatingWebhookConfiguration"),
+    ("apiextensions.k8s.io", &["v1", "v1beta1"], "CustomResourceDefinition"),
+    ("apiregistration.k8s.io", &["v1", "v1beta1"], "APIService"),
+    ("certificates.k8s.io", &["v1", "v1beta1"], "CertificateSigningRequest"),
+    ("flowcontrol.apiserver.k8s.io", &["v1beta1"], "FlowSchema"),
+    ("flowcontrol.apiserver.k8s.io", &["v1beta1"], "PriorityLevelConfiguration"),
+    ("networking.k8s.io", &["v1", "v1beta1"], "IngressClass"),
+    ("node.k8s.io", &["v1", "v1beta1"], "RuntimeClass"),
+    ("policy", &["v1beta1"], "PodSecurityPolicy"),
+    ("rbac.authorization.k8s.io", &["v1", "v1beta1"], "ClusterRole"),
+    ("rbac.authorization.k8s.io", &["v1", "v1beta1"], "ClusterRoleBinding"),
+    ("scheduling.k8s.io", &["v1", "v1beta1"], "PriorityClass"),
+    ("storage.k8s.io", &["v1", "v1beta1"], "CSIDriver"),
+    ("storage.k8s.io", &["v1", "v1beta1"], "CSINode"),
+    ("storage.k8s.io", &["v1", "v1beta1"], "StorageClass"),
+    ("storage.k8s.io", &["v1", "v1beta1"], "VolumeAttachment"),
+];
 
 impl Resource {
     /// A resource read from `file` with no build history yet.
@@ -196,7 +215,7 @@ impl Resource {
 
     /// Whether this object's kind is cluster-scoped (see [`is_cluster_scoped`]).
     pub fn is_cluster_scoped(&self) -> bool {
-        is_cluster_scoped(self.group(), self.kind())
+        is_cluster_scoped(self.group(), self.version(), self.kind())
     }
 
     /// Record the current id in previous_ids, then set metadata.name.
@@ -227,6 +246,28 @@ mod tests {
         assert_eq!((r.group(), r.version(), r.kind(), r.name()), ("apps", "v1", "Deployment", "a"));
         let core = res(json!({"apiVersion": "v1", "kind": "Service"}));
         assert_eq!((core.group(), core.version(), core.name(), core.namespace()), ("", "v1", "", None));
+    }
+
+    #[test]
+    fn cluster_scoped_by_exact_api_version_as_kustomize() {
+        // Measured with kubectl kustomize v5.5 (namespace: ns1 on each kind).
+        let cases = [
+            ("", "v1", "Namespace", true),
+            ("policy", "v1beta1", "PodSecurityPolicy", true),
+            ("extensions", "v1beta1", "PodSecurityPolicy", false),
+            ("rbac.authorization.k8s.io", "v1alpha1", "ClusterRoleBinding", false),
+            ("flowcontrol.apiserver.k8s.io", "v1beta1", "FlowSchema", true),
+            ("flowcontrol.apiserver.k8s.io", "v1beta2", "FlowSchema", false),
+            ("authentication.k8s.io", "v1", "TokenReview", false),
+            ("authorization.k8s.io", "v1", "SubjectAccessReview", false),
+            ("storage.k8s.io", "v1beta1", "CSINode", true),
+            ("storage.k8s.io", "v1alpha1", "VolumeAttachment", false),
+        ];
+        for (group, version, kind, want) in cases {
+            assert_eq!(is_cluster_scoped(group, version, kind), want, "{group}/{version} {kind}");
+        }
+        let id = ResId { group: "".into(), version: "v1".into(), kind: "Node".into(), name: "n".into(), namespace: None };
+        assert!(id.is_cluster_scoped());
     }
 
     #[test]

@@ -82,32 +82,43 @@ pub fn legacy_sort(resources: &mut [Resource], order_first: &[&str], order_last:
         rank.insert(*kind, 1 + i as i64);
     }
     let or = |s: &str, d: &'static str| if s.is_empty() { d.to_string() } else { s.to_string() };
-    // Precompute keys once; sorting Resources by value would recompute them per comparison.
-    let mut keyed: Vec<(i64, String, String, bool, String, Resource)> = resources
+    // Keys computed once, then the indices sorted and the resources moved (never copied) into
+    // their places.
+    struct Key {
+        rank: i64,
+        gvk: String,
+        id: String,
+        is_core_namespace: bool,
+        is_namespace: bool,
+    }
+    let keys: Vec<Key> = resources
         .iter()
-        .map(|r| {
-            let gvk = format!("{}_{}_{}", or(r.group(), "~G"), or(r.version(), "~V"), or(r.kind(), "~K"));
-            let id = format!("{}|{}", or(r.namespace().unwrap_or(""), "~X"), or(r.name(), "~N"));
-            let rank = rank.get(r.kind()).copied().unwrap_or(0);
-            let is_core_ns = r.kind() == "Namespace" && r.group().is_empty();
-            (rank, gvk, id, is_core_ns, r.kind().to_string(), r.clone())
+        .map(|r| Key {
+            rank: rank.get(r.kind()).copied().unwrap_or(0),
+            gvk: format!("{}_{}_{}", or(r.group(), "~G"), or(r.version(), "~V"), or(r.kind(), "~K")),
+            id: format!("{}|{}", or(r.namespace().unwrap_or(""), "~X"), or(r.name(), "~N")),
+            is_core_namespace: r.kind() == "Namespace" && r.group().is_empty(),
+            is_namespace: r.kind() == "Namespace",
         })
         .collect();
-    keyed.sort_by(|a, b| {
-        if a.1 != b.1 {
-            if a.0 != b.0 {
-                return a.0.cmp(&b.0);
+    let mut order: Vec<usize> = (0..resources.len()).collect();
+    order.sort_by(|&i, &j| {
+        let (a, b) = (&keys[i], &keys[j]);
+        if a.gvk != b.gvk {
+            if a.rank != b.rank {
+                return a.rank.cmp(&b.rank);
             }
             // kustomize reverses the comparison for two Namespaces when one is in the core group.
-            if a.4 == "Namespace" && b.4 == "Namespace" && (a.3 || b.3) {
-                return b.1.cmp(&a.1);
+            if a.is_namespace && b.is_namespace && (a.is_core_namespace || b.is_core_namespace) {
+                return b.gvk.cmp(&a.gvk);
             }
-            return a.1.cmp(&b.1);
+            return a.gvk.cmp(&b.gvk);
         }
-        a.2.cmp(&b.2)
+        a.id.cmp(&b.id)
     });
-    for (slot, k) in resources.iter_mut().zip(keyed) {
-        *slot = k.5;
+    let mut slots: Vec<Option<Resource>> = resources.iter_mut().map(|r| Some(std::mem::replace(r, Resource::new(Default::default(), Default::default())))).collect();
+    for (slot, i) in resources.iter_mut().zip(order) {
+        *slot = slots[i].take().expect("each index appears once");
     }
 }
 

@@ -27,7 +27,7 @@ pub enum Dialect {
     Yaml11,
 }
 
-fn read_options(dialect: Dialect) -> serde_saphyr::Options {
+pub(crate) fn read_options(dialect: Dialect) -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_events = usize::MAX / 2;
     budget.max_aliases = 1 << 20;
@@ -55,9 +55,12 @@ pub fn parse_documents(text: &str, file: &Path) -> Result<Vec<Value>> {
 
 /// Parse every document of `text` with the given reader dialect.
 pub fn parse_documents_as(text: &str, file: &Path, dialect: Dialect) -> Result<Vec<Value>> {
-    let mut docs: Vec<Value> = serde_saphyr::from_multiple_with_options::<Value>(text, read_options(dialect))
-        .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
-        .map_err(|e| yaml_error(file, e))?;
+    let mut docs: Vec<Value> = match crate::yaml_events::parse_documents(text, dialect) {
+        Some(docs) => docs.into_iter().filter(|d| !d.is_null()).collect(),
+        None => serde_saphyr::from_multiple_with_options::<Value>(text, read_options(dialect))
+            .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
+            .map_err(|e| yaml_error(file, e))?,
+    };
     if let Some(last) = docs.last_mut() {
         unclip_final_block_scalar(text, last);
     }
@@ -336,9 +339,33 @@ static YAML11_NON_STRING: LazyLock<regex::Regex> = LazyLock::new(|| {
     .expect("static regex")
 });
 
+/// Whether `text` can be written as a plain scalar at all, whatever type it then reads as (the
+/// syntax checks of [`plain_ok`] without its YAML 1.1 type check).
+pub(crate) fn can_be_plain(text: &str) -> bool {
+    plain_syntax_ok(text)
+}
+
 /// Whether `s` can be written as a plain scalar and read back as the same string by a YAML 1.1
 /// or 1.2 reader.
 fn plain_ok(s: &str) -> bool {
+    if !plain_syntax_ok(s) {
+        return false;
+    }
+    let first = s.chars().next().unwrap_or(' ');
+    // Flow indicators are fine in block context, but a YAML 1.1 reader is stricter about some;
+    // keep them plain only when no `, ` style ambiguity exists. Every form the pattern matches
+    // starts with one of these characters, and its words are at most five letters long.
+    let may_match = match first {
+        'y' | 'Y' | 'n' | 'N' | 't' | 'T' | 'f' | 'F' | 'o' | 'O' => s.len() <= 5,
+        '~' | '<' | '=' | '+' | '-' | '.' | '0'..='9' => true,
+        _ => false,
+    };
+    !(may_match && YAML11_NON_STRING.is_match(s))
+}
+
+/// The syntax part of [`plain_ok`]: no indicator, comment, document marker or control character
+/// that would make a plain scalar read as something else.
+fn plain_syntax_ok(s: &str) -> bool {
     let Some(first) = s.chars().next() else { return false };
     let last = s.chars().last().unwrap_or(first);
     if first.is_whitespace() || last.is_whitespace() {
@@ -362,9 +389,7 @@ fn plain_ok(s: &str) -> bool {
     if s.chars().any(|c| c.is_control() || c == '\u{feff}' || c == '\u{85}' || c == '\u{2028}' || c == '\u{2029}') {
         return false;
     }
-    // Flow indicators are fine in block context, but a YAML 1.1 reader is stricter about some;
-    // keep them plain only when no `, ` style ambiguity exists.
-    !YAML11_NON_STRING.is_match(s)
+    true
 }
 
 #[cfg(test)]

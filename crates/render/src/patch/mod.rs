@@ -284,7 +284,8 @@ fn apply_sm_patch_at(resources: &mut Vec<Resource>, indexes: &[usize], patch: &S
         } else {
             patch_copy.insert("apiVersion".into(), Value::String(api_version));
         }
-        let merged = strategic_merge::merge_resource(&res.object, &patch_copy)
+        // On error the build stops, so the object can be moved into the merge.
+        let merged = strategic_merge::merge_resource_owned(std::mem::take(&mut res.object), patch_copy)
             .map_err(|e| patch_error(file, id_string(&old_id), e.to_string()))?;
         let Some(merged) = merged else {
             deleted.push(index);

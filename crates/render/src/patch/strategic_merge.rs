@@ -38,12 +38,16 @@ pub fn merge_resource(
     resource: &Map<String, Value>,
     patch: &Map<String, Value>,
 ) -> Result<Option<Map<String, Value>>, MergeError> {
+    merge_resource_owned(resource.clone(), patch.clone())
+}
+
+/// [`merge_resource`] consuming its inputs (no copies of the object are made).
+pub fn merge_resource_owned(
+    resource: Map<String, Value>,
+    patch: Map<String, Value>,
+) -> Result<Option<Map<String, Value>>, MergeError> {
     let mut walker = Walker { path: Vec::new() };
-    let merged = walker.walk(
-        Some(Value::Object(resource.clone())),
-        Some(Value::Object(patch.clone())),
-        NodeSchema::Unknown,
-    )?;
+    let merged = walker.walk(Some(Value::Object(resource)), Some(Value::Object(patch)), NodeSchema::Unknown)?;
     Ok(match merged.value {
         Some(Value::Object(map)) if !map.is_empty() => Some(map),
         _ => None,
@@ -259,7 +263,7 @@ impl Walker {
             // A null node: nothing to walk, and a null field is removed by the caller.
             return Ok(Walked::of(Some(new_dest), in_place));
         };
-        let origin_map = match origin {
+        let mut origin_map = match origin {
             Some(Value::Object(m)) => Some(m),
             _ => None,
         };
@@ -270,8 +274,10 @@ impl Walker {
         names.sort();
         names.dedup();
         for key in names {
-            let d = dest_map.get(&key).cloned();
-            let o = origin_map.as_ref().and_then(|m| m.get(&key)).cloned();
+            // Each field is visited once, so its values are moved out rather than copied; every
+            // outcome below writes the slot back or removes it (an error abandons the whole copy).
+            let d = dest_map.get_mut(&key).map(Value::take);
+            let o = origin_map.as_mut().and_then(|m| m.get_mut(&key)).map(Value::take);
             self.path.push(key.clone());
             let walked = self.walk(d, o, schema.field(&key))?;
             self.path.pop();

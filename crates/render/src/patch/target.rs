@@ -127,7 +127,7 @@ impl std::fmt::Display for Target {
 /// kustomize's `ResId.EffectiveNamespace`: a name for "no namespace" that compares equal to
 /// `default` for namespaced kinds, and a marker for cluster-scoped kinds.
 pub fn effective_namespace(id: &ResId) -> String {
-    if crate::resource::is_cluster_scoped(&id.group, &id.kind) {
+    if id.is_cluster_scoped() {
         return "_non_namespaceable_".to_string();
     }
     match id.namespace.as_deref() {

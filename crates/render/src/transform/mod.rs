@@ -90,7 +90,7 @@ pub(crate) fn gvk_of_id(id: &ResId) -> Gvk {
 /// kustomize's EffectiveNamespace: cluster-scoped objects have none, namespaced objects without
 /// one are in "default".
 pub(crate) fn effective_namespace(id: &ResId) -> Option<&str> {
-    if gvk_of_id(id).is_cluster_scoped() {
+    if id.is_cluster_scoped() {
         return None;
     }
     Some(id.namespace.as_deref().filter(|ns| !ns.is_empty()).unwrap_or("default"))

@@ -58,13 +58,17 @@ struct Candidate {
     prefixes: Vec<String>,
     suffixes: Vec<String>,
     original_namespace: Option<String>,
+    /// Computed once: every referrer's reachable subset asks.
+    cluster_scoped: bool,
 }
 
 impl Candidate {
     fn of(r: &Resource) -> Candidate {
         let original = original_id(r);
+        let id = r.id();
         Candidate {
-            id: r.id(),
+            cluster_scoped: id.is_cluster_scoped(),
+            id,
             previous_ids: r.previous_ids.clone(),
             prefixes: r.name_prefixes.clone(),
             suffixes: r.name_suffixes.clone(),
@@ -73,7 +77,7 @@ impl Candidate {
     }
 
     fn is_cluster_scoped(&self) -> bool {
-        gvk_of_id(&self.id).is_cluster_scoped()
+        self.cluster_scoped
     }
 }
 
@@ -128,7 +132,7 @@ impl Referrer {
     }
 
     fn is_cluster_scoped(&self) -> bool {
-        gvk_of_id(&self.id).is_cluster_scoped()
+        self.id.is_cluster_scoped()
     }
 
     /// kustomize's SubsetThatCouldBeReferencedByResource.

@@ -446,8 +446,12 @@ fn set_field(target: &mut Value, value: &Value, options: Option<&FieldOptions>) 
         value = Value::String(parts.join(&options.delimiter));
     }
     match target {
-        // A created leaf or an explicit null takes the value as it is.
-        Value::Null => *target = value,
+        // A created leaf or an explicit null is a node without a type: kustomize copies the
+        // scalar's text into it, so it reads as that text written plain ("3" becomes 3).
+        Value::Null => match scalar_string(&value) {
+            Some(text) => *target = crate::yaml_events::plain_scalar_value(&text),
+            None => *target = value,
+        },
         Value::String(_) | Value::Number(_) | Value::Bool(_) => match scalar_string(&value) {
             Some(text) => match retype(&text, target) {
                 Some(typed) => *target = typed,

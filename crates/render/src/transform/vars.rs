@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{Result, TransformError, effective_namespace};
 use crate::builtin_config::TransformerConfig;
-use crate::fieldspec::{lookup, parse_dotted_path};
+use crate::fieldspec::{PathStep, lookup, parse_dotted_path};
 use crate::resource::{ResId, Resource};
 
 /// One `vars:` entry.
@@ -192,9 +192,10 @@ pub fn resolve_vars(res: &mut [Resource], vars: &VarSet, cfg: &TransformerConfig
         return Ok(Vec::new());
     }
     let mut values: Vec<(String, Value)> = Vec::new();
+    let ids: Vec<ResId> = res.iter().map(Resource::id).collect();
     for (var, bound) in &vars.vars {
         let holder = bound.as_ref().and_then(|bound| {
-            res.iter().find(|r| r.id() == *bound || r.previous_ids.iter().any(|id| id == bound))
+            res.iter().zip(&ids).find(|(r, id)| *id == bound || r.previous_ids.iter().any(|id| id == bound)).map(|(r, _)| r)
         });
         let Some(holder) = holder else {
             return Err(TransformError::Unresolved {
@@ -202,8 +203,18 @@ pub fn resolve_vars(res: &mut [Resource], vars: &VarSet, cfg: &TransformerConfig
                 message: format!("var '{}' cannot be mapped to a field in the set of known resources", var.describe()),
             });
         };
-        let root = Value::Object(holder.object.clone());
-        let Some(value) = lookup(&root, &parse_dotted_path(&var.field_path)) else {
+        // Looked up in place: the holder's object is not copied into a Value to walk it.
+        let steps = parse_dotted_path(&var.field_path);
+        let whole;
+        let found = match steps.split_first() {
+            None => {
+                whole = Value::Object(holder.object.clone());
+                Some(&whole)
+            }
+            Some((PathStep::Field(first), rest)) => holder.object.get(first).and_then(|v| lookup(v, rest)),
+            Some(_) => None,
+        };
+        let Some(value) = found else {
             return Err(TransformError::Unresolved {
                 transformer: "vars",
                 message: format!("field specified in var '{}' not found in corresponding resource", var.describe()),
@@ -213,11 +224,10 @@ pub fn resolve_vars(res: &mut [Resource], vars: &VarSet, cfg: &TransformerConfig
     }
     let mut used = vec![false; values.len()];
     for r in res.iter_mut() {
-        let id = r.id().to_string();
         for spec in &cfg.var_reference {
-            spec.apply(&mut r.object, None, &mut |node| substitute_node(node, &values, &mut used)).map_err(
-                |source| TransformError::FieldPath { transformer: "vars", resource: id.clone(), source },
-            )?;
+            if let Err(source) = spec.apply(&mut r.object, None, &mut |node| substitute_node(node, &values, &mut used)) {
+                return Err(TransformError::FieldPath { transformer: "vars", resource: r.id().to_string(), source });
+            }
         }
     }
     // kustomize re-validates objects after substitution: a var can empty a name.
