@@ -255,6 +255,58 @@ async fn ordered_apply_is_idempotent_prunes_and_deletes_only_its_own() {
     assert!(fx.dynamic(&fx.group(), "v1", "Widget", "widgets").get_opt("w1").await.unwrap().is_none(), "the Widget survived delete");
 }
 
+/// A no-op apply reads only metadata for objects whose record (desired hash + resourceVersion,
+/// or generation where the kind keeps one) proves them unchanged. A hand edit by another field
+/// manager leaves the desired hash as it was but moves the object: the next apply must still
+/// find and correct it, for a plain object (ConfigMap data), a generation-tracked one (a custom
+/// resource's spec) and metadata only (a Deployment label, which moves no generation).
+#[tokio::test(flavor = "multi_thread")]
+async fn hand_edits_are_corrected_by_the_next_apply_though_the_desired_objects_did_not_change() {
+    use kube::api::{Patch, PatchParams};
+    let fx = Fixture::new("drift").await;
+    fx.component("widgets", &[fx.widget("w1"), fx.widget_crd()]);
+    fx.component("web", &[fx.config_map("settings"), fx.deployment("web", json!({}))]);
+    fx.config(&["widgets", "web"]);
+    fx.kfctl_ok(&["apply"]);
+    let inventory = fx.inventory_text().await;
+    assert!(inventory.contains("applied.json") && inventory.contains("resourceVersion"), "no applied records: {inventory}");
+
+    // Nothing changed: nothing written, the inventory included.
+    let cms: Api<ConfigMap> = Api::namespaced(fx.client.clone(), &fx.ns);
+    let inventory_rv = |cm: ConfigMap| cm.metadata.resource_version.unwrap();
+    let inventory_name = format!("kfctl-inventory-{}", fx.ns);
+    let before = fx.resource_versions().await;
+    let inventory_before = inventory_rv(cms.get(&inventory_name).await.unwrap());
+    let out = fx.kfctl_ok(&["apply"]);
+    assert!(out.contains("nothing to change"), "{out}");
+    assert_eq!(fx.resource_versions().await, before, "a no-op apply changed resourceVersions");
+    assert_eq!(inventory_rv(cms.get(&inventory_name).await.unwrap()), inventory_before, "a no-op apply rewrote the inventory");
+
+    // Hand edits, as `kubectl edit`/`patch` make them (another field manager, Update operations).
+    let by_hand = PatchParams { field_manager: Some("kubectl-edit".into()), ..Default::default() };
+    cms.patch("settings", &by_hand, &Patch::Merge(json!({"data": {"k": "edited by hand"}}))).await.unwrap();
+    let widgets = fx.dynamic(&fx.group(), "v1", "Widget", "widgets");
+    widgets.patch("w1", &by_hand, &Patch::Merge(json!({"spec": {"size": 7}}))).await.unwrap();
+    let deployments = fx.dynamic("apps", "v1", "Deployment", "deployments");
+    deployments
+        .patch("web", &by_hand, &Patch::Merge(json!({"metadata": {"labels": {"kfctl.kubeflow.org/component": "by-hand"}}})))
+        .await
+        .unwrap();
+
+    let out = fx.kfctl_ok(&["apply"]);
+    assert!(!out.contains("nothing to change"), "the hand edits went unnoticed:\n{out}");
+    assert!(out.contains("3 configured"), "{out}");
+    let settings = cms.get("settings").await.unwrap();
+    assert_eq!(settings.data.unwrap()["k"], "v", "the ConfigMap edit was not corrected");
+    assert_eq!(widgets.get("w1").await.unwrap().data["spec"]["size"], 3, "the Widget edit was not corrected");
+    let web = deployments.get("web").await.unwrap();
+    assert_eq!(web.metadata.labels.unwrap()["kfctl.kubeflow.org/component"], "web", "the Deployment label edit was not corrected");
+
+    // And once corrected, the next apply is a no-op again.
+    let out = fx.kfctl_ok(&["apply"]);
+    assert!(out.contains("nothing to change"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_looping_pod_turns_the_application_not_ready_with_an_event_naming_it() {
     let fx = Fixture::new("crashloop").await;

@@ -6,6 +6,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
 
+use super::applied::AppliedState;
 use crate::plan::{AppTarget, InventoryEntry, MANAGED_BY_LABEL};
 
 /// Why the inventory could not be read or written.
@@ -21,6 +22,13 @@ pub enum InventoryError {
 
 /// The ConfigMap's data key holding the JSON list of entries.
 const OBJECTS_KEY: &str = "objects.json";
+
+/// The ConfigMap's data key holding the [`AppliedState`] (JSON), written by its own field manager
+/// ([`APPLIED_FIELD_MANAGER`]) so that writing the entries never drops it, nor it the entries.
+const APPLIED_KEY: &str = "applied.json";
+
+/// The field manager of [`APPLIED_KEY`].
+const APPLIED_FIELD_MANAGER: &str = "kfctl-applied";
 
 /// The inventory ConfigMap's name for an app.
 pub fn inventory_name(target: &AppTarget) -> String {
@@ -68,6 +76,43 @@ pub async fn write(
         "data": {"app": target.name, OBJECTS_KEY: text},
     });
     api.patch(&name, &PatchParams::apply(super::FIELD_MANAGER).force(), &Patch::Apply(&cm))
+        .await
+        .map_err(|source| InventoryError::Write { namespace: target.namespace.clone(), name: name.clone(), source })?;
+    Ok(true)
+}
+
+/// The recorded [`AppliedState`]; empty when there is none yet (a first apply, or an inventory
+/// written by an older kfctl), or when it cannot be parsed (then every object is compared in
+/// full, as without it).
+pub async fn read_applied(client: &Client, target: &AppTarget) -> Result<AppliedState, InventoryError> {
+    let name = inventory_name(target);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &target.namespace);
+    let err = |source| InventoryError::Read { namespace: target.namespace.clone(), name: name.clone(), source };
+    let Some(cm) = api.get_opt(&name).await.map_err(err)? else { return Ok(AppliedState::new()) };
+    let text = cm.data.as_ref().and_then(|d| d.get(APPLIED_KEY));
+    Ok(text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default())
+}
+
+/// Record `state` unless it is what is stored already. Returns whether it wrote.
+pub async fn write_applied(
+    client: &Client,
+    target: &AppTarget,
+    previous: &AppliedState,
+    state: &AppliedState,
+) -> Result<bool, InventoryError> {
+    if previous == state {
+        return Ok(false);
+    }
+    let name = inventory_name(target);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &target.namespace);
+    let text = serde_json::to_string(state).expect("applied state serializes");
+    let cm = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": target.namespace},
+        "data": {APPLIED_KEY: text},
+    });
+    api.patch(&name, &PatchParams::apply(APPLIED_FIELD_MANAGER).force(), &Patch::Apply(&cm))
         .await
         .map_err(|source| InventoryError::Write { namespace: target.namespace.clone(), name: name.clone(), source })?;
     Ok(true)

@@ -1,6 +1,7 @@
 //! Server-side apply of a plan, phase by phase: bounded parallelism, retries with backoff for
 //! errors that pass, a preflight for RBAC, the inventory, pruning and deletion.
 
+pub mod applied;
 pub mod diff;
 pub mod discovery;
 pub mod inventory;
@@ -9,13 +10,13 @@ pub mod protocol;
 pub(crate) mod delete;
 mod retry;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams};
 use serde_json::Value;
 
 use crate::app::{ComponentObject, RenderedApp};
@@ -252,13 +253,50 @@ pub async fn apply_rendered(
     let mut previous = inventory::read(client, target).await?;
     crate::plan::set_entry_namespaces_by_scope(&mut previous, &resolver.kind_table());
     let desired = plan.inventory();
-    let live = fetch_live(client, &resolver, &plan).await?;
+    let hashes: HashMap<Identity, String> =
+        plan.phases.iter().flat_map(|p| &p.objects).map(|o| (o.reference.identity(), applied::desired_hash(&o.object))).collect();
+    let recorded = inventory::read_applied(client, target).await?;
+    // Records of this app's objects only: shared objects are not one app's (and are always read).
+    let planned_keys: HashSet<String> =
+        plan.phases.iter().flat_map(|p| &p.objects).filter(|o| !o.reference.is_shared()).map(applied::record_key).collect();
+    let mut state = recorded.clone();
+    state.retain(|key, _| planned_keys.contains(key));
+    // With records, only metadata is listed: objects whose record proves them unchanged are not
+    // read in full (see `applied`). Without (first apply, older inventory), every object is.
+    let (live, certain) = if recorded.is_empty() {
+        (fetch_live(client, &resolver, &plan, None).await?, HashSet::new())
+    } else {
+        let metas = fetch_metadata(client, &resolver, &plan).await?;
+        let tracked = applied::generation_tracked_kinds(&plan);
+        let mut certain = HashSet::new();
+        let mut suspects = HashSet::new();
+        for o in plan.phases.iter().flat_map(|p| &p.objects).filter(|o| !o.reference.is_shared()) {
+            let identity = o.reference.identity();
+            let Some(meta) = metas.get(&identity) else { continue };
+            let generation_tracked = tracked.contains(&(o.reference.group.clone(), o.reference.kind.clone()));
+            if applied::unchanged_for_certain(recorded.get(&applied::record_key(o)), &hashes[&identity], &o.object, meta, generation_tracked) {
+                certain.insert(identity);
+            } else {
+                suspects.insert(identity);
+            }
+        }
+        (fetch_live(client, &resolver, &plan, Some(&suspects)).await?, certain)
+    };
 
     // Which objects need a write at all.
     let mut pending: HashMap<(String, String, Option<String>, String), Option<String>> = HashMap::new();
     for o in plan.phases.iter().flat_map(|p| &p.objects) {
-        let live_obj = live.get(&o.reference.identity());
-        if live_obj.is_some_and(|l| diff::is_unchanged(&o.object, l)) {
+        let identity = o.reference.identity();
+        if certain.contains(&identity) {
+            continue;
+        }
+        let live_obj = live.get(&identity);
+        if let Some(l) = live_obj.filter(|l| diff::is_unchanged(&o.object, l)) {
+            // A new fact: at this version the object is what kfctl would apply.
+            let meta: Option<ObjectMeta> = l.get("metadata").and_then(|m| serde_json::from_value(m.clone()).ok());
+            if let Some(record) = meta.and_then(|m| applied::record_of(hashes[&identity].clone(), &m)) {
+                state.insert(applied::record_key(o), record);
+            }
             continue;
         }
         let rv = live_obj.and_then(|l| l.pointer("/metadata/resourceVersion")).and_then(Value::as_str).map(str::to_owned);
@@ -322,7 +360,7 @@ pub async fn apply_rendered(
             report_applied(sink, o, Outcome::Unchanged);
             report.unchanged += 1;
         }
-        let results: Vec<(&PlannedObject, Result<Outcome, String>)> = stream::iter(todo)
+        let results: Vec<(&PlannedObject, Result<(Outcome, ObjectMeta), String>)> = stream::iter(todo)
             .map(|o| {
                 let resolver = &resolver;
                 let crd_waits = &crd_waits;
@@ -339,7 +377,11 @@ pub async fn apply_rendered(
         let mut written_here = 0;
         for (o, result) in results {
             match result {
-                Ok(outcome) => {
+                Ok((outcome, meta)) => {
+                    let identity = o.reference.identity();
+                    if let Some(record) = applied::record_of(hashes[&identity].clone(), &meta) {
+                        state.insert(applied::record_key(o), record);
+                    }
                     written_here += usize::from(outcome != Outcome::Unchanged);
                     match outcome {
                         Outcome::Created => report.created += 1,
@@ -418,6 +460,9 @@ pub async fn apply_rendered(
         // Not complete: nothing is pruned, and the inventory keeps whatever this apply may have made.
         let union = union_entries(&previous, &desired);
         inventory::write(client, target, &inventory_written, &union).await?;
+        // What did apply is known for certain; a failure to record it only costs a full compare.
+        state.retain(|key, _| planned_keys.contains(key));
+        let _ = inventory::write_applied(client, target, &recorded, &state).await;
         events.record(true, "ApplyFailed", &report.summary()).await;
         sink.report(Progress::Finished { ok: false, summary: report.summary() });
         return Err(ApplyError::Failed { report: Box::new(report) });
@@ -452,6 +497,8 @@ pub async fn apply_rendered(
     final_entries.sort();
     final_entries.dedup();
     inventory::write(client, target, &inventory_written, &final_entries).await?;
+    state.retain(|key, _| planned_keys.contains(key));
+    inventory::write_applied(client, target, &recorded, &state).await?;
 
     if !report.failed.is_empty() {
         sink.report(Progress::Finished { ok: false, summary: report.summary() });
@@ -484,14 +531,20 @@ fn report_applied(sink: &dyn ProgressSink, o: &PlannedObject, outcome: Outcome) 
 
 /// The live objects of this app, one list per kind (label-selected), plus the shared objects it
 /// applies (they carry no app label), keyed by identity.
+///
+/// With `only`, just those objects are read, one GET each (the rest are known from their records).
 async fn fetch_live(
     client: &Client,
     resolver: &KindResolver,
     plan: &Plan,
+    only: Option<&HashSet<Identity>>,
 ) -> Result<HashMap<(String, String, Option<String>, String), Value>, ApplyError> {
     let mut kinds: BTreeMap<(String, String), ()> = BTreeMap::new();
     for o in plan.phases.iter().flat_map(|p| &p.objects) {
         kinds.insert((o.reference.api_version(), o.reference.kind.clone()), ());
+    }
+    if only.is_some() {
+        kinds.clear();
     }
     let selector = format!("{APP_LABEL}={}", plan.app);
     let lists: Vec<Vec<Value>> = stream::iter(kinds.into_keys())
@@ -525,9 +578,10 @@ async fn fetch_live(
         .try_collect()
         .await
         .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
-    let shared: Vec<Value> = stream::iter(plan.phases.iter().flat_map(|p| &p.objects).filter(|o| o.reference.is_shared()))
+    let one_by_one = |o: &&PlannedObject| o.reference.is_shared() || only.is_some_and(|only| only.contains(&o.reference.identity()));
+    let shared: Vec<Value> = stream::iter(plan.phases.iter().flat_map(|p| &p.objects).filter(one_by_one))
         .filter_map(|o| async move { resolver.resolve(&o.reference.api_version(), &o.reference.kind).map(|r| (o, r)) })
-        .then(|(o, resolved)| async move {
+        .map(|(o, resolved)| async move {
             let api = delete::api_for(client, &resolved, o.reference.namespace.as_deref());
             let found = match api.get_opt(&o.reference.name).await {
                 Ok(found) => found,
@@ -541,6 +595,7 @@ async fn fetch_live(
                 v
             }))
         })
+        .buffer_unordered(16)
         .try_filter_map(|v| async move { Ok(v) })
         .try_collect()
         .await
@@ -565,8 +620,53 @@ async fn fetch_live(
     Ok(live)
 }
 
-/// Apply one object with retries; the outcome compares resourceVersions before and after.
-async fn apply_one(client: &Client, resolver: &KindResolver, o: &PlannedObject, before: Option<String>) -> Result<Outcome, String> {
+/// The metadata of this app's live objects, one metadata-only list per kind (label-selected),
+/// keyed by identity. Shared objects are left out (they carry no app label; they are read in
+/// full).
+async fn fetch_metadata(client: &Client, resolver: &KindResolver, plan: &Plan) -> Result<HashMap<Identity, ObjectMeta>, ApplyError> {
+    let kinds: BTreeSet<(String, String)> =
+        plan.phases.iter().flat_map(|p| &p.objects).map(|o| (o.reference.api_version(), o.reference.kind.clone())).collect();
+    let selector = format!("{APP_LABEL}={}", plan.app);
+    let lists: Vec<Vec<(Identity, ObjectMeta)>> = stream::iter(kinds)
+        .filter_map(|(gv, kind)| async move { resolver.resolve(&gv, &kind) })
+        .map(|resolved| {
+            let selector = selector.clone();
+            async move {
+                let api: Api<DynamicObject> = Api::all_with(client.clone(), &resolved.resource);
+                let list = match api.list_metadata(&ListParams::default().labels(&selector)).await {
+                    Ok(list) => list,
+                    // As in `fetch_live`: not allowed to list means everything is applied.
+                    Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                };
+                let ar = resolved.resource;
+                Ok::<_, kube::Error>(
+                    list.items
+                        .into_iter()
+                        .map(|item| {
+                            let m = item.metadata;
+                            let identity = (ar.group.clone(), ar.kind.clone(), m.namespace.clone(), m.name.clone().unwrap_or_default());
+                            (identity, m)
+                        })
+                        .collect(),
+                )
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await
+        .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
+    Ok(lists.into_iter().flatten().collect())
+}
+
+/// Apply one object with retries; the outcome compares resourceVersions before and after. Also
+/// returns the applied object's metadata.
+async fn apply_one(
+    client: &Client,
+    resolver: &KindResolver,
+    o: &PlannedObject,
+    before: Option<String>,
+) -> Result<(Outcome, ObjectMeta), String> {
     let gv = o.reference.api_version();
     let mut backoff = retry::Backoff::new();
     loop {
@@ -592,15 +692,16 @@ async fn apply_one(client: &Client, resolver: &KindResolver, o: &PlannedObject, 
                 .patch(&o.reference.name, &params, &Patch::Apply(&o.object))
                 .await
                 .map_err(retry::Failure::from_kube)?;
-            Ok::<_, retry::Failure>(applied.metadata.resource_version)
+            Ok::<_, retry::Failure>(applied.metadata)
         };
         match attempt.await {
-            Ok(after) => {
-                return Ok(match (&before, after) {
+            Ok(meta) => {
+                let outcome = match (&before, &meta.resource_version) {
                     (None, _) => Outcome::Created,
-                    (Some(b), Some(a)) if *b == a => Outcome::Unchanged,
+                    (Some(b), Some(a)) if b == a => Outcome::Unchanged,
                     _ => Outcome::Configured,
-                });
+                };
+                return Ok((outcome, meta));
             }
             Err(retry::Failure::Permanent(reason)) => return Err(reason),
             Err(retry::Failure::Retry(reason)) => {
