@@ -97,7 +97,7 @@ impl std::fmt::Display for ResId {
 /// with a cluster-scoped CRD in the same build, other versions, create-only review kinds such as
 /// TokenReview) counts as namespaced. The one table for the whole renderer.
 pub fn is_cluster_scoped(group: &str, version: &str, kind: &str) -> bool {
-    CLUSTER_SCOPED.iter().any(|(g, versions, k)| *g == group && *k == kind && versions.contains(&version))
+    CLUSTER_SCOPED.iter().any(|(g, versions, k)| *k == kind && *g == group && versions.contains(&version))
 }
 
 /// Cluster-scoped (group, versions, kind) in kustomize v5's built-in schema (measured against

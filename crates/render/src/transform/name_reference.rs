@@ -60,6 +60,8 @@ struct Candidate {
     original_namespace: Option<String>,
     /// Computed once: every referrer's reachable subset asks.
     cluster_scoped: bool,
+    /// kustomize's EffectiveNamespace of the current id, computed once for the same reason.
+    effective_ns: Option<String>,
 }
 
 impl Candidate {
@@ -68,6 +70,7 @@ impl Candidate {
         let id = r.id();
         Candidate {
             cluster_scoped: id.is_cluster_scoped(),
+            effective_ns: effective_namespace(&id).map(str::to_string),
             id,
             previous_ids: r.previous_ids.clone(),
             prefixes: r.name_prefixes.clone(),
@@ -144,7 +147,7 @@ impl Referrer {
         all.iter()
             .filter(|c| {
                 c.is_cluster_scoped()
-                    || effective_namespace(&c.id) == own
+                    || c.effective_ns.as_deref() == own
                     || c.id.namespace.as_deref().is_some_and(|ns| self.subject_namespaces.contains(ns))
             })
             .collect()
@@ -247,7 +250,7 @@ impl Fixer<'_> {
         if !self.referrer.is_cluster_scoped() {
             let own = effective_namespace(&self.referrer.id);
             candidates.retain(|c| {
-                c.is_cluster_scoped() || c.id.kind == "ServiceAccount" || effective_namespace(&c.id) == own
+                c.is_cluster_scoped() || c.id.kind == "ServiceAccount" || c.effective_ns.as_deref() == own
             });
         }
         if candidates.len() == 1 {
