@@ -37,6 +37,28 @@ type Identity = (String, String, Option<String>, String);
 /// usually needs milliseconds, this leaves room for a busy server.
 const WEBHOOK_REGISTRATION_SETTLE: Duration = Duration::from_secs(2);
 
+/// Wall time per stage of a run, written to stderr when `KFCTL_STAGE_TIMES` is set (for
+/// benchmarks; silent otherwise).
+pub struct StageTimes {
+    enabled: bool,
+    last: std::time::Instant,
+}
+
+impl StageTimes {
+    /// Enabled by the environment variable `KFCTL_STAGE_TIMES`.
+    pub fn from_env() -> StageTimes {
+        StageTimes { enabled: std::env::var_os("KFCTL_STAGE_TIMES").is_some(), last: std::time::Instant::now() }
+    }
+
+    /// The time since the previous mark, under `stage` (with `detail`).
+    pub fn mark(&mut self, stage: &str, detail: &str) {
+        if self.enabled {
+            eprintln!("stage {stage}: {} ms{}{detail}", self.last.elapsed().as_millis(), if detail.is_empty() { "" } else { ", " });
+        }
+        self.last = std::time::Instant::now();
+    }
+}
+
 /// The field manager kfctl applies with.
 pub const FIELD_MANAGER: &str = "kfctl";
 
@@ -240,6 +262,7 @@ pub async fn apply_rendered(
     opts: &ApplyOptions,
     sink: &dyn ProgressSink,
 ) -> Result<ApplyReport, ApplyError> {
+    let mut times = StageTimes::from_env();
     let resolver = KindResolver::new(client.clone());
     let mut objects = rendered.objects.clone();
     objects.extend(health::application::objects(target, &rendered.objects));
@@ -249,6 +272,7 @@ pub async fn apply_rendered(
         .collect();
     resolver.refresh(group_versions).await.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
     let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
+    times.mark("discovery+plan", "");
 
     let mut previous = inventory::read(client, target).await?;
     crate::plan::set_entry_namespaces_by_scope(&mut previous, &resolver.kind_table());
@@ -261,12 +285,16 @@ pub async fn apply_rendered(
         plan.phases.iter().flat_map(|p| &p.objects).filter(|o| !o.reference.is_shared()).map(applied::record_key).collect();
     let mut state = recorded.clone();
     state.retain(|key, _| planned_keys.contains(key));
+    times.mark("inventory", &format!("{} records", recorded.len()));
     // With records, only metadata is listed: objects whose record proves them unchanged are not
     // read in full (see `applied`). Without (first apply, older inventory), every object is.
     let (live, certain) = if recorded.is_empty() {
-        (fetch_live(client, &resolver, &plan, None).await?, HashSet::new())
+        let live = fetch_live(client, &resolver, &plan, None).await?;
+        times.mark("full lists", &format!("{} objects", live.len()));
+        (live, HashSet::new())
     } else {
         let metas = fetch_metadata(client, &resolver, &plan).await?;
+        times.mark("metadata lists", &format!("{} objects", metas.len()));
         let tracked = applied::generation_tracked_kinds(&plan);
         let mut certain = HashSet::new();
         let mut suspects = HashSet::new();
@@ -280,7 +308,9 @@ pub async fn apply_rendered(
                 suspects.insert(identity);
             }
         }
-        (fetch_live(client, &resolver, &plan, Some(&suspects)).await?, certain)
+        let live = fetch_live(client, &resolver, &plan, Some(&suspects)).await?;
+        times.mark("full reads", &format!("{} unchanged by record, {} read in full", certain.len(), live.len()));
+        (live, certain)
     };
 
     // Which objects need a write at all.

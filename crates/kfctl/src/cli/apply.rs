@@ -84,11 +84,14 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, gate_timeout: args.gate_timeout };
     runtime()?.block_on(async {
+        let mut times = crate::apply::StageTimes::from_env();
         let client = connect(&args.app, &args.cluster, &app).await?;
+        times.mark("connect", "");
         let rendered = tokio::task::spawn_blocking(move || app.render())
             .await
             .context("rendering panicked")?
             .context("cannot render the app")?;
+        times.mark("render", "");
         let report = apply_rendered(&client, &target, &rendered, &opts, &printer).await?;
         if report.wrote {
             // Show the fresh objects in the Application right away; `kfctl wait` follows them.
