@@ -8,21 +8,8 @@ use std::process::{Command, Output};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-/// sha256 of ../shared/registries/kubeflow-manifests-v1.4.1.tar.gz (upstream's v1.4.1 archive).
-const V1_4_1_SHA256: &str = "0b21adb849b3b27cc1b515b0033c391b37fe6b30e3407b52935b404dfe7b929d";
-
-fn real_archive() -> PathBuf {
-    if let Ok(path) = std::env::var("KFCTL_TEST_REGISTRY") {
-        return PathBuf::from(path);
-    }
-    // shared/ sits beside the repository (or beside the worktrees' parent).
-    let wanted = Path::new("shared/registries/kubeflow-manifests-v1.4.1.tar.gz");
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|dir| dir.join(wanted))
-        .find(|path| path.is_file())
-        .expect("shared/registries/kubeflow-manifests-v1.4.1.tar.gz beside the repository (or set KFCTL_TEST_REGISTRY)")
-}
+mod support;
+use support::{V1_4_1_SHA256, real_archive};
 
 fn kfctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kfctl")).args(args).output().expect("run kfctl")

@@ -16,7 +16,7 @@ use std::time::Duration;
 use futures::future::{BoxFuture, Shared};
 use futures::{FutureExt, StreamExt, TryStreamExt, stream};
 use kube::Client;
-use kube::api::{Api, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams};
 use serde_json::Value;
 
 use crate::app::{ComponentObject, RenderedApp};
@@ -569,15 +569,10 @@ async fn fetch_live(
     plan: &Plan,
     only: Option<&HashSet<Identity>>,
 ) -> Result<HashMap<(String, String, Option<String>, String), Value>, ApplyError> {
-    let mut kinds: BTreeMap<(String, String), ()> = BTreeMap::new();
-    for o in plan.phases.iter().flat_map(|p| &p.objects) {
-        kinds.insert((o.reference.api_version(), o.reference.kind.clone()), ());
-    }
-    if only.is_some() {
-        kinds.clear();
-    }
+    // With `only`, every object wanted is read by name below: no list at all.
+    let kinds = if only.is_some() { BTreeSet::new() } else { planned_kinds(plan) };
     let selector = format!("{APP_LABEL}={}", plan.app);
-    let lists: Vec<Vec<Value>> = stream::iter(kinds.into_keys())
+    let lists: Vec<Vec<Value>> = stream::iter(kinds)
         .filter_map(|(gv, kind)| async move { resolver.resolve(&gv, &kind) })
         .map(|resolved| {
             let selector = selector.clone();
@@ -590,18 +585,7 @@ async fn fetch_live(
                     Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Vec::new()),
                     Err(e) => return Err(e),
                 };
-                let ar = resolved.resource;
-                Ok::<_, kube::Error>(
-                    list.items
-                        .into_iter()
-                        .map(|item| {
-                            let mut v = serde_json::to_value(item).expect("object serializes");
-                            v["apiVersion"] = Value::from(ar.api_version.clone());
-                            v["kind"] = Value::from(ar.kind.clone());
-                            v
-                        })
-                        .collect(),
-                )
+                Ok::<_, kube::Error>(list.items.into_iter().map(|item| typed_value(item, &resolved.resource)).collect())
             }
         })
         .buffer_unordered(16)
@@ -618,12 +602,7 @@ async fn fetch_live(
                 Err(kube::Error::Api(s)) if s.code == 403 => None,
                 Err(e) => return Err(e),
             };
-            Ok(found.map(|item| {
-                let mut v = serde_json::to_value(item).expect("object serializes");
-                v["apiVersion"] = Value::from(resolved.resource.api_version.clone());
-                v["kind"] = Value::from(resolved.resource.kind.clone());
-                v
-            }))
+            Ok(found.map(|item| typed_value(item, &resolved.resource)))
         })
         .buffer_unordered(16)
         .try_filter_map(|v| async move { Ok(v) })
@@ -650,14 +629,26 @@ async fn fetch_live(
     Ok(live)
 }
 
+/// The (apiVersion, kind) pairs the plan writes: one list request each.
+fn planned_kinds(plan: &Plan) -> BTreeSet<(String, String)> {
+    plan.phases.iter().flat_map(|p| &p.objects).map(|o| (o.reference.api_version(), o.reference.kind.clone())).collect()
+}
+
+/// A live object as JSON with its apiVersion and kind set: lists and GETs through a dynamic
+/// `Api` leave them out of each item.
+fn typed_value(item: DynamicObject, resource: &ApiResource) -> Value {
+    let mut v = serde_json::to_value(item).expect("object serializes");
+    v["apiVersion"] = Value::from(resource.api_version.clone());
+    v["kind"] = Value::from(resource.kind.clone());
+    v
+}
+
 /// The metadata of this app's live objects, one metadata-only list per kind (label-selected),
 /// keyed by identity. Shared objects are left out (they carry no app label; they are read in
 /// full).
 async fn fetch_metadata(client: &Client, resolver: &KindResolver, plan: &Plan) -> Result<HashMap<Identity, ObjectMeta>, ApplyError> {
-    let kinds: BTreeSet<(String, String)> =
-        plan.phases.iter().flat_map(|p| &p.objects).map(|o| (o.reference.api_version(), o.reference.kind.clone())).collect();
     let selector = format!("{APP_LABEL}={}", plan.app);
-    let lists: Vec<Vec<(Identity, ObjectMeta)>> = stream::iter(kinds)
+    let lists: Vec<Vec<(Identity, ObjectMeta)>> = stream::iter(planned_kinds(plan))
         .filter_map(|(gv, kind)| async move { resolver.resolve(&gv, &kind) })
         .map(|resolved| {
             let selector = selector.clone();
