@@ -13,8 +13,15 @@ pub enum Progress {
     Message { text: String },
     /// A phase of the apply plan started (for example "namespaces", "crds", "webhooks", "rest").
     PhaseStarted { phase: String, objects: usize },
-    /// A phase finished; `failed` objects did not apply.
-    PhaseFinished { phase: String, applied: usize, failed: usize },
+    /// A phase finished: `applied` objects are as configured (`changed` of them written by this
+    /// run); `failed` objects did not apply.
+    PhaseFinished {
+        phase: String,
+        applied: usize,
+        #[serde(default)]
+        changed: usize,
+        failed: usize,
+    },
     /// One object was applied (created, changed or unchanged).
     ObjectApplied { component: String, kind: String, namespace: Option<String>, name: String, outcome: String },
     /// One object could not be applied, with the reason the API server gave.
@@ -117,9 +124,8 @@ impl ProgressSink for Printer {
         match progress {
             Progress::Message { text } => self.line(&mut state, &text),
             Progress::PhaseStarted { phase, objects } => {
-                state.phase_objects = objects;
-                state.done = 0;
-                state.changed = 0;
+                // Phases run side by side: the live line counts over all that started.
+                state.phase_objects += objects;
                 self.line(&mut state, &format!("phase {phase}: {objects} objects"));
             }
             Progress::ObjectApplied { component, kind, namespace, name, outcome } => {
@@ -137,8 +143,7 @@ impl ProgressSink for Printer {
             Progress::ObjectFailed { component, kind, namespace, name, reason } => {
                 self.line(&mut state, &format!("  FAILED {} [{component}]: {reason}", object_name(&kind, &namespace, &name)));
             }
-            Progress::PhaseFinished { phase, applied, failed } => {
-                let changed = state.changed;
+            Progress::PhaseFinished { phase, applied, changed, failed } => {
                 self.line(&mut state, &format!("phase {phase}: {applied} applied ({changed} changed), {failed} failed"));
             }
             Progress::ComponentStatus { component, ready, reason } => {

@@ -9,12 +9,12 @@ pub mod normalize;
 pub mod protocol;
 pub(crate) mod delete;
 mod retry;
+mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, Shared};
-use futures::{FutureExt, StreamExt, TryStreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams};
 use serde_json::Value;
@@ -22,7 +22,7 @@ use serde_json::Value;
 use crate::app::{ComponentObject, RenderedApp};
 use crate::health::{self, EventRecorder};
 use crate::plan::{
-    APP_LABEL, AppTarget, Gate, InventoryEntry, KindTable, PhaseName, Plan, PlanError, PlannedObject, WebhookGate,
+    APP_LABEL, AppTarget, InventoryEntry, KindTable, PhaseName, Plan, PlanError, PlannedObject,
 };
 use crate::progress::{Progress, ProgressSink};
 pub use delete::{DeleteReport, delete_target};
@@ -341,7 +341,7 @@ pub async fn apply_rendered(
             for o in &phase.objects {
                 report_applied(sink, o, Outcome::Unchanged);
             }
-            sink.report(Progress::PhaseFinished { phase: phase.name.to_string(), applied: phase.objects.len(), failed: 0 });
+            sink.report(Progress::PhaseFinished { phase: phase.name.to_string(), applied: phase.objects.len(), changed: 0, failed: 0 });
         }
         report.unchanged = plan.len();
         sink.report(Progress::Finished { ok: true, summary: format!("nothing to change: {}", report.summary()) });
@@ -351,138 +351,125 @@ pub async fn apply_rendered(
     preflight(client, &resolver, &plan, &pending).await?;
 
     let events = EventRecorder::new(client.clone(), target.clone(), sink);
+    let written = write_plan(client, &resolver, target, &plan, &pending, opts, sink, &events, Records { state, recorded, planned_keys, hashes }, previous, desired, prune, report).await;
+    events.flush().await;
+    times.mark("write", "");
+    written
+}
+
+/// What an apply knows of its objects' records: the state it writes back, what it read, and the
+/// keys and desired hashes of the planned objects.
+struct Records {
+    state: applied::AppliedState,
+    recorded: applied::AppliedState,
+    planned_keys: HashSet<String>,
+    hashes: HashMap<Identity, String>,
+}
+
+/// Write what is pending: namespaces first, then everything else as one pool (see [`schedule`]);
+/// then prune, and record the inventory and the objects' records.
+#[allow(clippy::too_many_arguments)]
+async fn write_plan(
+    client: &Client,
+    resolver: &KindResolver,
+    target: &AppTarget,
+    plan: &Plan,
+    pending: &HashMap<Identity, Option<String>>,
+    opts: &ApplyOptions,
+    sink: &dyn ProgressSink,
+    events: &EventRecorder<'_>,
+    records: Records,
+    previous: Vec<InventoryEntry>,
+    desired: Vec<InventoryEntry>,
+    prune: Vec<InventoryEntry>,
+    mut report: ApplyReport,
+) -> Result<ApplyReport, ApplyError> {
+    let Records { mut state, recorded, planned_keys, hashes } = records;
     let mut components_changed: BTreeMap<String, usize> = BTreeMap::new();
-    let mut inventory_written = previous.clone();
-    let mut crd_waits = CrdWaits::default();
-    // Objects held back for a webhook whose server is not ready, with the webhook's name.
-    let mut held: HashMap<Identity, String> = HashMap::new();
-    let mut webhook_servers_checked = false;
-    for (index, phase) in plan.phases.iter().enumerate() {
-        if matches!(phase.name, PhaseName::Webhooks | PhaseName::Intercepted) && !webhook_servers_checked {
-            webhook_servers_checked = true;
-            held = wait_webhook_servers(client, &plan, &pending, opts.gate_timeout, sink, &mut report).await;
-            for w in &report.unready_webhooks {
-                let text = format!("webhook {} ({}): Service {} has {}", w.webhook, w.configuration, w.service, w.why);
-                events.record(true, "WebhookNotReady", &text).await;
-            }
-        }
-        let todo: Vec<&PlannedObject> = phase
-            .objects
-            .iter()
-            .filter(|o| pending.contains_key(&o.reference.identity()) && !held.contains_key(&o.reference.identity()))
-            .collect();
-        sink.report(Progress::PhaseStarted { phase: phase.name.to_string(), objects: phase.objects.len() });
-        let mut held_here = 0;
-        for o in phase.objects.iter().filter(|o| pending.contains_key(&o.reference.identity())) {
-            let Some(webhook) = held.get(&o.reference.identity()) else { continue };
-            held_here += 1;
-            sink.report(Progress::Message {
-                text: format!("  held back {} [{}]: webhook {webhook} is not serving", o.reference, o.component),
-            });
-            report.held_back.push(HeldBack { component: o.component.clone(), object: o.reference.to_string(), webhook: webhook.clone() });
-        }
-        if !todo.is_empty() {
-            events
-                .record(false, "PhaseStarted", &format!("phase {}: applying {} of {} objects", phase.name, todo.len(), phase.objects.len()))
-                .await;
+    // Unchanged objects are known already; a phase with nothing to write is done at once.
+    for phase in &plan.phases {
+        let todo = phase.objects.iter().filter(|o| pending.contains_key(&o.reference.identity())).count();
+        if todo == 0 {
+            sink.report(Progress::PhaseStarted { phase: phase.name.to_string(), objects: phase.objects.len() });
         }
         for o in phase.objects.iter().filter(|o| !pending.contains_key(&o.reference.identity())) {
             report_applied(sink, o, Outcome::Unchanged);
             report.unchanged += 1;
         }
-        let results: Vec<(&PlannedObject, Result<(Outcome, ObjectMeta), String>)> = stream::iter(todo)
-            .map(|o| {
-                let resolver = &resolver;
-                let crd_waits = &crd_waits;
-                let before = pending.get(&o.reference.identity()).cloned().flatten();
-                async move {
-                    crd_waits.established(&o.reference.group, &o.reference.kind).await;
-                    (o, apply_one(client, resolver, o, before).await)
-                }
-            })
-            .buffer_unordered(opts.concurrency.max(1))
-            .collect()
-            .await;
-        let mut failed_here = 0;
-        let mut written_here = 0;
-        for (o, result) in results {
-            match result {
-                Ok((outcome, meta)) => {
-                    let identity = o.reference.identity();
-                    if let Some(record) = applied::record_of(hashes[&identity].clone(), &meta) {
-                        state.insert(applied::record_key(o), record);
-                    }
-                    written_here += usize::from(outcome != Outcome::Unchanged);
-                    match outcome {
-                        Outcome::Created => report.created += 1,
-                        Outcome::Configured => report.configured += 1,
-                        Outcome::Unchanged => report.unchanged += 1,
-                    }
-                    if outcome != Outcome::Unchanged {
-                        *components_changed.entry(o.component.clone()).or_default() += 1;
-                    }
-                    report_applied(sink, o, outcome);
-                }
-                Err(reason) => {
-                    failed_here += 1;
-                    sink.report(Progress::ObjectFailed {
-                        component: o.component.clone(),
-                        kind: o.reference.kind.clone(),
-                        namespace: o.reference.namespace.clone(),
-                        name: o.reference.name.clone(),
-                        reason: reason.clone(),
-                    });
-                    events
-                        .record(true, "ApplyFailed", &format!("{} [{}]: {reason}", o.reference, o.component))
-                        .await;
-                    report.failed.push(FailedObject { component: o.component.clone(), object: o.reference.to_string(), reason });
-                }
-            }
-        }
-        sink.report(Progress::PhaseFinished {
-            phase: phase.name.to_string(),
-            applied: phase.objects.len() - failed_here - held_here,
-            failed: failed_here,
-        });
-        if phase.name == PhaseName::Namespaces || index == 0 {
-            // From here on the app namespace exists: record everything this apply may create, so
-            // an interrupted apply can still be pruned or deleted.
-            let union = union_entries(&previous, &desired);
-            if inventory::write(client, target, &inventory_written, &union).await.unwrap_or(false) {
-                inventory_written = union;
-            }
-        }
-        if failed_here > 0 {
-            report.not_attempted = plan.phases[index + 1..]
-                .iter()
-                .map(|p| (p.name.to_string(), p.objects.len()))
-                .collect();
-            break;
-        }
-        events
-            .record(false, "PhaseApplied", &format!("phase {}: {} objects applied", phase.name, phase.objects.len() - held_here))
-            .await;
-        match &phase.gate {
-            // Only custom resources need their CRD Established: they wait for it one by one
-            // (above) while everything else goes on. The API server establishes a large set
-            // slowly (Kubeflow's 66 CRDs: about half a minute on the test cluster).
-            Gate::CrdsEstablished(names) => crd_waits = CrdWaits::start(client, &plan, names, opts.gate_timeout),
-            gate => wait_gate(client, gate, opts.gate_timeout, sink).await,
-        }
-        let intercepted_pending = plan
-            .phases
-            .iter()
-            .filter(|p| p.name == PhaseName::Intercepted)
-            .flat_map(|p| &p.objects)
-            .any(|o| pending.contains_key(&o.reference.identity()) && !held.contains_key(&o.reference.identity()));
-        if phase.name == PhaseName::Webhooks && written_here > 0 && intercepted_pending {
-            // The API server loads webhook configurations through its own informer, a moment after
-            // the write returns; an object created in that moment would skip the new webhook.
-            tokio::time::sleep(WEBHOOK_REGISTRATION_SETTLE).await;
+        if todo == 0 {
+            sink.report(Progress::PhaseFinished { phase: phase.name.to_string(), applied: phase.objects.len(), changed: 0, failed: 0 });
         }
     }
+    let mut done = |o: &PlannedObject, written: schedule::Written| match written {
+        schedule::Written::Applied(outcome, meta) => {
+            let identity = o.reference.identity();
+            if let Some(record) = applied::record_of(hashes[&identity].clone(), &meta) {
+                state.insert(applied::record_key(o), record);
+            }
+            match outcome {
+                Outcome::Created => report.created += 1,
+                Outcome::Configured => report.configured += 1,
+                Outcome::Unchanged => report.unchanged += 1,
+            }
+            if outcome != Outcome::Unchanged {
+                *components_changed.entry(o.component.clone()).or_default() += 1;
+            }
+            report_applied(sink, o, outcome);
+        }
+        schedule::Written::Failed(reason) => {
+            sink.report(Progress::ObjectFailed {
+                component: o.component.clone(),
+                kind: o.reference.kind.clone(),
+                namespace: o.reference.namespace.clone(),
+                name: o.reference.name.clone(),
+                reason: reason.clone(),
+            });
+            events.record(true, "ApplyFailed", &format!("{} [{}]: {reason}", o.reference, o.component));
+            report.failed.push(FailedObject { component: o.component.clone(), object: o.reference.to_string(), reason });
+        }
+        schedule::Written::HeldBack(webhook) => {
+            sink.report(Progress::Message {
+                text: format!("  held back {} [{}]: webhook {webhook} is not serving", o.reference, o.component),
+            });
+            report.held_back.push(HeldBack { component: o.component.clone(), object: o.reference.to_string(), webhook });
+        }
+    };
+    let writer = schedule::Writer { client, resolver, plan, pending, opts, sink, events };
+    let todo = |namespaces: bool| -> Vec<&PlannedObject> {
+        plan.phases
+            .iter()
+            .filter(|p| (p.name == PhaseName::Namespaces) == namespaces)
+            .flat_map(|p| &p.objects)
+            .filter(|o| pending.contains_key(&o.reference.identity()))
+            .collect()
+    };
+    // Namespaces first: every namespaced object needs its own.
+    let namespaces_failed = writer.write(todo(true), &mut done).await.failed > 0;
+    // From here on the app namespace exists: record everything this apply may create, so an
+    // interrupted apply can still be pruned or deleted.
+    let union = union_entries(&previous, &desired);
+    let mut inventory_written = previous.clone();
+    if inventory::write(client, target, &inventory_written, &union).await.unwrap_or(false) {
+        inventory_written = union;
+    }
+    let unready = if namespaces_failed { Vec::new() } else { writer.write(todo(false), &mut done).await.unready_webhooks };
+    drop(done);
+    report.unready_webhooks = unready;
+    if namespaces_failed {
+        report.not_attempted = plan
+            .phases
+            .iter()
+            .filter(|p| p.name != PhaseName::Namespaces)
+            .map(|p| (p.name.to_string(), p.objects.iter().filter(|o| pending.contains_key(&o.reference.identity())).count()))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+    }
+    for w in &report.unready_webhooks {
+        let text = format!("webhook {} ({}): Service {} has {}", w.webhook, w.configuration, w.service, w.why);
+        events.record(true, "WebhookNotReady", &text);
+    }
     for (component, changed) in &components_changed {
-        events.record(false, "ComponentApplied", &format!("component {component}: {changed} objects created or changed")).await;
+        events.record(false, "ComponentApplied", &format!("component {component}: {changed} objects created or changed"));
     }
     report.wrote = true;
 
@@ -493,14 +480,14 @@ pub async fn apply_rendered(
         // What did apply is known for certain; a failure to record it only costs a full compare.
         state.retain(|key, _| planned_keys.contains(key));
         let _ = inventory::write_applied(client, target, &recorded, &state).await;
-        events.record(true, "ApplyFailed", &report.summary()).await;
+        events.record(true, "ApplyFailed", &report.summary());
         sink.report(Progress::Finished { ok: false, summary: report.summary() });
         return Err(ApplyError::Failed { report: Box::new(report) });
     }
 
     let mut kept_entries = Vec::new();
     if !prune.is_empty() {
-        let outcome = delete::delete_entries(client, &resolver, target, &prune, false, sink).await;
+        let outcome = delete::delete_entries(client, resolver, target, &prune, false, sink).await;
         for entry in &outcome.deleted {
             report.pruned.push(entry.reference.to_string());
         }
@@ -519,7 +506,7 @@ pub async fn apply_rendered(
             kept_entries.push(entry.clone());
         }
         if !report.pruned.is_empty() {
-            events.record(false, "Pruned", &format!("pruned {} objects that left the config", report.pruned.len())).await;
+            events.record(false, "Pruned", &format!("pruned {} objects that left the config", report.pruned.len()));
         }
     }
     let mut final_entries = desired.clone();
@@ -534,7 +521,7 @@ pub async fn apply_rendered(
         sink.report(Progress::Finished { ok: false, summary: report.summary() });
         return Err(ApplyError::Failed { report: Box::new(report) });
     }
-    events.record(false, "Applied", &format!("apply finished: {}", report.summary())).await;
+    events.record(false, "Applied", &format!("apply finished: {}", report.summary()));
     sink.report(Progress::Finished { ok: true, summary: report.summary() });
     Ok(report)
 }
@@ -776,110 +763,6 @@ async fn preflight(
         let mut denials = denials;
         denials.sort();
         Err(ApplyError::Forbidden { denials })
-    }
-}
-
-/// The CRDs of this apply being established in the background, by the (group, kind) they serve.
-#[derive(Default)]
-struct CrdWaits {
-    by_kind: HashMap<(String, String), Shared<BoxFuture<'static, ()>>>,
-    tasks: Vec<tokio::task::AbortHandle>,
-}
-
-impl CrdWaits {
-    /// Start waiting (one watch per CRD) until the CRDs `names` of `plan` are Established.
-    fn start(client: &Client, plan: &Plan, names: &[String], timeout: Duration) -> CrdWaits {
-        let mut waits = CrdWaits::default();
-        let crds = plan.phases.iter().flat_map(|p| &p.objects).filter(|o| {
-            o.reference.group == "apiextensions.k8s.io" && o.reference.kind == "CustomResourceDefinition" && names.contains(&o.reference.name)
-        });
-        for crd in crds {
-            let field = |pointer: &str| crd.object.pointer(pointer).and_then(Value::as_str).map(str::to_owned);
-            let (Some(group), Some(kind)) = (field("/spec/group"), field("/spec/names/kind")) else { continue };
-            let (client, name) = (client.clone(), crd.reference.name.clone());
-            // A timeout is not an error here: the object's own retries report what still fails.
-            let task = tokio::spawn(async move {
-                let _ = health::gates::crds_established(&client, &[name], timeout).await;
-            });
-            waits.tasks.push(task.abort_handle());
-            waits.by_kind.insert((group, kind), async move { let _ = task.await; }.boxed().shared());
-        }
-        waits
-    }
-
-    /// Wait until the CRD serving `group`/`kind` is Established, if this apply installs it.
-    async fn established(&self, group: &str, kind: &str) {
-        if let Some(wait) = self.by_kind.get(&(group.to_owned(), kind.to_owned())) {
-            wait.clone().await;
-        }
-    }
-}
-
-impl Drop for CrdWaits {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
-/// Before webhook configurations and the objects they intercept are applied: wait until the
-/// Service of every webhook with something to write has a ready endpoint. A webhook whose Service
-/// gets none within `timeout` is recorded in `report`; its configuration and the pending objects
-/// it intercepts are returned, to be held back (with the webhook's name).
-async fn wait_webhook_servers(
-    client: &Client,
-    plan: &Plan,
-    pending: &HashMap<Identity, Option<String>>,
-    timeout: Duration,
-    sink: &dyn ProgressSink,
-    report: &mut ApplyReport,
-) -> HashMap<Identity, String> {
-    let waiting: Vec<&WebhookGate> = plan
-        .webhook_gates
-        .iter()
-        .filter(|g| std::iter::once(&g.configuration).chain(&g.intercepted).any(|r| pending.contains_key(&r.identity())))
-        .collect();
-    let services: BTreeSet<(String, String)> = waiting.iter().map(|g| g.service.clone()).collect();
-    if services.is_empty() {
-        return HashMap::new();
-    }
-    for (ns, name) in &services {
-        let webhooks: Vec<&str> = waiting.iter().filter(|g| g.service == (ns.clone(), name.clone())).map(|g| g.webhook.as_str()).collect();
-        sink.report(Progress::Message {
-            text: format!("waiting for Service {ns}/{name} to have ready endpoints (webhook {})", webhooks.join(", ")),
-        });
-    }
-    let services: Vec<(String, String)> = services.into_iter().collect();
-    let unready: HashMap<(String, String), String> =
-        health::gates::services_without_endpoints(client, &services, timeout).await.into_iter().collect();
-    let mut held = HashMap::new();
-    for gate in waiting {
-        let Some(why) = unready.get(&gate.service) else { continue };
-        report.unready_webhooks.push(UnreadyWebhook {
-            webhook: gate.webhook.clone(),
-            configuration: gate.configuration.to_string(),
-            service: format!("{}/{}", gate.service.0, gate.service.1),
-            why: why.clone(),
-        });
-        for r in std::iter::once(&gate.configuration).chain(&gate.intercepted) {
-            if pending.contains_key(&r.identity()) {
-                held.entry(r.identity()).or_insert_with(|| gate.webhook.clone());
-            }
-        }
-    }
-    held
-}
-
-async fn wait_gate(client: &Client, gate: &Gate, timeout: Duration, sink: &dyn ProgressSink) {
-    let result = match gate {
-        Gate::None => return,
-        Gate::CrdsEstablished(names) => health::gates::crds_established(client, names, timeout).await,
-    };
-    if let Err(waiting) = result {
-        sink.report(Progress::Message {
-            text: format!("warning: gate not reached within {}s ({waiting}); going on, failed objects are retried", timeout.as_secs()),
-        });
     }
 }
 

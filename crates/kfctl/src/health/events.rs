@@ -3,31 +3,36 @@
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use futures::StreamExt;
 use kube::Client;
 use kube::api::{Api, PostParams};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
 
 use super::application::{APPLICATION_API_VERSION, APPLICATION_KIND};
 use crate::plan::AppTarget;
 use crate::progress::{Progress, ProgressSink};
 
-/// Records Events on the Application (and reports each as [`Progress::Event`]). Events that
-/// cannot be written yet (the namespace does not exist before the first phase) are kept and
-/// written with the next one that can.
+/// Records Events on the Application (and reports each as [`Progress::Event`]) without holding
+/// up the caller: Events are written in order by a task of their own. Those that cannot be
+/// written yet (the namespace does not exist before the first phase) are kept and written with
+/// the next one that can. Call [`EventRecorder::flush`] before the operation ends.
 pub struct EventRecorder<'a> {
-    client: Client,
     target: AppTarget,
     sink: &'a dyn ProgressSink,
-    waiting: Mutex<Vec<Event>>,
+    queue: std::sync::Mutex<Option<mpsc::UnboundedSender<Event>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl<'a> EventRecorder<'a> {
     pub fn new(client: Client, target: AppTarget, sink: &'a dyn ProgressSink) -> EventRecorder<'a> {
-        EventRecorder { client, target, sink, waiting: Mutex::new(Vec::new()) }
+        let (queue, events) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_events(Api::namespaced(client, &target.namespace), events));
+        EventRecorder { target, sink, queue: std::sync::Mutex::new(Some(queue)), writer: Mutex::new(Some(writer)) }
     }
 
     /// Record one event (`warning` for failures).
-    pub async fn record(&self, warning: bool, reason: &str, message: &str) {
+    pub fn record(&self, warning: bool, reason: &str, message: &str) {
         self.sink.report(Progress::Event { reason: reason.to_owned(), message: message.to_owned(), warning });
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         let event = Event {
@@ -54,18 +59,43 @@ impl<'a> EventRecorder<'a> {
             reporting_component: Some("kfctl".to_owned()),
             ..Default::default()
         };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &self.target.namespace);
-        let mut waiting = self.waiting.lock().await;
-        waiting.push(event);
-        let mut kept = Vec::new();
-        for e in waiting.drain(..) {
-            if api.create(&PostParams::default(), &e).await.is_err() {
-                kept.push(e);
-            }
+        if let Some(queue) = self.queue.lock().expect("event queue lock").as_ref() {
+            let _ = queue.send(event);
         }
+    }
+
+    /// Wait until every Event recorded so far is written (or given up on: Events are for people,
+    /// a failure to write one never fails the operation). Later records are dropped.
+    pub async fn flush(&self) {
+        self.queue.lock().expect("event queue lock").take();
+        if let Some(writer) = self.writer.lock().await.take() {
+            let _ = writer.await;
+        }
+    }
+}
+
+/// Write `events` as they come, all that are queued at once; one that fails is kept and tried
+/// again with the next (and once more at the end). Each carries its own timestamp, so the order
+/// they land in does not matter.
+async fn write_events(api: Api<Event>, mut events: mpsc::UnboundedReceiver<Event>) {
+    let mut waiting: Vec<Event> = Vec::new();
+    let mut closed = false;
+    while !closed {
+        match events.recv().await {
+            Some(event) => waiting.push(event),
+            None => closed = true,
+        }
+        while let Ok(event) = events.try_recv() {
+            waiting.push(event);
+        }
+        let attempts = waiting.drain(..).map(|e| {
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &e).await.err().map(|_| e) }
+        });
+        let mut kept: Vec<Event> = futures::stream::iter(attempts).buffered(8).filter_map(|e| async move { e }).collect().await;
         // Never hold more than a handful: events are for people, not a queue.
         kept.truncate(50);
-        *waiting = kept;
+        waiting = kept;
     }
 }
 

@@ -264,7 +264,7 @@ pub async fn refresh(client: &Client, target: &AppTarget, sink: &dyn ProgressSin
             if before.is_none_or(|(w, m)| w != now_word || m != now_msg) {
                 changed = true;
                 if let Readiness::Failed(reason) = &o.readiness {
-                    events.record(true, "ComponentFailed", &format!("component {}: {}: {reason}", c.name, o.reference)).await;
+                    events.record(true, "ComponentFailed", &format!("component {}: {}: {reason}", c.name, o.reference));
                 }
             }
         }
@@ -272,19 +272,20 @@ pub async fn refresh(client: &Client, target: &AppTarget, sink: &dyn ProgressSin
         if changed && previous.is_some() {
             let was_ready = c.objects.iter().all(|o| previously.get(&o.reference.identity()).is_some_and(|(w, _)| w == "Ready"));
             if c.ready && !was_ready {
-                events.record(false, "ComponentReady", &format!("component {} is ready ({} objects)", c.name, c.objects.len())).await;
+                events.record(false, "ComponentReady", &format!("component {} is ready ({} objects)", c.name, c.objects.len()));
             } else if !c.ready && was_ready {
-                events.record(true, "ComponentNotReady", &format!("component {}: {}", c.name, c.first_problem().unwrap_or_default())).await;
+                events.record(true, "ComponentNotReady", &format!("component {}: {}", c.name, c.first_problem().unwrap_or_default()));
             }
         }
     }
-    let wrote = application::write_status(client, target, &status).await?;
-    if wrote {
+    let wrote = application::write_status(client, target, &status).await;
+    if let Ok(true) = wrote {
         let word = if status.ready { "Ready" } else { "NotReady" };
-        events
-            .record(!status.ready, &format!("Application{word}"), &format!("{}/{} components ready", status.objects_ready(), status.objects_total()))
-            .await;
+        let text = format!("{}/{} components ready", status.objects_ready(), status.objects_total());
+        events.record(!status.ready, &format!("Application{word}"), &text);
     }
+    events.flush().await;
+    wrote?;
     Ok(status)
 }
 

@@ -1,4 +1,4 @@
-//! Ordering rendered objects into phases, webhook and CRD gates, labels, the prune set.
+//! Ordering rendered objects into phases, webhook gates, labels, the prune set.
 //!
 //! `plan` is pure: it computes what to apply and in which order from the rendered objects and
 //! what is known about their kinds; `apply` executes it and `health` decides readiness.
@@ -111,15 +111,16 @@ impl fmt::Display for ObjectRef {
     }
 }
 
-/// The phases of an apply, in order. Each phase's objects are applied in parallel; the next phase
-/// starts when the phase's [`Gate`] opens.
+/// The phases of an apply: what each object is for, in dependency order. Namespaces are written
+/// first; the other phases run side by side, each object waiting only for what it needs (its CRD
+/// Established, the webhooks that check it serving; see `apply::schedule`). `delete` goes
+/// through them in reverse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PhaseName {
     /// Namespaces, so every namespaced object has a home.
     Namespaces,
-    /// CustomResourceDefinitions; gate: every CRD Established, so its custom resources resolve
-    /// (apply lets each custom resource wait for its own CRD, and everything else go on).
+    /// CustomResourceDefinitions; each custom resource waits until its own is Established.
     Crds,
     /// Cluster RBAC plus service accounts, roles and bindings, so workloads start with their identity.
     Rbac,
@@ -166,14 +167,6 @@ impl fmt::Display for PhaseName {
     }
 }
 
-/// What must hold before the next phase starts.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Gate {
-    None,
-    /// These CRDs (by name) report the Established condition.
-    CrdsEstablished(Vec<String>),
-}
-
 /// An admission webhook of the rendered set that calls a Service, with what waits for it: its
 /// configuration and the planned objects whose apply would call it are applied only once the
 /// Service has a ready endpoint (before that the API server would reject them, or with
@@ -203,7 +196,6 @@ pub struct PlannedObject {
 pub struct Phase {
     pub name: PhaseName,
     pub objects: Vec<PlannedObject>,
-    pub gate: Gate,
 }
 
 /// The ordered plan for one app.
@@ -305,16 +297,7 @@ impl Plan {
             by_phase.entry(phase).or_default().push(p);
         }
 
-        let phases = by_phase
-            .into_iter()
-            .map(|(name, objects)| {
-                let gate = match name {
-                    PhaseName::Crds => Gate::CrdsEstablished(objects.iter().map(|o| o.reference.name.clone()).collect()),
-                    _ => Gate::None,
-                };
-                Phase { name, objects, gate }
-            })
-            .collect();
+        let phases = by_phase.into_iter().map(|(name, objects)| Phase { name, objects }).collect();
         let webhook_gates = webhooks
             .into_iter()
             .zip(intercepted_by)

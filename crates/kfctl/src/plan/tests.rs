@@ -65,10 +65,6 @@ fn phases_follow_dependencies() {
 #[test]
 fn gates_name_what_they_wait_for() {
     let plan = Plan::build("kubeflow", &fixture(), &KindTable::builtin()).unwrap();
-    let gate = |name| plan.phases.iter().find(|p| p.name == name).map(|p| p.gate.clone()).unwrap();
-    assert_eq!(gate(PhaseName::Crds), Gate::CrdsEstablished(vec!["widgets.example.com".into()]));
-    assert_eq!(gate(PhaseName::WebhookServers), Gate::None);
-    assert_eq!(gate(PhaseName::Rest), Gate::None);
     // The webhook waits for its Service; its configuration and exactly the objects it intercepts wait for it.
     assert_eq!(plan.webhook_gates.len(), 1);
     let hook = &plan.webhook_gates[0];
