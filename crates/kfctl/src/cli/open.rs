@@ -143,20 +143,48 @@ pub fn run(args: OpenArgs) -> anyhow::Result<ExitCode> {
             let pods = pods.clone();
             let gateway = gateway.clone();
             tokio::spawn(async move {
-                let forward = async {
-                    let mut pf = pods.portforward(&gateway.pod, &[gateway.port]).await?;
-                    let mut upstream = pf.take_stream(gateway.port).context("port-forward gave no stream")?;
-                    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
-                    drop(upstream);
-                    pf.join().await?;
-                    anyhow::Ok(())
-                };
-                if let Err(e) = forward.await {
-                    eprintln!("warning: forwarding a connection failed: {e:#}");
+                if let Err(e) = forward_connection(&pods, &gateway, &mut conn).await {
+                    eprintln!("warning: forwarding a local connection failed: {e:#}");
                 }
             });
         }
     })
+}
+
+/// Forwards one local connection over a port-forward of its own to the gateway pod, until either
+/// side closes. A failure the kubelet reports on the port's error channel (e.g. nothing listens
+/// on the port) ends the connection and is returned: the kubelet then just closes the stream,
+/// which alone would look like an empty answer.
+async fn forward_connection(pods: &Api<Pod>, gateway: &GatewayTarget, conn: &mut tokio::net::TcpStream) -> anyhow::Result<()> {
+    use futures::FutureExt as _;
+    let (pod, port) = (&gateway.pod, gateway.port);
+    let mut forward = pods.portforward(pod, &[port]).await.map_err(|e| {
+        anyhow::anyhow!(
+            "the API server did not open a port-forward to pod {GATEWAY_NAMESPACE}/{pod} port {port}: {}\n  hint: the pod \
+             may have stopped, or the API server cannot reach the kubelet of its node; \
+             `kubectl -n {GATEWAY_NAMESPACE} port-forward pod/{pod} {port}` shows the API server's answer",
+            crate::cluster::error_chain(&e)
+        )
+    })?;
+    let mut upstream = forward.take_stream(port).context("the port-forward has no stream for the port")?;
+    let mut pod_error = forward.take_error(port).context("the port-forward has no error channel for the port")?.fuse();
+    let copied = tokio::select! {
+        copied = tokio::io::copy_bidirectional(conn, &mut upstream) => copied,
+        Some(message) = &mut pod_error => return Err(kubelet_error(message, port)),
+    };
+    drop(upstream);
+    let joined = forward.join().await;
+    // The stream may end before the error message was looked at; the task has finished now.
+    if let Some(Some(message)) = pod_error.now_or_never() {
+        return Err(kubelet_error(message, port));
+    }
+    copied.with_context(|| format!("copying between the local connection and pod {GATEWAY_NAMESPACE}/{pod} port {port}"))?;
+    joined.with_context(|| format!("the port-forward to pod {GATEWAY_NAMESPACE}/{pod} port {port} ended with an error"))?;
+    Ok(())
+}
+
+fn kubelet_error(message: String, port: u16) -> anyhow::Error {
+    anyhow::anyhow!("{message}\n  hint: is the gateway listening on port {port}? `kfctl status` shows the istio component")
 }
 
 #[cfg(test)]
