@@ -3,7 +3,9 @@
 //! kubelet endpoint simnode serves for the pod's node (see crates/simnode/src/kubelet.rs), which
 //! connects to the pod's IP. There this test serves real HTTP, answering with a token of its own
 //! and the request's path. kfctl is only told the API server (its kubeconfig), so an answer that
-//! carries the token came through the API server's port-forward.
+//! carries the token came through the API server's port-forward. The test also stops the
+//! backend (kfctl warns with the kubelet's reason and keeps serving) and replaces the gateway pod
+//! (kfctl follows it to the new pod).
 //!
 //! Run inside the testenv: `scripts/testenv exec -- cargo test -p kfctl --test open`. The test
 //! owns the cluster's `istio-system` namespace while it runs (kfctl open looks only there), so
@@ -26,7 +28,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use support::{TestNamespace, wait_for, wait_until};
 
@@ -181,10 +183,16 @@ async fn create_gateway(ns: &TestNamespace) -> (String, Ipv4Addr) {
     .expect("Deployment");
     ns.api::<Service>().create(&PostParams::default(), &service).await.expect("creating the gateway Service");
     ns.api::<Deployment>().create(&PostParams::default(), &deployment).await.expect("creating the gateway Deployment");
+    gateway_pod(ns, None).await
+}
+
+/// The name and IP of the gateway's pod once it is the only one (not `previous`) and Running.
+async fn gateway_pod(ns: &TestNamespace, previous: Option<&str>) -> (String, Ipv4Addr) {
     let pods = ns.api::<Pod>();
-    wait_for("the gateway pod to be Running with an IP", LIMIT, || async {
+    wait_for("the gateway's one pod to be Running with an IP", LIMIT, || async {
         let list = pods.list(&ListParams::default().labels(&format!("app={GATEWAY}"))).await.expect("listing pods");
-        let pod = list.items.into_iter().next()?;
+        let [pod] = <[Pod; 1]>::try_from(list.items).ok()?;
+        (pod.metadata.name.as_deref() != previous).then_some(())?;
         let status = pod.status?;
         (status.phase.as_deref() == Some("Running")).then_some(())?;
         Some((pod.metadata.name?, status.pod_ip?.parse().ok()?))
@@ -268,6 +276,19 @@ async fn open_forwards_http_through_the_api_server_to_the_gateway_pod_and_report
     let backend = Backend::serve(backend_addr, "gateway-again").await;
     let body = get_text(&fresh, &format!("{url}after")).await;
     assert_eq!(body, format!("{} /after host=localhost:{port}", backend.token));
+    backend.stop().await;
+
+    // The gateway pod is replaced (as by a rollout): the same kfctl finds the new pod and forwards
+    // there, saying so.
+    ns.api::<Pod>().delete(&pod, &DeleteParams::default()).await.expect("deleting the gateway pod");
+    let (new_pod, new_ip) = gateway_pod(&ns, Some(&pod)).await;
+    let backend = Backend::serve(SocketAddr::from((new_ip, CONTAINER_PORT)), "gateway-replaced").await;
+    let body = get_text(&fresh, &format!("{url}replaced")).await;
+    assert_eq!(body, format!("{} /replaced host=localhost:{port}", backend.token));
+    let note = format!(
+        "note: the gateway pod {GATEWAY_NAMESPACE}/{pod} is gone; forwarding to pod {GATEWAY_NAMESPACE}/{new_pod} port {CONTAINER_PORT} now"
+    );
+    assert!(dashboard.stderr().contains(&note), "{}", dashboard.stderr());
     dashboard.assert_running();
     drop(dashboard);
     backend.stop().await;
