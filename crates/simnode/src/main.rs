@@ -29,15 +29,23 @@
 //!   False), `ImagePullBackOff`, or `NotReady` (running, readiness failing). Removing the rule lets
 //!   the pod become Ready again.
 //!
+//! - **Port-forward**: each node's kubelet endpoint (`https://<InternalIP>:10250`, client
+//!   certificates of the cluster CA required) serves `/portForward/<ns>/<pod>[/<uid>]` over
+//!   WebSocket (`v4.channel.k8s.io`), so `pods/portforward` through the API server (kube-rs's
+//!   `Api::portforward`, `kfctl open`) reaches `<podIP>:<port>`, where a test inside the testenv
+//!   netns can listen (see [`kubelet`]).
+//!
 //! # What it does not simulate
-//! No containers run: no processes, logs, exec, port-forward, probes, volume mounts, resource
-//! enforcement or eviction. No networking is set up: pod IPs are just numbers (inside the testenv
+//! No containers run: no processes, logs, exec, probes, volume mounts, resource enforcement or
+//! eviction; port-forward connects to whatever listens on the pod IP, and speaks WebSocket only
+//! (no SPDY, so `kubectl port-forward` of 1.20 does not work). No networking is set up: pod IPs are just numbers (inside the testenv
 //! network namespace the pod range is routed to loopback, which is what lets a test serve on a pod
 //! IP). `readinessGates` are not evaluated. Static pods and DaemonSet-specific kubelet behaviour
 //! are absent (DaemonSet pods are scheduled and run like any other pod).
 
 mod fault;
 mod ipam;
+mod kubelet;
 mod node;
 mod pod;
 mod storage;
@@ -137,9 +145,14 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .map(|r| fault::FaultRule::parse(r).with_context(|| format!("--fail {r:?}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the API server (KUBECONFIG)")?;
+    let config = kube::Config::infer().await.context("loading the API server connection (KUBECONFIG)")?;
+    // The kubelet endpoint trusts client certificates of the cluster CA, the one the API server's
+    // kubelet client certificate comes from.
+    let cluster_ca = config.root_cert.clone().filter(|certs| !certs.is_empty()).context(
+        "the kubeconfig names no certificate-authority; simnode needs the cluster CA to check the API \
+         server's kubelet client certificate",
+    )?;
+    let client = kube::Client::try_from(config).context("connecting to the API server (KUBECONFIG)")?;
 
     let fleet = Arc::new(node::Fleet::new(&args)?);
     fleet.register(&client).await?;
@@ -155,12 +168,14 @@ async fn main() -> anyhow::Result<()> {
     let fault_watch = tokio::spawn(fault::watch_config_map(client.clone(), faults.clone()));
     let claims = tokio::spawn(storage::provision_claims(client.clone()));
     let volumes = tokio::spawn(storage::reclaim_volumes(client.clone()));
+    let kubelets = tokio::spawn(kubelet::serve(client.clone(), fleet.clone(), cluster_ca));
     let pods = tokio::spawn(pod::run(client, fleet, faults, args));
 
     tokio::select! {
         r = heartbeats => r.context("heartbeat task")?.context("heartbeats")?,
         r = fault_watch => r.context("fault watch task")?.context("watching simnode-faults")?,
         r = pods => r.context("pod task")?.context("pod controller")?,
+        r = kubelets => r.context("kubelet endpoint task")?.context("kubelet endpoints")?,
         r = claims => r.context("claim task")?.context("volume provisioning")?,
         r = volumes => r.context("volume task")?.context("volume reclaiming")?,
         _ = shutdown_signal() => log!("shutting down"),

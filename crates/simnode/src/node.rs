@@ -145,7 +145,7 @@ impl Fleet {
                 NodeAddress { type_: "Hostname".into(), address: node.name.clone() },
             ]),
             daemon_endpoints: Some(NodeDaemonEndpoints {
-                kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+                kubelet_endpoint: Some(DaemonEndpoint { port: i32::from(crate::kubelet::KUBELET_PORT) }),
             }),
             node_info: Some(NodeSystemInfo {
                 architecture: "amd64".into(),

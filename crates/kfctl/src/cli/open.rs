@@ -3,11 +3,12 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Client;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, Portforwarder};
 
 use super::apply::{ClusterArgs, runtime};
 
@@ -137,26 +138,92 @@ pub fn run(args: OpenArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {local}\n  hint: choose another port with --port"))?;
         println!("{}", url(args.target, local));
         println!("login: {user} / {password}   (forwarding to pod {GATEWAY_NAMESPACE}/{}; Ctrl-C to stop)", gateway.pod);
-        let pods: Api<Pod> = Api::namespaced(client.clone(), GATEWAY_NAMESPACE);
+        let gateway = Arc::new(Gateway { client: client.clone(), current: Mutex::new(gateway) });
         loop {
             let (mut conn, _) = listener.accept().await.context("accepting a local connection")?;
-            let pods = pods.clone();
             let gateway = gateway.clone();
             tokio::spawn(async move {
-                let forward = async {
-                    let mut pf = pods.portforward(&gateway.pod, &[gateway.port]).await?;
-                    let mut upstream = pf.take_stream(gateway.port).context("port-forward gave no stream")?;
-                    tokio::io::copy_bidirectional(&mut conn, &mut upstream).await?;
-                    drop(upstream);
-                    pf.join().await?;
-                    anyhow::Ok(())
-                };
-                if let Err(e) = forward.await {
-                    eprintln!("warning: forwarding a connection failed: {e:#}");
+                if let Err(e) = gateway.forward(&mut conn).await {
+                    eprintln!("warning: forwarding a local connection failed: {e:#}");
                 }
             });
         }
     })
+}
+
+/// The gateway pod that local connections go to, followed when it is replaced.
+struct Gateway {
+    client: Client,
+    current: Mutex<GatewayTarget>,
+}
+
+impl Gateway {
+    /// Forwards one local connection over a port-forward of its own to the gateway pod, until
+    /// either side closes. When the pod is gone (a rollout or restart replaced it), the gateway is
+    /// resolved again and the connection goes to its new pod.
+    async fn forward(&self, conn: &mut tokio::net::TcpStream) -> anyhow::Result<()> {
+        let target = self.current.lock().expect("gateway lock").clone();
+        let (forward, target) = match open_forward(&self.client, &target).await {
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                let replacement = resolve_gateway(&self.client).await?;
+                if replacement != target {
+                    eprintln!(
+                        "note: the gateway pod {GATEWAY_NAMESPACE}/{} is gone; forwarding to pod {GATEWAY_NAMESPACE}/{} port {} now",
+                        target.pod, replacement.pod, replacement.port
+                    );
+                    *self.current.lock().expect("gateway lock") = replacement.clone();
+                }
+                let forward = open_forward(&self.client, &replacement).await.map_err(|e| not_opened(&replacement, &e))?;
+                (forward, replacement)
+            }
+            opened => (opened.map_err(|e| not_opened(&target, &e))?, target),
+        };
+        copy_forward(forward, &target, conn).await
+    }
+}
+
+async fn open_forward(client: &Client, target: &GatewayTarget) -> Result<Portforwarder, kube::Error> {
+    Api::<Pod>::namespaced(client.clone(), GATEWAY_NAMESPACE).portforward(&target.pod, &[target.port]).await
+}
+
+fn not_opened(target: &GatewayTarget, e: &kube::Error) -> anyhow::Error {
+    let (pod, port) = (&target.pod, target.port);
+    let reason = match e {
+        kube::Error::Api(status) => status.message.clone(),
+        other => crate::cluster::error_chain(other),
+    };
+    anyhow::anyhow!(
+        "the API server did not open a port-forward to pod {GATEWAY_NAMESPACE}/{pod} port {port}: {reason}\n  hint: \
+         the API server may not reach the kubelet of the pod's node; \
+         `kubectl -n {GATEWAY_NAMESPACE} port-forward pod/{pod} {port}` shows the API server's answer"
+    )
+}
+
+/// Copies between the local connection and an open port-forward. A failure the kubelet reports
+/// on the port's error channel (e.g. nothing listens on the port) ends the connection and is
+/// returned: the kubelet then just closes the stream, which alone would look like an empty answer.
+async fn copy_forward(mut forward: Portforwarder, target: &GatewayTarget, conn: &mut tokio::net::TcpStream) -> anyhow::Result<()> {
+    use futures::FutureExt as _;
+    let (pod, port) = (&target.pod, target.port);
+    let mut upstream = forward.take_stream(port).context("the port-forward has no stream for the port")?;
+    let mut pod_error = forward.take_error(port).context("the port-forward has no error channel for the port")?.fuse();
+    let copied = tokio::select! {
+        copied = tokio::io::copy_bidirectional(conn, &mut upstream) => copied,
+        Some(message) = &mut pod_error => return Err(kubelet_error(message, port)),
+    };
+    drop(upstream);
+    let joined = forward.join().await;
+    // The stream may end before the error message was looked at; the task has finished now.
+    if let Some(Some(message)) = pod_error.now_or_never() {
+        return Err(kubelet_error(message, port));
+    }
+    copied.with_context(|| format!("copying between the local connection and pod {GATEWAY_NAMESPACE}/{pod} port {port}"))?;
+    joined.with_context(|| format!("the port-forward to pod {GATEWAY_NAMESPACE}/{pod} port {port} ended with an error"))?;
+    Ok(())
+}
+
+fn kubelet_error(message: String, port: u16) -> anyhow::Error {
+    anyhow::anyhow!("{message}\n  hint: is the gateway listening on port {port}? `kfctl status` shows the istio component")
 }
 
 #[cfg(test)]

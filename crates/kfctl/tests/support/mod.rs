@@ -135,6 +135,33 @@ impl TestNamespace {
             .take(30)
             .collect();
         let name = format!("kt-{}-{}-{}", slug.trim_matches('-'), std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+        Self::create(env, client, name).await
+    }
+
+    /// The namespace `name` itself, for a test of something that looks in a fixed namespace
+    /// (`kfctl open` and istio-system). The test owns it until dropped: a leftover of an
+    /// interrupted test run (it carries [`TEST_NAMESPACE_LABEL`]) is deleted first; a namespace
+    /// that is someone else's makes the test fail rather than touch it.
+    pub async fn fixed(name: &str) -> TestNamespace {
+        let env = env().await;
+        let client = env.client().await.unwrap_or_else(|e| panic!("{e}"));
+        let api = Api::<Namespace>::all(client.clone());
+        wait_until(&format!("namespace {name} to be free for this test"), Duration::from_secs(300), || async {
+            let Some(ns) = api.get_opt(name).await.unwrap_or_else(|e| panic!("reading namespace {name}: {e}")) else {
+                return true;
+            };
+            let labels = ns.metadata.labels.unwrap_or_default();
+            if labels.get(TEST_NAMESPACE_LABEL).map(String::as_str) != Some(name) && ns.metadata.deletion_timestamp.is_none() {
+                panic!("namespace {name} exists and is not a test's\n  hint: this test needs {name} for itself; delete it from the testenv");
+            }
+            let _ = api.delete(name, &DeleteParams::background()).await;
+            false
+        })
+        .await;
+        Self::create(env, client, name.to_owned()).await
+    }
+
+    async fn create(env: TestEnv, client: Client, name: String) -> TestNamespace {
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
