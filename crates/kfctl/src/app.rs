@@ -141,10 +141,10 @@ impl App {
         };
 
         remove_abandoned_staging(&parent);
-        let staging = tempfile::Builder::new().prefix(STAGING_PREFIX).tempdir_in(&parent).map_err(io_err(&parent))?;
-        // Lets a later init tell this staging directory from one a killed run left behind.
-        let owner = staging.path().join(STAGING_OWNER);
-        std::fs::write(&owner, std::process::id().to_string()).map_err(io_err(&owner))?;
+        // The owner's pid is in the name, so a later init tells this staging directory from one
+        // a killed run left behind, whatever the moment it was killed.
+        let prefix = format!("{STAGING_PREFIX}{}-", std::process::id());
+        let staging = tempfile::Builder::new().prefix(&prefix).tempdir_in(&parent).map_err(io_err(&parent))?;
         say(format!("fetching {}", opts.registry));
         let fetched = registry::fetch(&opts.registry, staging.path())?;
         say(format!("fetched {} bytes, sha256 {}", fetched.size, fetched.sha256));
@@ -441,21 +441,18 @@ fn version_from_prefix(prefix: &str) -> Option<String> {
     Some(format!("v{version}"))
 }
 
-/// Hidden directories `kfctl init` stages an app in, next to the app directory.
+/// Hidden directories `kfctl init` stages an app in, next to the app directory:
+/// `.kfctl-init-<pid of the owning kfctl>-<random>`.
 const STAGING_PREFIX: &str = ".kfctl-init-";
-/// The file in a staging directory holding the pid of the kfctl that owns it.
-const STAGING_OWNER: &str = ".owner-pid";
 
 /// Remove staging directories in `parent` whose owning kfctl is gone (killed mid-init): an
 /// interrupted init never leaves a half-written app, and this keeps it from leaving litter.
 fn remove_abandoned_staging(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
-        if !entry.file_name().to_string_lossy().starts_with(STAGING_PREFIX) {
-            continue;
-        }
-        let owner = std::fs::read_to_string(entry.path().join(STAGING_OWNER)).ok().and_then(|pid| pid.trim().parse::<u32>().ok());
-        // No pid yet means the owner may be between creating the directory and writing it.
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) else { continue };
+        let owner = rest.split_once('-').and_then(|(pid, _)| pid.parse::<u32>().ok());
         if owner.is_some_and(|pid| !process_alive(pid)) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -476,7 +473,6 @@ fn process_alive(pid: u32) -> bool {
 /// working directory) the registry version directory and kfctl.yaml one rename each.
 fn move_into_place(staging: tempfile::TempDir, dir: &Path, registry_rel: &Path) -> Result<(), AppError> {
     if std::fs::symlink_metadata(dir).is_err() {
-        let _ = std::fs::remove_file(staging.path().join(STAGING_OWNER));
         let staged = staging.keep();
         return std::fs::rename(&staged, dir).map_err(|error| {
             let _ = std::fs::remove_dir_all(&staged);

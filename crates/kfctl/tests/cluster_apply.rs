@@ -268,6 +268,9 @@ async fn hand_edits_are_corrected_by_the_next_apply_though_the_desired_objects_d
     fx.component("web", &[fx.config_map("settings"), fx.deployment("web", json!({}))]);
     fx.config(&["widgets", "web"]);
     fx.kfctl_ok(&["apply"]);
+    // Until the Deployment is ready its controller still writes its status (a new
+    // resourceVersion that is not kfctl's doing).
+    fx.kfctl_ok(&["wait", "--timeout", "120s"]);
     let inventory = fx.inventory_text().await;
     assert!(inventory.contains("applied.json") && inventory.contains("resourceVersion"), "no applied records: {inventory}");
 
