@@ -117,6 +117,10 @@ impl RunningKfctl {
         RunningKfctl { child, lines, reader: Some(reader) }
     }
 
+    fn child_running(&mut self) -> bool {
+        self.child.try_wait().expect("kfctl status").is_none()
+    }
+
     fn output(&self) -> String {
         self.lines.lock().expect("lines").join("\n")
     }
@@ -145,9 +149,14 @@ impl Drop for RunningKfctl {
 
 /// The IP of the webhook server's pod, once simnode started it (Running, not yet Ready).
 async fn server_pod_ip(ns: &TestNamespace) -> Ipv4Addr {
+    pod_ip_of(ns, SERVER).await
+}
+
+/// The IP of the pod labelled `app=<app>`, once simnode started it (Running, not yet Ready).
+async fn pod_ip_of(ns: &TestNamespace, app: &str) -> Ipv4Addr {
     let pods: Api<Pod> = ns.api();
     wait_for("the webhook server's pod to have an IP", LIMIT, || async {
-        let list = pods.list(&ListParams::default().labels(&format!("app={SERVER}"))).await.unwrap();
+        let list = pods.list(&ListParams::default().labels(&format!("app={app}"))).await.unwrap();
         let status = list.items.into_iter().next()?.status?;
         (status.phase.as_deref() == Some("Running")).then_some(())?;
         status.pod_ip?.parse().ok()
@@ -305,4 +314,84 @@ async fn a_denial_by_the_ready_webhook_is_reported_with_its_reason_and_not_retri
     let cms: Api<ConfigMap> = ns.api();
     assert!(cms.get_opt(GATED[0]).await.unwrap().is_some());
     assert!(cms.get_opt(GATED[1]).await.unwrap().is_none());
+}
+
+/// Two webhooks, each with its own server: what only the ready one intercepts goes in as soon as
+/// its server is ready (checked by it), while the other's configuration and what it intercepts are
+/// held back and named.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_webhook_gates_only_what_it_intercepts() {
+    let ns = TestNamespace::new("gate-two").await;
+    let n = ns.name.clone();
+    ns.fail_pods("hook-a", "NotReady").await;
+    ns.fail_pods("hook-b", "NotReady").await;
+    let ready = AdmissionWebhook::new("hook-a", &n, Policy::AdmitAll);
+    let never = AdmissionWebhook::new("hook-b", &n, Policy::AdmitAll);
+    let app = AppDir::new(&n);
+    let server = |name: &str| {
+        vec![
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": n},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}},
+                        "spec": {"containers": [{"name": "server", "image": "registry.invalid/kfctl-test/webhook:1",
+                            "ports": [{"containerPort": PORT}]}]}}}}),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": n},
+                "spec": {"selector": {"app": name}, "ports": [{"port": 443, "targetPort": PORT}]}}),
+        ]
+    };
+    // Webhook `<name>.kfctl.test` checks ConfigMaps labelled `kfctl-test/gated: <name>`.
+    let configuration = |name: &str, webhook: &AdmissionWebhook| {
+        ns.delete_on_drop::<ValidatingWebhookConfiguration>(&format!("{n}-{name}"));
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+            "metadata": {"name": format!("{n}-{name}")},
+            "webhooks": [{
+                "name": format!("{name}.kfctl.test"),
+                "admissionReviewVersions": ["v1"], "sideEffects": "None", "failurePolicy": "Fail", "timeoutSeconds": 10,
+                "clientConfig": {"caBundle": webhook.ca_bundle_base64(),
+                                 "service": {"namespace": n, "name": name, "path": "/validate", "port": 443}},
+                "namespaceSelector": {"matchLabels": {TEST_NAMESPACE_LABEL: n}},
+                "objectSelector": {"matchLabels": {GATED_LABEL: name}},
+                "rules": [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                           "resources": ["configmaps"], "scope": "Namespaced"}]
+            }]
+        })
+    };
+    let gated = |name: &str, by: &str| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": n, "labels": {GATED_LABEL: by}},
+               "data": {"k": "v"}})
+    };
+    app.component("servers", &[server("hook-a"), server("hook-b")].concat());
+    app.component("hooks", &[configuration("hook-a", &ready), configuration("hook-b", &never)]);
+    app.component("settings", &[gated("checked-by-a", "hook-a"), gated("checked-by-b", "hook-b")]);
+    app.config(&["servers", "hooks", "settings"]);
+
+    let mut kfctl = RunningKfctl::start(&ns, &app, &["--gate-timeout", "20s"]);
+    let pod_ip = pod_ip_of(&ns, "hook-a").await;
+    ready.serve(SocketAddr::from((pod_ip, PORT))).await;
+    ns.clear_pod_failure("hook-a").await;
+    // What webhook a checks goes in while kfctl still waits for b's server.
+    let cms: Api<ConfigMap> = ns.api();
+    wait_until("the object only the ready webhook checks to be applied", LIMIT, || async {
+        cms.get_opt("checked-by-a").await.unwrap().is_some()
+    })
+    .await;
+    assert!(kfctl.child_running(), "kfctl finished before the other webhook's gate timed out:\n{}", kfctl.output());
+    let seen = ready.received();
+    assert!(
+        seen.iter().any(|r| r.name == "checked-by-a" && r.operation == "CREATE" && !r.dry_run && r.allowed),
+        "the ready webhook did not check what it intercepts: {seen:?}"
+    );
+
+    let (ok, out) = kfctl.finish().await;
+    assert!(!ok, "kfctl apply succeeded though webhook b never became ready:\n{out}");
+    let error = &out[out.find("error:").expect("an error")..];
+    assert!(error.contains(&format!("webhook hook-b.kfctl.test (ValidatingWebhookConfiguration.admissionregistration.k8s.io {n}-hook-b) is not serving")), "{error}");
+    assert!(error.contains(&format!("  - ConfigMap {n}/checked-by-b [settings]")) && error.contains("2 held back"), "{error}");
+    assert!(!error.contains("hook-a.kfctl.test") && !error.contains("checked-by-a"), "the ready webhook's objects named:\n{error}");
+    assert!(cms.get_opt("checked-by-b").await.unwrap().is_none(), "what the unready webhook intercepts was applied");
+    let vwcs: Api<ValidatingWebhookConfiguration> = Api::all(ns.client.clone());
+    assert!(vwcs.get_opt(&format!("{n}-hook-a")).await.unwrap().is_some());
+    assert!(vwcs.get_opt(&format!("{n}-hook-b")).await.unwrap().is_none(), "the unready webhook was registered");
+    assert!(never.received().is_empty(), "{:?}", never.received());
 }

@@ -33,9 +33,14 @@ pub use inventory::InventoryError;
 type Identity = (String, String, Option<String>, String);
 
 /// How long kfctl lets the API server take to start calling a webhook configuration it just
-/// wrote, before applying what that webhook intercepts. No API tells when it has; the informer
-/// usually needs milliseconds, this leaves room for a busy server.
+/// wrote, before applying what that webhook intercepts, when its own watch of the configurations
+/// gives no sign. No API tells when the server has it; the informer usually needs milliseconds,
+/// this leaves room for a busy server.
 const WEBHOOK_REGISTRATION_SETTLE: Duration = Duration::from_secs(2);
+
+/// How long after kfctl's watch showed a written webhook configuration the API server's own
+/// informer (fed by the same watch cache at the same moment) is given to have it too.
+const WEBHOOK_INFORMER_MARGIN: Duration = Duration::from_millis(300);
 
 /// Wall time per stage of a run, written to stderr when `KFCTL_STAGE_TIMES` is set (for
 /// benchmarks; silent otherwise).

@@ -13,14 +13,14 @@
 //! write and finishes with its last.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, ObjectMeta};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, PartialObjectMeta};
 use kube::runtime::wait::{Condition, conditions};
 use kube::runtime::watcher;
 use serde_json::Value;
@@ -28,7 +28,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use super::discovery::KindResolver;
-use super::{ApplyOptions, Identity, Outcome, UnreadyWebhook, WEBHOOK_REGISTRATION_SETTLE, apply_one};
+use super::{ApplyOptions, Identity, Outcome, UnreadyWebhook, WEBHOOK_INFORMER_MARGIN, WEBHOOK_REGISTRATION_SETTLE, apply_one};
 use crate::health::{self, EventRecorder};
 use crate::plan::{PhaseName, Plan, PlannedObject};
 use crate::progress::{Progress, ProgressSink};
@@ -94,15 +94,24 @@ impl Writer<'_> {
         let webhooks = WebhookGate::start(self, &objects);
         let permits = Semaphore::new(self.opts.concurrency.max(1));
 
-        // Start order: what opens the slowest gate first (webhook servers, with the service
-        // accounts their pods need, then CRDs), then plan order. Each object keeps its place in
-        // line for a permit once what it waits for is there.
+        // Start order: what opens the slowest gate first, then plan order. The slowest gate is a
+        // webhook server's pod getting ready: the service accounts those pods run as go first
+        // (before 1.21 a pod cannot be created until its service account has a token, and the
+        // token controller works through new accounts in the order they come), then the servers,
+        // then CRDs, then the other service accounts. Each object keeps its place in line for a
+        // permit once what it waits for is there.
+        let server_accounts = webhook_server_accounts(self.plan);
         let mut objects = objects;
-        objects.sort_by_key(|o| match phases[&o.reference.identity()] {
-            _ if o.reference.group.is_empty() && o.reference.kind == "ServiceAccount" => 0,
-            PhaseName::WebhookServers => 1,
-            PhaseName::Crds => 2,
-            _ => 3,
+        objects.sort_by_key(|o| {
+            let r = &o.reference;
+            let account = r.group.is_empty() && r.kind == "ServiceAccount";
+            match phases[&r.identity()] {
+                _ if account && server_accounts.contains(&(r.namespace.clone().unwrap_or_default(), r.name.clone())) => 0,
+                PhaseName::WebhookServers => 1,
+                PhaseName::Crds => 2,
+                _ if account => 3,
+                _ => 4,
+            }
         });
         let mut running: FuturesUnordered<_> = objects
             .iter()
@@ -175,6 +184,20 @@ impl Writer<'_> {
         self.sink.report(Progress::PhaseStarted { phase: phase.to_string(), objects: total });
         self.events.record(false, "PhaseStarted", &format!("phase {phase}: applying {todo} of {total} objects"));
     }
+}
+
+/// (namespace, name) of the service accounts the pods of the plan's webhook servers run as.
+fn webhook_server_accounts(plan: &Plan) -> HashSet<(String, String)> {
+    plan.phases
+        .iter()
+        .filter(|p| p.name == PhaseName::WebhookServers)
+        .flat_map(|p| &p.objects)
+        .filter_map(|o| {
+            let pod = o.object.pointer("/spec/template/spec")?;
+            let account = pod.get("serviceAccountName").or_else(|| pod.get("serviceAccount")).and_then(Value::as_str).unwrap_or("default");
+            Some((o.reference.namespace.clone().unwrap_or_default(), account.to_owned()))
+        })
+        .collect()
 }
 
 fn is_webhook_configuration(o: &PlannedObject) -> bool {
@@ -267,45 +290,67 @@ impl Drop for CrdGate {
 /// The plan's webhooks as what they intercept waits for them: their servers ready, then every
 /// webhook configuration written and given time to load.
 struct WebhookGate {
-    /// Set once the webhook servers' Services were waited for: which objects are held back
-    /// (identity -> webhook) and the webhooks that never got a ready server.
-    servers: watch::Sender<Option<Arc<ServerCheck>>>,
+    /// Each Service of this pool's webhooks once waited for: Ok when it got a ready endpoint,
+    /// Err with why not.
+    servers: watch::Sender<HashMap<(String, String), Result<(), String>>>,
+    /// Object (a configuration, or what a webhook intercepts) -> the Services it waits for,
+    /// each with the webhook that calls it.
+    needs: HashMap<Identity, Vec<((String, String), String)>>,
+    /// The plan's webhooks that objects of this pool wait for.
+    waiting: Vec<crate::plan::WebhookGate>,
     /// Webhook configurations still to write, and when the last one was written.
     configurations: watch::Sender<ConfigurationState>,
-    /// Object -> the webhook configurations that intercept it.
+    /// Object -> the webhook configurations of this pool that intercept it.
     intercepted_by: HashMap<Identity, Vec<Identity>>,
-    check: Option<tokio::task::AbortHandle>,
-}
-
-#[derive(Default)]
-struct ServerCheck {
-    held: HashMap<Identity, String>,
-    unready: Vec<UnreadyWebhook>,
+    /// The Endpoints watches, and the watch over webhook configurations that tells when the API
+    /// server has them.
+    tasks: Vec<tokio::task::AbortHandle>,
 }
 
 #[derive(Default)]
 struct ConfigurationState {
-    left: usize,
+    /// Configurations of this pool not written yet.
+    writing: HashSet<Identity>,
     failed: HashSet<Identity>,
-    last_write: Option<Instant>,
+    /// Written configurations: the resourceVersion written and when the write returned.
+    written: HashMap<Identity, (String, Instant)>,
+    /// Every version of a webhook configuration the watch has shown, and when.
+    seen: HashMap<(Identity, String), Instant>,
+}
+
+impl ConfigurationState {
+    /// When the watch showed configuration `c` as written (None: not yet, or not written).
+    fn loaded(&self, c: &Identity) -> Option<Instant> {
+        let (version, _) = self.written.get(c)?;
+        self.seen.get(&(c.clone(), version.clone())).copied()
+    }
 }
 
 impl WebhookGate {
     fn start(writer: &Writer<'_>, objects: &[&PlannedObject]) -> WebhookGate {
-        let pending = writer.pending;
         let plan = writer.plan;
+        let configurations_written: HashSet<Identity> =
+            objects.iter().filter(|o| is_webhook_configuration(o)).map(|o| o.reference.identity()).collect();
+        // An object waits only for the configurations this pool writes: the others are loaded.
         let mut intercepted_by: HashMap<Identity, Vec<Identity>> = HashMap::new();
-        for gate in &plan.webhook_gates {
+        for gate in plan.webhook_gates.iter().filter(|g| configurations_written.contains(&g.configuration.identity())) {
             for r in &gate.intercepted {
-                intercepted_by.entry(r.identity()).or_default().push(gate.configuration.identity());
+                let by = intercepted_by.entry(r.identity()).or_default();
+                if !by.contains(&gate.configuration.identity()) {
+                    by.push(gate.configuration.identity());
+                }
             }
         }
-        let left = objects.iter().filter(|o| is_webhook_configuration(o)).count();
-        let (configurations, _) = watch::channel(ConfigurationState { left, ..ConfigurationState::default() });
+        let loaded = (!configurations_written.is_empty()).then(|| watch_configurations(writer.client));
+        let (configurations, _) =
+            watch::channel(ConfigurationState { writing: configurations_written, ..ConfigurationState::default() });
+        let loaded = loaded.map(|start| start(configurations.clone()));
+        // The gates of this pool's objects (the namespaces' pool has none).
+        let writing: HashSet<Identity> = objects.iter().map(|o| o.reference.identity()).collect();
         let waiting: Vec<_> = plan
             .webhook_gates
             .iter()
-            .filter(|g| std::iter::once(&g.configuration).chain(&g.intercepted).any(|r| pending.contains_key(&r.identity())))
+            .filter(|g| std::iter::once(&g.configuration).chain(&g.intercepted).any(|r| writing.contains(&r.identity())))
             .cloned()
             .collect();
         let services: Vec<(String, String)> =
@@ -316,33 +361,31 @@ impl WebhookGate {
                 text: format!("waiting for Service {ns}/{name} to have ready endpoints (webhook {})", names.join(", ")),
             });
         }
-        let (servers, _) = watch::channel(services.is_empty().then(|| Arc::new(ServerCheck::default())));
-        let check = (!services.is_empty()).then(|| {
-            let (client, servers, timeout) = (writer.client.clone(), servers.clone(), writer.opts.gate_timeout);
-            let pending: HashSet<Identity> = pending.keys().cloned().collect();
-            tokio::spawn(async move {
-                let unready: HashMap<(String, String), String> =
-                    health::gates::services_without_endpoints(&client, &services, timeout).await.into_iter().collect();
-                let mut check = ServerCheck::default();
-                for gate in &waiting {
-                    let Some(why) = unready.get(&gate.service) else { continue };
-                    check.unready.push(UnreadyWebhook {
-                        webhook: gate.webhook.clone(),
-                        configuration: gate.configuration.to_string(),
-                        service: format!("{}/{}", gate.service.0, gate.service.1),
-                        why: why.clone(),
+        let mut needs: HashMap<Identity, Vec<((String, String), String)>> = HashMap::new();
+        for gate in &waiting {
+            for r in std::iter::once(&gate.configuration).chain(&gate.intercepted).filter(|r| writing.contains(&r.identity())) {
+                needs.entry(r.identity()).or_default().push((gate.service.clone(), gate.webhook.clone()));
+            }
+        }
+        // Each Service on its own: a webhook's configuration, and what only it intercepts, go as
+        // soon as its own server is ready.
+        let (servers, _) = watch::channel(HashMap::new());
+        let mut tasks: Vec<tokio::task::AbortHandle> = services
+            .into_iter()
+            .map(|service| {
+                let (client, servers, timeout) = (writer.client.clone(), servers.clone(), writer.opts.gate_timeout);
+                tokio::spawn(async move {
+                    let unready = health::gates::services_without_endpoints(&client, std::slice::from_ref(&service), timeout).await;
+                    let result = unready.into_iter().next().map_or(Ok(()), |(_, why)| Err(why));
+                    servers.send_modify(|m| {
+                        m.insert(service, result);
                     });
-                    for r in std::iter::once(&gate.configuration).chain(&gate.intercepted) {
-                        if pending.contains(&r.identity()) {
-                            check.held.entry(r.identity()).or_insert_with(|| gate.webhook.clone());
-                        }
-                    }
-                }
-                servers.send_replace(Some(Arc::new(check)));
+                })
+                .abort_handle()
             })
-            .abort_handle()
-        });
-        WebhookGate { servers, configurations, intercepted_by, check }
+            .collect();
+        tasks.extend(loaded);
+        WebhookGate { servers, needs, waiting, configurations, intercepted_by, tasks }
     }
 
     /// Wait until `o` (of `phase`) may be written; Err with what became of it instead (held
@@ -353,51 +396,55 @@ impl WebhookGate {
             return Ok(());
         }
         let identity = o.reference.identity();
-        let check = self.server_check().await;
-        if let Some(webhook) = check.held.get(&identity) {
-            return Err(Written::HeldBack(webhook.clone()));
+        if let Some(needs) = self.needs.get(&identity) {
+            let mut servers = self.servers.subscribe();
+            let servers = servers.wait_for(|m| needs.iter().all(|(service, _)| m.contains_key(service))).await.expect("gate alive");
+            if let Some((_, webhook)) = needs.iter().find(|(service, _)| servers[service].is_err()) {
+                return Err(Written::HeldBack(webhook.clone()));
+            }
         }
         if configuration {
             return Ok(());
         }
+        let Some(mine) = self.intercepted_by.get(&identity) else { return Ok(()) };
         let mut state = self.configurations.subscribe();
         let last_write = {
-            let s = state.wait_for(|s| s.left == 0).await.expect("the gate outlives its waiters");
-            let failed: Vec<String> = self
-                .intercepted_by
-                .get(&identity)
-                .into_iter()
-                .flatten()
-                .filter(|c| s.failed.contains(*c))
-                .map(|(_, kind, _, name)| format!("{kind} {name}"))
-                .collect();
+            let s = state.wait_for(|s| mine.iter().all(|c| !s.writing.contains(c))).await.expect("the gate outlives its waiters");
+            let failed: Vec<String> =
+                mine.iter().filter(|c| s.failed.contains(*c)).map(|(_, kind, _, name)| format!("{kind} {name}")).collect();
             if !failed.is_empty() {
                 return Err(Written::Failed(format!(
                     "not applied: a webhook configuration that checks it did not apply ({})",
                     failed.join(", ")
                 )));
             }
-            s.last_write
+            mine.iter().filter_map(|c| s.written.get(c).map(|(_, at)| *at)).max()
         };
-        if let Some(at) = last_write {
-            // The API server loads webhook configurations through its own informer, a moment
-            // after the write returns; an object written in that moment would skip them.
-            tokio::time::sleep_until(at + WEBHOOK_REGISTRATION_SETTLE).await;
+        let Some(last_write) = last_write else { return Ok(()) };
+        // The API server calls a webhook once its own informer has the configuration, a moment
+        // after the write returns. kfctl's watch of the configurations is fed by the same watch
+        // cache at the same moment: once it shows every configuration as written, a short margin
+        // covers the informer. Without that sign (no watch allowed, a slow watch) the settle time
+        // after the last write has to do.
+        // (A configuration held back was not written: nothing to load.)
+        let all_loaded = |s: &ConfigurationState| mine.iter().all(|c| !s.written.contains_key(c) || s.loaded(c).is_some());
+        let loaded = tokio::time::timeout_at(last_write + WEBHOOK_REGISTRATION_SETTLE, state.wait_for(all_loaded)).await;
+        if let Ok(Ok(s)) = loaded {
+            let seen = mine.iter().filter_map(|c| s.loaded(c)).max().unwrap_or(last_write);
+            drop(s);
+            tokio::time::sleep_until(seen + WEBHOOK_INFORMER_MARGIN).await;
         }
         Ok(())
     }
 
-    async fn server_check(&self) -> Arc<ServerCheck> {
-        let mut servers = self.servers.subscribe();
-        let check = servers.wait_for(Option::is_some).await.expect("gate alive");
-        check.clone().expect("checked")
-    }
-
     fn configuration_done(&self, o: &PlannedObject, written: &Written) {
         self.configurations.send_modify(|s| {
-            s.left = s.left.saturating_sub(1);
+            s.writing.remove(&o.reference.identity());
             match written {
-                Written::Applied(..) => s.last_write = Some(Instant::now()),
+                Written::Applied(_, meta) => {
+                    let version = meta.resource_version.clone().unwrap_or_default();
+                    s.written.insert(o.reference.identity(), (version, Instant::now()));
+                }
                 Written::Failed(_) => {
                     s.failed.insert(o.reference.identity());
                 }
@@ -408,14 +455,78 @@ impl WebhookGate {
     }
 
     fn unready(&self) -> Vec<UnreadyWebhook> {
-        self.servers.borrow().as_ref().map(|c| c.unready.clone()).unwrap_or_default()
+        let servers = self.servers.borrow();
+        self.waiting
+            .iter()
+            .filter_map(|gate| {
+                let Some(Err(why)) = servers.get(&gate.service) else { return None };
+                Some(UnreadyWebhook {
+                    webhook: gate.webhook.clone(),
+                    configuration: gate.configuration.to_string(),
+                    service: format!("{}/{}", gate.service.0, gate.service.1),
+                    why: why.clone(),
+                })
+            })
+            .collect()
     }
 }
 
 impl Drop for WebhookGate {
     fn drop(&mut self) {
-        if let Some(check) = &self.check {
-            check.abort();
+        for task in &self.tasks {
+            task.abort();
         }
+    }
+}
+
+/// Start watching Validating- and MutatingWebhookConfigurations (as soon as called, so the
+/// watch is open before the first write), recording each version shown into the state given.
+fn watch_configurations(client: &Client) -> impl FnOnce(watch::Sender<ConfigurationState>) -> tokio::task::AbortHandle {
+    let (versions, mut seen) = tokio::sync::mpsc::unbounded_channel::<(Identity, String)>();
+    let watch_kind = |kind: &'static str, api: Api<PartialObjectMeta<DynamicObject>>| {
+        let versions = versions.clone();
+        tokio::spawn(async move {
+            let mut changes = watcher(api, watcher::Config::default()).boxed();
+            while let Some(change) = changes.next().await {
+                let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = change else { continue };
+                let (Some(name), Some(version)) = (o.metadata.name, o.metadata.resource_version) else { continue };
+                let identity = ("admissionregistration.k8s.io".to_owned(), kind.to_owned(), None, name);
+                if versions.send((identity, version)).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let resource = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind), plural)
+    };
+    let validating = watch_kind(
+        "ValidatingWebhookConfiguration",
+        Api::all_with(client.clone(), &resource("ValidatingWebhookConfiguration", "validatingwebhookconfigurations")),
+    );
+    let mutating = watch_kind(
+        "MutatingWebhookConfiguration",
+        Api::all_with(client.clone(), &resource("MutatingWebhookConfiguration", "mutatingwebhookconfigurations")),
+    );
+    move |state| {
+        tokio::spawn(async move {
+            // The watches end with this task.
+            let _watches = (AbortOnDrop(validating), AbortOnDrop(mutating));
+            while let Some((identity, version)) = seen.recv().await {
+                state.send_modify(|s| {
+                    s.seen.entry((identity, version)).or_insert_with(Instant::now);
+                });
+            }
+        })
+        .abort_handle()
+    }
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

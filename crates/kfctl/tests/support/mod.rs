@@ -217,6 +217,13 @@ impl TestNamespace {
         self.cluster_objects.lock().expect("cluster objects").push((ApiResource::erase::<K>(&()), name.to_string()));
     }
 
+    /// Removes the failure rule [`Self::fail_pods`] set for `pod_name_prefix`; the others stay.
+    pub async fn clear_pod_failure(&self, pod_name_prefix: &str) {
+        let key = format!("{}.{}", self.name, if pod_name_prefix.is_empty() { "all" } else { pod_name_prefix });
+        set_fault_rule(&self.client, &key, None).await;
+        self.fault_keys.lock().expect("fault keys").retain(|k| *k != key);
+    }
+
     /// Removes the failure rules this namespace set.
     pub async fn clear_pod_failures(&self) {
         let keys = std::mem::take(&mut *self.fault_keys.lock().expect("fault keys"));
