@@ -42,16 +42,7 @@ fn write_app(ns: &TestNamespace, webhook: &AdmissionWebhook, denied: Option<&str
     let app = AppDir::new(&ns.name);
     let n = &ns.name;
     let config_name = format!("{n}-gate");
-    app.component("hook-server", &[
-        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": SERVER, "namespace": n},
-            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": SERVER}},
-                "template": {"metadata": {"labels": {"app": SERVER}},
-                    "spec": {"containers": [{"name": "server", "image": "registry.invalid/kfctl-test/webhook:1",
-                        "ports": [{"containerPort": PORT}]}]}}}}),
-        // No port protocol: kfctl defaults it as the API server would (1.20 SSA needs it).
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": SERVICE, "namespace": n},
-            "spec": {"selector": {"app": SERVER}, "ports": [{"port": 443, "targetPort": PORT}]}}),
-    ]);
+    app.component("hook-server", &webhook_server(n, SERVER, SERVICE));
     app.component("hooks", &[json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
         "metadata": {"name": config_name},
@@ -85,6 +76,21 @@ fn write_app(ns: &TestNamespace, webhook: &AdmissionWebhook, denied: Option<&str
     app.config(&["hook-server", "hooks", "settings"]);
     ns.delete_on_drop::<ValidatingWebhookConfiguration>(&config_name);
     (app, config_name)
+}
+
+/// A webhook server: Deployment `deployment` (pods labelled `app=<deployment>`) behind Service
+/// `service` on port 443.
+fn webhook_server(namespace: &str, deployment: &str, service: &str) -> Vec<serde_json::Value> {
+    vec![
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": deployment, "namespace": namespace},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": deployment}},
+                "template": {"metadata": {"labels": {"app": deployment}},
+                    "spec": {"containers": [{"name": "server", "image": "registry.invalid/kfctl-test/webhook:1",
+                        "ports": [{"containerPort": PORT}]}]}}}}),
+        // No port protocol: kfctl defaults it as the API server would (1.20 SSA needs it).
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": service, "namespace": namespace},
+            "spec": {"selector": {"app": deployment}, "ports": [{"port": 443, "targetPort": PORT}]}}),
+    ]
 }
 
 /// A running `kfctl apply` whose stderr (its progress lines) is collected as it comes.
@@ -328,17 +334,6 @@ async fn each_webhook_gates_only_what_it_intercepts() {
     let ready = AdmissionWebhook::new("hook-a", &n, Policy::AdmitAll);
     let never = AdmissionWebhook::new("hook-b", &n, Policy::AdmitAll);
     let app = AppDir::new(&n);
-    let server = |name: &str| {
-        vec![
-            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": n},
-                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
-                    "template": {"metadata": {"labels": {"app": name}},
-                        "spec": {"containers": [{"name": "server", "image": "registry.invalid/kfctl-test/webhook:1",
-                            "ports": [{"containerPort": PORT}]}]}}}}),
-            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": n},
-                "spec": {"selector": {"app": name}, "ports": [{"port": 443, "targetPort": PORT}]}}),
-        ]
-    };
     // Webhook `<name>.kfctl.test` checks ConfigMaps labelled `kfctl-test/gated: <name>`.
     let configuration = |name: &str, webhook: &AdmissionWebhook| {
         ns.delete_on_drop::<ValidatingWebhookConfiguration>(&format!("{n}-{name}"));
@@ -361,7 +356,7 @@ async fn each_webhook_gates_only_what_it_intercepts() {
         json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": n, "labels": {GATED_LABEL: by}},
                "data": {"k": "v"}})
     };
-    app.component("servers", &[server("hook-a"), server("hook-b")].concat());
+    app.component("servers", &[webhook_server(&n, "hook-a", "hook-a"), webhook_server(&n, "hook-b", "hook-b")].concat());
     app.component("hooks", &[configuration("hook-a", &ready), configuration("hook-b", &never)]);
     app.component("settings", &[gated("checked-by-a", "hook-a"), gated("checked-by-b", "hook-b")]);
     app.config(&["servers", "hooks", "settings"]);
