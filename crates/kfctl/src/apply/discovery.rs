@@ -27,11 +27,14 @@ pub struct ResolvedKind {
 pub struct KindResolver {
     client: Client,
     by_group_version: Mutex<HashMap<String, HashMap<String, ResolvedKind>>>,
+    /// Kinds defined by the CRDs being applied, per group-version: used where discovery has
+    /// not seen them (yet).
+    from_crds: Mutex<HashMap<String, HashMap<String, ResolvedKind>>>,
 }
 
 impl KindResolver {
     pub fn new(client: Client) -> KindResolver {
-        KindResolver { client, by_group_version: Mutex::new(HashMap::new()) }
+        KindResolver { client, by_group_version: Mutex::new(HashMap::new()), from_crds: Mutex::new(HashMap::new()) }
     }
 
     /// Fetch (again) the resources of these group-versions. A group-version the server does not
@@ -81,22 +84,92 @@ impl KindResolver {
             .collect())
     }
 
+    /// Know the kinds that CRDs among `objects` define, at each version they serve, for where
+    /// discovery has not seen them (their CRD is not installed yet). The API server serves a
+    /// custom resource as soon as its CRD is Established, while its discovery document follows
+    /// a moment later: resolving from the CRD being applied spares that wait and its retries.
+    pub fn add_crds<'a>(&self, objects: impl Iterator<Item = &'a serde_json::Value>) {
+        let mut cache = self.from_crds.lock().expect("discovery cache lock");
+        for crd in objects.filter(|o| o.get("kind").and_then(serde_json::Value::as_str) == Some("CustomResourceDefinition")) {
+            let field = |p: &str| crd.pointer(p).and_then(serde_json::Value::as_str);
+            let (Some(group), Some(kind), Some(plural)) = (field("/spec/group"), field("/spec/names/kind"), field("/spec/names/plural"))
+            else {
+                continue;
+            };
+            let namespaced = field("/spec/scope") != Some("Cluster");
+            // apiextensions v1 lists `versions` with `served`; v1beta1 may give one `version`.
+            let mut versions: Vec<&str> = crd
+                .pointer("/spec/versions")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|v| v.get("served").and_then(serde_json::Value::as_bool) != Some(false))
+                .filter_map(|v| v.get("name").and_then(serde_json::Value::as_str))
+                .collect();
+            versions.extend(field("/spec/version"));
+            for version in versions {
+                let gvk = GroupVersionKind::gvk(group, version, kind);
+                let resolved = ResolvedKind { resource: ApiResource::from_gvk_with_plural(&gvk, plural), namespaced };
+                cache.entry(format!("{group}/{version}")).or_default().entry(kind.to_owned()).or_insert(resolved);
+            }
+        }
+    }
+
     /// The resource for `kind` in `group_version`, if discovery has seen it.
     pub fn resolve(&self, group_version: &str, kind: &str) -> Option<ResolvedKind> {
-        let cache = self.by_group_version.lock().expect("discovery cache lock");
-        cache.get(group_version).and_then(|kinds| kinds.get(kind)).cloned()
+        let lookup = |cache: &Mutex<HashMap<String, HashMap<String, ResolvedKind>>>| {
+            cache.lock().expect("discovery cache lock").get(group_version).and_then(|kinds| kinds.get(kind)).cloned()
+        };
+        lookup(&self.by_group_version).or_else(|| lookup(&self.from_crds))
     }
 
     /// Built-in knowledge overlaid with everything discovered so far.
     pub fn kind_table(&self) -> KindTable {
         let mut table = KindTable::builtin();
-        let cache = self.by_group_version.lock().expect("discovery cache lock");
-        for kinds in cache.values() {
-            for (kind, resolved) in kinds {
-                let info = KindInfo { plural: resolved.resource.plural.clone(), namespaced: resolved.namespaced };
-                table.insert(&resolved.resource.group, kind, info);
+        // Discovery last: what the server says wins.
+        for cache in [&self.from_crds, &self.by_group_version] {
+            for kinds in cache.lock().expect("discovery cache lock").values() {
+                for (kind, resolved) in kinds {
+                    let info = KindInfo { plural: resolved.resource.plural.clone(), namespaced: resolved.namespaced };
+                    table.insert(&resolved.resource.group, kind, info);
+                }
             }
         }
         table
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A client for a server that is never contacted: these tests do no I/O.
+    fn offline_client() -> Client {
+        let config = kube::Config::new("https://kfctl-unreachable.invalid".parse().unwrap());
+        Client::try_from(config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn kinds_of_crds_being_applied_resolve_at_their_served_versions() {
+        let resolver = KindResolver::new(offline_client());
+        let crds = [
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                   "spec": {"group": "example.org", "scope": "Namespaced", "names": {"kind": "Widget", "plural": "widgets"},
+                            "versions": [{"name": "v1", "served": true}, {"name": "v1alpha1", "served": false}]}}),
+            json!({"apiVersion": "apiextensions.k8s.io/v1beta1", "kind": "CustomResourceDefinition",
+                   "spec": {"group": "example.org", "scope": "Cluster", "version": "v2",
+                            "names": {"kind": "Gadget", "plural": "gadgets"}}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "spec": {"group": "example.org"}}),
+        ];
+        resolver.add_crds(crds.iter());
+
+        let widget = resolver.resolve("example.org/v1", "Widget").expect("served version");
+        assert_eq!((widget.resource.plural.as_str(), widget.namespaced), ("widgets", true));
+        assert!(resolver.resolve("example.org/v1alpha1", "Widget").is_none(), "a version not served resolved");
+        let gadget = resolver.resolve("example.org/v2", "Gadget").expect("v1beta1 `version`");
+        assert_eq!((gadget.resource.api_version.as_str(), gadget.namespaced), ("example.org/v2", false));
+        assert!(resolver.resolve("example.org/v1", "Gadget").is_none());
+        assert_eq!(resolver.kind_table().lookup("example.org", "Gadget").map(|k| k.namespaced), Some(false));
     }
 }

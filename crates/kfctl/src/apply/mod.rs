@@ -276,6 +276,7 @@ pub async fn apply_rendered(
         .filter_map(|o| o.object.get("apiVersion").and_then(Value::as_str).map(str::to_owned))
         .collect();
     resolver.refresh(group_versions).await.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
+    resolver.add_crds(objects.iter().map(|o| &o.object));
     let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
     times.mark("discovery+plan", "");
 
@@ -575,6 +576,8 @@ async fn fetch_live(
                     // Not allowed to list cluster-wide: compare nothing, apply everything; the
                     // preflight then says precisely what this user may not do.
                     Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Vec::new()),
+                    // A kind whose CRD this apply installs: none exist yet.
+                    Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
                     Err(e) => return Err(e),
                 };
                 Ok::<_, kube::Error>(list.items.into_iter().map(|item| typed_value(item, &resolved.resource)).collect())
@@ -648,8 +651,9 @@ async fn fetch_metadata(client: &Client, resolver: &KindResolver, plan: &Plan) -
                 let api: Api<DynamicObject> = Api::all_with(client.clone(), &resolved.resource);
                 let list = match api.list_metadata(&ListParams::default().labels(&selector)).await {
                     Ok(list) => list,
-                    // As in `fetch_live`: not allowed to list means everything is applied.
-                    Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Vec::new()),
+                    // As in `fetch_live`: not allowed to list means everything is applied, and
+                    // a kind not served yet has no objects.
+                    Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => return Ok(Vec::new()),
                     Err(e) => return Err(e),
                 };
                 let ar = resolved.resource;

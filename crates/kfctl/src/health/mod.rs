@@ -102,7 +102,9 @@ impl AppStatus {
 
 /// The readiness of every object in the app's inventory, by component.
 pub async fn status_of(client: &Client, target: &AppTarget) -> Result<AppStatus, HealthError> {
+    let mut times = crate::apply::StageTimes::from_env();
     let mut entries = inventory::read(client, target).await?;
+    times.mark("status: inventory", "");
     // The Application reports on the others; its own Ready condition is the result, not an input.
     // Shared objects (listed by inventories of older kfctl versions) carry no app label: not this app's.
     entries.retain(|e| {
@@ -115,8 +117,11 @@ pub async fn status_of(client: &Client, target: &AppTarget) -> Result<AppStatus,
     let resolver = KindResolver::new(client.clone());
     let gvs: BTreeSet<String> = entries.iter().map(|e| e.reference.api_version()).collect();
     resolver.refresh(gvs).await.map_err(|e| HealthError::Api { reason: crate::cluster::error_chain(&e) })?;
+    times.mark("status: discovery", "");
     let live = list_live(client, &resolver, target, &entries).await?;
+    times.mark("status: lists", &format!("{} objects", live.len()));
     let pods = failing_pods(client, &entries, &live).await?;
+    times.mark("status: pods", "");
 
     let mut components: BTreeMap<String, Vec<ObjectStatus>> = BTreeMap::new();
     for e in &entries {
@@ -278,7 +283,9 @@ pub async fn refresh(client: &Client, target: &AppTarget, sink: &dyn ProgressSin
             }
         }
     }
+    let mut times = crate::apply::StageTimes::from_env();
     let wrote = application::write_status(client, target, &status).await;
+    times.mark("status: application written", "");
     if let Ok(true) = wrote {
         let word = if status.ready { "Ready" } else { "NotReady" };
         let text = format!("{}/{} components ready", status.objects_ready(), status.objects_total());
