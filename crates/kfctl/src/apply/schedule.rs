@@ -22,7 +22,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ObjectMeta, PartialObjectMeta};
 use kube::runtime::wait::{Condition, conditions};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -238,7 +238,7 @@ impl CrdGate {
             let (client, state) = (client.clone(), state.clone());
             tokio::spawn(async move {
                 let api: Api<CustomResourceDefinition> = Api::all(client);
-                let mut changes = watcher(api, watcher::Config::default()).boxed();
+                let mut changes = watcher(api, watcher::Config::default()).default_backoff().boxed();
                 while let Some(change) = changes.next().await {
                     let Ok(watcher::Event::Apply(crd) | watcher::Event::InitApply(crd)) = change else { continue };
                     let Some(name) = crd.metadata.name.clone() else { continue };
@@ -486,7 +486,7 @@ fn watch_configurations(client: &Client) -> impl FnOnce(watch::Sender<Configurat
     let watch_kind = |kind: &'static str, api: Api<PartialObjectMeta<DynamicObject>>| {
         let versions = versions.clone();
         tokio::spawn(async move {
-            let mut changes = watcher(api, watcher::Config::default()).boxed();
+            let mut changes = watcher(api, watcher::Config::default()).default_backoff().boxed();
             while let Some(change) = changes.next().await {
                 let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = change else { continue };
                 let (Some(name), Some(version)) = (o.metadata.name, o.metadata.resource_version) else { continue };

@@ -18,7 +18,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 
 use crate::apply::discovery::KindResolver;
@@ -302,14 +302,15 @@ pub async fn wait_target(client: &Client, target: &AppTarget, timeout: Duration,
     let deadline = tokio::time::Instant::now() + timeout;
     let label = format!("{APP_LABEL}={}", target.name);
     let owned = watcher::Config::default().labels(&label);
+    // Each with backoff: a watch that keeps failing (not allowed, say) must not spin.
     let changes = stream::select_all(vec![
-        watcher(Api::<Deployment>::all(client.clone()), owned.clone()).map(|_| ()).boxed(),
-        watcher(Api::<StatefulSet>::all(client.clone()), owned.clone()).map(|_| ()).boxed(),
-        watcher(Api::<DaemonSet>::all(client.clone()), owned.clone()).map(|_| ()).boxed(),
-        watcher(Api::<Job>::all(client.clone()), owned.clone()).map(|_| ()).boxed(),
-        watcher(Api::<PersistentVolumeClaim>::all(client.clone()), owned).map(|_| ()).boxed(),
+        watcher(Api::<Deployment>::all(client.clone()), owned.clone()).default_backoff().map(|_| ()).boxed(),
+        watcher(Api::<StatefulSet>::all(client.clone()), owned.clone()).default_backoff().map(|_| ()).boxed(),
+        watcher(Api::<DaemonSet>::all(client.clone()), owned.clone()).default_backoff().map(|_| ()).boxed(),
+        watcher(Api::<Job>::all(client.clone()), owned.clone()).default_backoff().map(|_| ()).boxed(),
+        watcher(Api::<PersistentVolumeClaim>::all(client.clone()), owned).default_backoff().map(|_| ()).boxed(),
         // Pods are not labelled by kfctl (templates are left alone): watch them all.
-        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).map(|_| ()).boxed(),
+        watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().map(|_| ()).boxed(),
     ]);
     tokio::pin!(changes);
     loop {
