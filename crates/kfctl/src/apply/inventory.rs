@@ -37,14 +37,21 @@ pub fn inventory_name(target: &AppTarget) -> String {
 
 /// The recorded entries; an absent inventory (first apply) is empty.
 pub async fn read(client: &Client, target: &AppTarget) -> Result<Vec<InventoryEntry>, InventoryError> {
+    entries_of(target, get(client, target).await?.as_ref())
+}
+
+/// The inventory ConfigMap, if there is one.
+async fn get(client: &Client, target: &AppTarget) -> Result<Option<ConfigMap>, InventoryError> {
     let name = inventory_name(target);
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &target.namespace);
-    let err = |source| InventoryError::Read { namespace: target.namespace.clone(), name: name.clone(), source };
-    let Some(cm) = api.get_opt(&name).await.map_err(err)? else { return Ok(Vec::new()) };
-    let Some(text) = cm.data.as_ref().and_then(|d| d.get(OBJECTS_KEY)) else { return Ok(Vec::new()) };
+    api.get_opt(&name).await.map_err(|source| InventoryError::Read { namespace: target.namespace.clone(), name, source })
+}
+
+fn entries_of(target: &AppTarget, cm: Option<&ConfigMap>) -> Result<Vec<InventoryEntry>, InventoryError> {
+    let Some(text) = cm.and_then(|cm| cm.data.as_ref()).and_then(|d| d.get(OBJECTS_KEY)) else { return Ok(Vec::new()) };
     serde_json::from_str(text).map_err(|source| InventoryError::Corrupt {
         namespace: target.namespace.clone(),
-        name: name.clone(),
+        name: inventory_name(target),
         source,
     })
 }
@@ -81,16 +88,14 @@ pub async fn write(
     Ok(true)
 }
 
-/// The recorded [`AppliedState`]; empty when there is none yet (a first apply, or an inventory
-/// written by an older kfctl), or when it cannot be parsed (then every object is compared in
-/// full, as without it).
-pub async fn read_applied(client: &Client, target: &AppTarget) -> Result<AppliedState, InventoryError> {
-    let name = inventory_name(target);
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &target.namespace);
-    let err = |source| InventoryError::Read { namespace: target.namespace.clone(), name: name.clone(), source };
-    let Some(cm) = api.get_opt(&name).await.map_err(err)? else { return Ok(AppliedState::new()) };
-    let text = cm.data.as_ref().and_then(|d| d.get(APPLIED_KEY));
-    Ok(text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default())
+/// The inventory's entries and its recorded [`AppliedState`], from one read. The state is empty
+/// when there is none yet (a first apply, or an inventory written by an older kfctl), or when it
+/// cannot be parsed (then every object is compared in full, as without it).
+pub async fn read_with_applied(client: &Client, target: &AppTarget) -> Result<(Vec<InventoryEntry>, AppliedState), InventoryError> {
+    let cm = get(client, target).await?;
+    let text = cm.as_ref().and_then(|cm| cm.data.as_ref()).and_then(|d| d.get(APPLIED_KEY));
+    let applied = text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    Ok((entries_of(target, cm.as_ref())?, applied))
 }
 
 /// Record `state` unless it is what is stored already. Returns whether it wrote.

@@ -275,23 +275,24 @@ pub async fn apply_rendered(
         .iter()
         .filter_map(|o| o.object.get("apiVersion").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    resolver.refresh(group_versions).await.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
+    // Discovery and the inventory at once: neither needs the other.
+    let (discovered, inventory) = tokio::join!(resolver.refresh(group_versions), inventory::read_with_applied(client, target));
+    discovered.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
+    let (mut previous, recorded) = inventory?;
     resolver.add_crds(objects.iter().map(|o| &o.object));
     let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
-    times.mark("discovery+plan", "");
+    times.mark("discovery+inventory+plan", "");
 
-    let mut previous = inventory::read(client, target).await?;
     crate::plan::set_entry_namespaces_by_scope(&mut previous, &resolver.kind_table());
     let desired = plan.inventory();
     let hashes: HashMap<Identity, String> =
         plan.phases.iter().flat_map(|p| &p.objects).map(|o| (o.reference.identity(), applied::desired_hash(&o.object))).collect();
-    let recorded = inventory::read_applied(client, target).await?;
     // Records of this app's objects only: shared objects are not one app's (and are always read).
     let planned_keys: HashSet<String> =
         plan.phases.iter().flat_map(|p| &p.objects).filter(|o| !o.reference.is_shared()).map(applied::record_key).collect();
     let mut state = recorded.clone();
     state.retain(|key, _| planned_keys.contains(key));
-    times.mark("inventory", &format!("{} records", recorded.len()));
+    times.mark("records", &format!("{} records", recorded.len()));
     // With records, only metadata is listed: objects whose record proves them unchanged are not
     // read in full (see `applied`). Without (first apply, older inventory), every object is.
     let (live, certain) = if recorded.is_empty() {
