@@ -287,8 +287,8 @@ impl Drop for CrdGate {
     }
 }
 
-/// The plan's webhooks as what they intercept waits for them: their servers ready, then every
-/// webhook configuration written and given time to load.
+/// The plan's webhooks as what they intercept waits for them: an object waits for the webhooks
+/// that intercept it, each with its server ready and its configuration written and loaded.
 struct WebhookGate {
     /// Each Service of this pool's webhooks once waited for: Ok when it got a ready endpoint,
     /// Err with why not.
@@ -298,7 +298,7 @@ struct WebhookGate {
     needs: HashMap<Identity, Vec<((String, String), String)>>,
     /// The plan's webhooks that objects of this pool wait for.
     waiting: Vec<crate::plan::WebhookGate>,
-    /// Webhook configurations still to write, and when the last one was written.
+    /// This pool's webhook configurations: written or not, and seen by the API server's cache.
     configurations: watch::Sender<ConfigurationState>,
     /// Object -> the webhook configurations of this pool that intercept it.
     intercepted_by: HashMap<Identity, Vec<Identity>>,
@@ -341,10 +341,10 @@ impl WebhookGate {
                 }
             }
         }
-        let loaded = (!configurations_written.is_empty()).then(|| watch_configurations(writer.client));
+        let watched = !configurations_written.is_empty();
         let (configurations, _) =
             watch::channel(ConfigurationState { writing: configurations_written, ..ConfigurationState::default() });
-        let loaded = loaded.map(|start| start(configurations.clone()));
+        let loaded = if watched { watch_configurations(writer.client, &configurations) } else { Vec::new() };
         // The gates of this pool's objects (the namespaces' pool has none).
         let writing: HashSet<Identity> = objects.iter().map(|o| o.reference.identity()).collect();
         let waiting: Vec<_> = plan
@@ -479,54 +479,27 @@ impl Drop for WebhookGate {
     }
 }
 
-/// Start watching Validating- and MutatingWebhookConfigurations (as soon as called, so the
-/// watch is open before the first write), recording each version shown into the state given.
-fn watch_configurations(client: &Client) -> impl FnOnce(watch::Sender<ConfigurationState>) -> tokio::task::AbortHandle {
-    let (versions, mut seen) = tokio::sync::mpsc::unbounded_channel::<(Identity, String)>();
-    let watch_kind = |kind: &'static str, api: Api<PartialObjectMeta<DynamicObject>>| {
-        let versions = versions.clone();
-        tokio::spawn(async move {
-            let mut changes = watcher(api, watcher::Config::default()).default_backoff().boxed();
-            while let Some(change) = changes.next().await {
-                let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = change else { continue };
-                let (Some(name), Some(version)) = (o.metadata.name, o.metadata.resource_version) else { continue };
-                let identity = ("admissionregistration.k8s.io".to_owned(), kind.to_owned(), None, name);
-                if versions.send((identity, version)).is_err() {
-                    return;
+/// Watch Validating- and MutatingWebhookConfigurations, recording each version shown in `state`.
+fn watch_configurations(client: &Client, state: &watch::Sender<ConfigurationState>) -> Vec<tokio::task::AbortHandle> {
+    ["ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"]
+        .into_iter()
+        .map(|kind| {
+            let gvk = GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind);
+            let resource = ApiResource::from_gvk_with_plural(&gvk, &format!("{}s", kind.to_lowercase()));
+            let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(client.clone(), &resource);
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut changes = watcher(api, watcher::Config::default()).default_backoff().boxed();
+                while let Some(change) = changes.next().await {
+                    let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = change else { continue };
+                    let (Some(name), Some(version)) = (o.metadata.name, o.metadata.resource_version) else { continue };
+                    let identity = ("admissionregistration.k8s.io".to_owned(), kind.to_owned(), None, name);
+                    state.send_modify(|s| {
+                        s.seen.entry((identity, version)).or_insert_with(Instant::now);
+                    });
                 }
-            }
+            })
+            .abort_handle()
         })
-    };
-    let resource = |kind: &str, plural: &str| {
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind), plural)
-    };
-    let validating = watch_kind(
-        "ValidatingWebhookConfiguration",
-        Api::all_with(client.clone(), &resource("ValidatingWebhookConfiguration", "validatingwebhookconfigurations")),
-    );
-    let mutating = watch_kind(
-        "MutatingWebhookConfiguration",
-        Api::all_with(client.clone(), &resource("MutatingWebhookConfiguration", "mutatingwebhookconfigurations")),
-    );
-    move |state| {
-        tokio::spawn(async move {
-            // The watches end with this task.
-            let _watches = (AbortOnDrop(validating), AbortOnDrop(mutating));
-            while let Some((identity, version)) = seen.recv().await {
-                state.send_modify(|s| {
-                    s.seen.entry((identity, version)).or_insert_with(Instant::now);
-                });
-            }
-        })
-        .abort_handle()
-    }
-}
-
-/// A task aborted when this is dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+        .collect()
 }
