@@ -11,7 +11,7 @@ use futures::{StreamExt, stream};
 use kube::Client;
 use kube::api::{ApiResource, GroupVersionKind};
 
-use crate::plan::{KindInfo, KindTable};
+use crate::plan::{CrdKind, KindInfo, KindTable};
 
 /// How many discovery requests run at once.
 const DISCOVERY_CONCURRENCY: usize = 16;
@@ -90,27 +90,14 @@ impl KindResolver {
     /// a moment later: resolving from the CRD being applied spares that wait and its retries.
     pub fn add_crds<'a>(&self, objects: impl Iterator<Item = &'a serde_json::Value>) {
         let mut cache = self.from_crds.lock().expect("discovery cache lock");
-        for crd in objects.filter(|o| o.get("kind").and_then(serde_json::Value::as_str) == Some("CustomResourceDefinition")) {
-            let field = |p: &str| crd.pointer(p).and_then(serde_json::Value::as_str);
-            let (Some(group), Some(kind), Some(plural)) = (field("/spec/group"), field("/spec/names/kind"), field("/spec/names/plural"))
-            else {
-                continue;
-            };
-            let namespaced = field("/spec/scope") != Some("Cluster");
-            // apiextensions v1 lists `versions` with `served`; v1beta1 may give one `version`.
-            let mut versions: Vec<&str> = crd
-                .pointer("/spec/versions")
-                .and_then(serde_json::Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter(|v| v.get("served").and_then(serde_json::Value::as_bool) != Some(false))
-                .filter_map(|v| v.get("name").and_then(serde_json::Value::as_str))
-                .collect();
-            versions.extend(field("/spec/version"));
-            for version in versions {
-                let gvk = GroupVersionKind::gvk(group, version, kind);
-                let resolved = ResolvedKind { resource: ApiResource::from_gvk_with_plural(&gvk, plural), namespaced };
-                cache.entry(format!("{group}/{version}")).or_default().entry(kind.to_owned()).or_insert(resolved);
+        for crd in objects.filter_map(CrdKind::of) {
+            for version in &crd.served_versions {
+                let gvk = GroupVersionKind::gvk(crd.group, version, crd.kind);
+                let resolved = ResolvedKind {
+                    resource: ApiResource::from_gvk_with_plural(&gvk, &crd.info.plural),
+                    namespaced: crd.info.namespaced,
+                };
+                cache.entry(format!("{}/{version}", crd.group)).or_default().entry(crd.kind.to_owned()).or_insert(resolved);
             }
         }
     }

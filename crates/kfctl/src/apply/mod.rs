@@ -576,9 +576,8 @@ async fn fetch_live(
                     Ok(list) => list,
                     // Not allowed to list cluster-wide: compare nothing, apply everything; the
                     // preflight then says precisely what this user may not do.
-                    Err(kube::Error::Api(s)) if s.code == 403 => return Ok(Vec::new()),
-                    // A kind whose CRD this apply installs: none exist yet.
-                    Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Vec::new()),
+                    // A kind whose CRD this apply installs (404): none exist yet.
+                    Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => return Ok(Vec::new()),
                     Err(e) => return Err(e),
                 };
                 Ok::<_, kube::Error>(list.items.into_iter().map(|item| typed_value(item, &resolved.resource)).collect())

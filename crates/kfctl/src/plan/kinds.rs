@@ -83,17 +83,40 @@ impl KindTable {
 
     /// Learn the kinds defined by the CustomResourceDefinitions among `objects`.
     pub fn add_crds<'a>(&mut self, objects: impl Iterator<Item = &'a Value>) {
-        for o in objects {
-            if o.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
-                continue;
-            }
-            let spec = |p: &str| o.pointer(p).and_then(Value::as_str);
-            if let (Some(group), Some(kind), Some(plural)) =
-                (spec("/spec/group"), spec("/spec/names/kind"), spec("/spec/names/plural"))
-            {
-                let namespaced = spec("/spec/scope") != Some("Cluster");
-                self.insert(group, kind, KindInfo { plural: plural.to_owned(), namespaced });
-            }
+        for crd in objects.filter_map(CrdKind::of) {
+            self.insert(crd.group, crd.kind, crd.info);
         }
+    }
+}
+
+/// The kind a CustomResourceDefinition defines, as written in it.
+pub struct CrdKind<'a> {
+    pub group: &'a str,
+    pub kind: &'a str,
+    pub info: KindInfo,
+    /// The versions it serves: apiextensions v1's `versions` not marked `served: false`, and
+    /// v1beta1's single `version`.
+    pub served_versions: Vec<&'a str>,
+}
+
+impl<'a> CrdKind<'a> {
+    /// `object`'s kind, when it is a CRD that names its group, kind and plural.
+    pub fn of(object: &'a Value) -> Option<CrdKind<'a>> {
+        if object.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition") {
+            return None;
+        }
+        let spec = |p: &str| object.pointer(p).and_then(Value::as_str);
+        let (group, kind, plural) = (spec("/spec/group")?, spec("/spec/names/kind")?, spec("/spec/names/plural")?);
+        let namespaced = spec("/spec/scope") != Some("Cluster");
+        let mut served_versions: Vec<&str> = object
+            .pointer("/spec/versions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|v| v.get("served").and_then(Value::as_bool) != Some(false))
+            .filter_map(|v| v.get("name").and_then(Value::as_str))
+            .collect();
+        served_versions.extend(spec("/spec/version"));
+        Some(CrdKind { group, kind, info: KindInfo { plural: plural.to_owned(), namespaced }, served_versions })
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::app::ComponentObject;
-pub use kinds::{KindInfo, KindTable, guess_plural, is_builtin_group};
+pub use kinds::{CrdKind, KindInfo, KindTable, guess_plural, is_builtin_group};
 pub use labels::{APP_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, add_labels, add_shared_labels, is_kfctl_owned};
 use webhooks::{AdmissionTarget, Webhook};
 
