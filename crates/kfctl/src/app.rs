@@ -20,7 +20,10 @@ use crate::config::{self, AppConfig, ComponentConfig, ConfigError, RegistryConfi
 use crate::platform::PlatformSpec;
 use crate::progress::{Progress, ProgressSink};
 use crate::registry::catalog::{self, ParameterTarget, Release, UnknownVersion};
+use crate::registry::digest::{self, Pin};
+use crate::registry::remote::{self, Fetched, RemoteFetcher, VendoredRemotes};
 use crate::registry::{self, RegistryError, UnpackLimits};
+use kfctl_render::RemoteSource;
 
 /// An app directory and its parsed config.
 #[derive(Debug, Clone)]
@@ -38,9 +41,13 @@ pub struct InitOptions {
     pub dir: PathBuf,
     /// The registry archive: `https://` or `file://` URL, or a local path.
     pub registry: String,
-    /// The archive's expected sha256. When None: the catalog's pinned digest if `registry` is a
-    /// release's default URL, otherwise the digest is computed and recorded (not verified).
-    pub sha256: Option<String>,
+    /// The release's expected pin: `tree-sha256:HEX` (its unpacked content) or `sha256:HEX` /
+    /// bare HEX (the archive's bytes). When None: the catalog's pin if `registry` is a release's
+    /// default URL or the archive holds a catalog release, otherwise the digest is computed and
+    /// recorded (not verified).
+    pub digest: Option<String>,
+    /// Read remote resources through this mirror (`BASE/HOST/PATH`), recorded in kfctl.yaml.
+    pub mirror: Option<String>,
     /// The Kubeflow version; when None, taken from the registry URL or the archive's top-level
     /// directory (`manifests-1.4.1/`).
     pub version: Option<String>,
@@ -135,10 +142,7 @@ impl App {
         // Fail on a bad version or digest before touching the disk.
         let wanted = opts.version.as_deref().map(catalog::release).transpose()?;
         let by_url = catalog::release_for_url(&opts.registry);
-        let expected = match &opts.sha256 {
-            Some(given) => Some(registry::normalize_sha256(given)?),
-            None => by_url.filter(|r| wanted.is_none_or(|w| w.version == r.version)).map(|r| r.default_sha256.to_string()),
-        };
+        let given = opts.digest.as_deref().map(Pin::parse).transpose().map_err(|message| RegistryError::InvalidPin { message })?;
 
         remove_abandoned_staging(&parent);
         // The owner's pid is in the name, so a later init tells this staging directory from one
@@ -147,15 +151,14 @@ impl App {
         let staging = tempfile::Builder::new().prefix(&prefix).tempdir_in(&parent).map_err(io_err(&parent))?;
         say(format!("fetching {}", opts.registry));
         let fetched = registry::fetch(&opts.registry, staging.path())?;
-        say(format!("fetched {} bytes, sha256 {}", fetched.size, fetched.sha256));
-        if let Some(expected) = &expected {
+        say(format!("fetched {} bytes", fetched.size));
+        if let Some(Pin::Bytes(expected)) = &given {
             registry::verify(&opts.registry, expected, &fetched.sha256)?;
-            say("sha256 verified".to_string());
+            say("archive sha256 verified".to_string());
         }
         let unpacked = staging.path().join("release");
         let report = registry::unpack(fetched.file.path(), &opts.registry, &unpacked, &UnpackLimits::default())?;
         say(format!("unpacked {} files ({} bytes), {} directories, {} links", report.files, report.bytes, report.dirs, report.links));
-        let sha256 = fetched.sha256.clone();
         drop(fetched);
 
         let release = match wanted.or(by_url) {
@@ -170,6 +173,26 @@ impl App {
                     supported: catalog::RELEASES.iter().map(|r| r.version).collect::<Vec<_>>().join(", "),
                 })?,
         };
+        let tree = digest::tree_digest(&unpacked).map_err(io_err(&unpacked))?;
+        // The content pin to check: the one given, else the catalog's (the same tree, however
+        // the archive was compressed, from wherever it came).
+        let expected = match &given {
+            Some(pin @ Pin::Tree(_)) => Some(pin.clone()),
+            Some(Pin::Bytes(_)) => None,
+            None => Pin::parse(release.default_digest).ok(),
+        };
+        if let Some(expected) = &expected {
+            if *expected != tree {
+                return Err(RegistryError::ContentMismatch {
+                    source_name: opts.registry.clone(),
+                    what: format!("Kubeflow {}", release.version),
+                    expected: expected.to_string(),
+                    actual: tree.to_string(),
+                }
+                .into());
+            }
+            say(format!("content verified ({tree})"));
+        }
         for component in release.components {
             for path in component.paths {
                 if !unpacked.join(path).join("kustomization.yaml").is_file() {
@@ -181,6 +204,7 @@ impl App {
                 }
             }
         }
+        let remotes = vendor_remotes(release, &unpacked, staging.path(), opts.mirror.as_deref(), &say)?;
 
         let registry_rel = Path::new("registry").join(release.version);
         let staged_registry = staging.path().join(&registry_rel);
@@ -193,7 +217,14 @@ impl App {
         } else {
             std::fs::canonicalize(&opts.registry).map(|p| p.display().to_string()).unwrap_or_else(|_| opts.registry.clone())
         };
-        let registry_config = RegistryConfig { url, sha256, path: registry_rel.clone() };
+        let registry_config = RegistryConfig {
+            url,
+            digest: Some(tree.to_string()),
+            sha256: None,
+            path: registry_rel.clone(),
+            mirror: opts.mirror.clone(),
+            remotes,
+        };
         let name = opts.name.clone().unwrap_or_else(|| "kubeflow".to_string());
         let config = AppConfig::new(&name, release, registry_config, opts.platform.clone().unwrap_or_default());
         config.save(&staging.path().join(config::FILE_NAME))?;
@@ -232,6 +263,7 @@ impl App {
     /// components render in parallel on scoped threads.
     pub fn render(&self) -> Result<RenderedApp, AppError> {
         let components = self.enabled_components()?;
+        let remotes = VendoredRemotes::new(&self.dir, self.config.registry.vendored_remotes());
         let scratch = tempfile::Builder::new().prefix("kfctl-render-").tempdir().map_err(io_err(Path::new("/tmp")))?;
         let mut jobs = Vec::with_capacity(components.len());
         for (i, component) in components.iter().enumerate() {
@@ -247,7 +279,7 @@ impl App {
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(job) = jobs.get(i) else { break };
-                        let result = job.run();
+                        let result = job.run(&remotes);
                         results.lock().unwrap_or_else(|e| e.into_inner()).insert(i, result);
                     }
                 });
@@ -413,10 +445,10 @@ struct RenderJob {
 }
 
 impl RenderJob {
-    fn run(&self) -> Result<Vec<Value>, AppError> {
+    fn run(&self, remotes: &dyn RemoteSource) -> Result<Vec<Value>, AppError> {
         let mut objects = Vec::new();
         for dir in &self.dirs {
-            let built = build_kustomization(dir).map_err(|message| AppError::Render {
+            let built = build_kustomization(dir, remotes).map_err(|message| AppError::Render {
                 component: self.component.clone(),
                 dir: dir.clone(),
                 message,
@@ -428,9 +460,103 @@ impl RenderJob {
 }
 
 /// Render one kustomization directory into its objects with the native kustomize engine.
-fn build_kustomization(dir: &Path) -> Result<Vec<Value>, String> {
-    let build = kfctl_render::build(dir).map_err(|e| e.to_string())?;
+fn build_kustomization(dir: &Path, remotes: &dyn RemoteSource) -> Result<Vec<Value>, String> {
+    let build = kfctl_render::build_with_remotes(dir, remotes).map_err(|e| e.to_string())?;
     Ok(build.resources.into_iter().map(|r| Value::Object(r.object)).collect())
+}
+
+/// Where `kfctl init` vendors remote resources, relative to the app directory.
+const REMOTE_DIR: &str = "remote";
+
+/// Render every component of `release` (unpacked at `release_dir`) once, fetching the remote
+/// resources their kustomizations name (through `mirror`, into the user's cache), and copy what
+/// the builds read into `staging/remote/`: of a repository, the kustomization roots the builds
+/// loaded (everything they read lies below those); a file as it is. Returns the pins.
+fn vendor_remotes(
+    release: &Release,
+    release_dir: &Path,
+    staging: &Path,
+    mirror: Option<&str>,
+    say: &dyn Fn(String),
+) -> Result<Vec<config::RemotePin>, AppError> {
+    let fetcher = RemoteFetcher::new(mirror, remote::default_cache_dir());
+    let mut roots = Vec::new();
+    for component in release.components {
+        for path in component.paths {
+            let dir = release_dir.join(path);
+            let build = kfctl_render::build_with_remotes(&dir, &fetcher).map_err(|e| AppError::Render {
+                component: component.name.to_string(),
+                dir: dir.clone(),
+                message: e.to_string(),
+            })?;
+            roots.extend(build.roots);
+        }
+    }
+    let mut pins = Vec::new();
+    for fetched in fetcher.fetched() {
+        let pin = match fetched {
+            Fetched::Repo { spec, dir } => {
+                let rel = Path::new(REMOTE_DIR).join(remote::cache_path(&format!("{}/{}", remote::VendoredRemote::repo_url(&spec), spec.git_ref)).map_err(|message| AppError::Render {
+                    component: String::new(),
+                    dir: dir.clone(),
+                    message,
+                })?);
+                let target = staging.join(&rel);
+                let dir = std::fs::canonicalize(&dir).map_err(io_err(&dir))?;
+                let mut needed: Vec<&Path> = roots.iter().filter_map(|r| r.strip_prefix(&dir).ok()).collect();
+                needed.sort();
+                needed.dedup();
+                let mut kept: Vec<&Path> = Vec::new();
+                for path in needed {
+                    if !kept.iter().any(|k| path.starts_with(k)) {
+                        kept.push(path);
+                    }
+                }
+                for sub in &kept {
+                    copy_tree(&dir.join(sub), &target.join(sub))?;
+                }
+                std::fs::create_dir_all(&target).map_err(io_err(&target))?;
+                let digest = digest::tree_digest(&target).map_err(io_err(&target))?;
+                say(format!("vendored {} at {} ({} directories) as {}", remote::VendoredRemote::repo_url(&spec), spec.git_ref, kept.len(), rel.display()));
+                config::RemotePin { url: remote::VendoredRemote::repo_url(&spec), git_ref: Some(spec.git_ref.clone()), path: rel, digest: digest.to_string() }
+            }
+            Fetched::File { url, path } => {
+                let rel = Path::new(REMOTE_DIR).join(remote::cache_path(&url).map_err(|message| AppError::Render {
+                    component: String::new(),
+                    dir: path.clone(),
+                    message,
+                })?);
+                let target = staging.join(&rel);
+                if let Some(parent) = target.parent() {
+                    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+                }
+                std::fs::copy(&path, &target).map_err(io_err(&path))?;
+                let digest = digest::file_digest(&target).map_err(io_err(&target))?;
+                say(format!("vendored {url} as {}", rel.display()));
+                config::RemotePin { url, git_ref: None, path: rel, digest: digest.to_string() }
+            }
+        };
+        pins.push(pin);
+    }
+    Ok(pins)
+}
+
+/// Copy the directory `from` to `to` (created), following symbolic links: the loader resolves
+/// them and reads their targets, so the copy holds what it read.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), AppError> {
+    std::fs::create_dir_all(to).map_err(io_err(to))?;
+    for entry in std::fs::read_dir(from).map_err(io_err(from))? {
+        let entry = entry.map_err(io_err(from))?;
+        let source = entry.path();
+        let target = to.join(entry.file_name());
+        let meta = std::fs::metadata(&source).map_err(io_err(&source))?;
+        if meta.is_dir() {
+            copy_tree(&source, &target)?;
+        } else {
+            std::fs::copy(&source, &target).map_err(io_err(&source))?;
+        }
+    }
+    Ok(())
 }
 
 /// `manifests-1.4.1` (GitHub's archive prefix) -> `v1.4.1`.
@@ -489,6 +615,14 @@ fn move_into_place(staging: tempfile::TempDir, dir: &Path, registry_rel: &Path) 
         std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     }
     std::fs::rename(staging.path().join(registry_rel), &target_registry).map_err(io_err(&target_registry))?;
+    let target_remote = dir.join(REMOTE_DIR);
+    if target_remote.exists() {
+        std::fs::rename(&target_remote, staging.path().join("replaced-remote")).map_err(io_err(&target_remote))?;
+    }
+    let staged_remote = staging.path().join(REMOTE_DIR);
+    if staged_remote.exists() {
+        std::fs::rename(&staged_remote, &target_remote).map_err(io_err(&target_remote))?;
+    }
     let config_path = dir.join(config::FILE_NAME);
     std::fs::rename(staging.path().join(config::FILE_NAME), &config_path).map_err(io_err(&config_path))?;
     Ok(())

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::platform::{ClusterSettings, PlatformSpec};
 use crate::registry::catalog::{self, ParameterKind, Release};
+use crate::registry::digest::Pin;
+use crate::registry::remote::VendoredRemote;
 
 /// The `apiVersion` of kfctl.yaml.
 pub const API_VERSION: &str = "kfctl.dev/v1alpha1";
@@ -50,16 +52,64 @@ pub struct AppConfig {
     pub cluster: ClusterSettings,
 }
 
-/// The registry archive an app was initialised from.
+/// The registry archive an app was initialised from, and the remote resources vendored with it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistryConfig {
     /// URL or local path of the archive, as given to `kfctl init`.
     pub url: String,
-    /// Lowercase hex sha256 of the archive.
-    pub sha256: String,
+    /// The content pin of the unpacked release: `tree-sha256:HEX` (see `registry::digest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Apps written before content pins: lowercase hex sha256 of the archive's bytes. Still read;
+    /// a new init writes `digest` instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// The unpacked release, relative to the app directory (e.g. `registry/v1.4.1`).
     pub path: PathBuf,
+    /// The mirror remote resources were fetched through (`--mirror BASE`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<String>,
+    /// Remote resources the release's kustomizations name by URL, vendored into the app directory.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remotes: Vec<RemotePin>,
+}
+
+/// One vendored remote resource: a repository at a ref (only the directories the build reads),
+/// or a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemotePin {
+    /// A repository (`https://HOST/OWNER/REPO`) or a file's URL.
+    pub url: String,
+    /// A repository's ref; absent for a file.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    /// The vendored copy, relative to the app directory.
+    pub path: PathBuf,
+    /// Its content pin: `tree-sha256:HEX` for a repository, `sha256:HEX` for a file.
+    pub digest: String,
+}
+
+impl RegistryConfig {
+    /// The release's pin: the content digest, or the archive's sha256 of an older app.
+    pub fn pin(&self) -> Option<Pin> {
+        match (&self.digest, &self.sha256) {
+            (Some(digest), _) => Pin::parse(digest).ok(),
+            (None, Some(sha256)) => Pin::parse(sha256).ok().map(|p| Pin::Bytes(p.hex().to_string())),
+            (None, None) => None,
+        }
+    }
+
+    /// The vendored remotes, as the renderer's source reads them (validated: pins parse).
+    pub fn vendored_remotes(&self) -> Vec<VendoredRemote> {
+        self.remotes
+            .iter()
+            .filter_map(|r| {
+                Some(VendoredRemote { url: r.url.clone(), git_ref: r.git_ref.clone(), path: r.path.clone(), digest: Pin::parse(&r.digest).ok()? })
+            })
+            .collect()
+    }
 }
 
 /// One component of the app.
@@ -219,8 +269,30 @@ impl AppConfig {
         if let Err(why) = check_dns_label(&self.name) {
             problems.push(format!("name: {:?} {why}", self.name));
         }
-        if let Err(why) = crate::registry::normalize_sha256(&self.registry.sha256) {
-            problems.push(format!("registry.sha256: {why}"));
+        match (&self.registry.digest, &self.registry.sha256) {
+            (Some(digest), _) => match Pin::parse(digest) {
+                Ok(Pin::Tree(_)) => {}
+                Ok(Pin::Bytes(_)) => problems.push(format!("registry.digest: {digest:?} is a file digest; the release is pinned by tree-sha256:HEX")),
+                Err(why) => problems.push(format!("registry.digest: {why}")),
+            },
+            (None, Some(sha256)) => {
+                if let Err(why) = crate::registry::normalize_sha256(sha256) {
+                    problems.push(format!("registry.sha256: {why}"));
+                }
+            }
+            (None, None) => problems.push("registry: no digest; hint: re-create the app with `kfctl init --force`, which pins the release by content".into()),
+        }
+        for (i, remote) in self.registry.remotes.iter().enumerate() {
+            let at = format!("registry.remotes[{i}]");
+            match Pin::parse(&remote.digest) {
+                Ok(Pin::Tree(_)) if remote.git_ref.is_none() => problems.push(format!("{at}.digest: a file is pinned by sha256:HEX")),
+                Ok(Pin::Bytes(_)) if remote.git_ref.is_some() => problems.push(format!("{at}.digest: a repository is pinned by tree-sha256:HEX")),
+                Ok(_) => {}
+                Err(why) => problems.push(format!("{at}.digest: {why}")),
+            }
+            if let Err(why) = check_inside(&remote.path) {
+                problems.push(format!("{at}.path: {:?} {why}", remote.path.display().to_string()));
+            }
         }
         if let Err(why) = check_inside(&self.registry.path) {
             problems.push(format!("registry.path: {:?} {why}", self.registry.path.display().to_string()));
@@ -340,8 +412,12 @@ impl AppConfig {
         out.push_str(&yaml_entry("platform", &self.platform)?);
         out.push_str("\n# The Kubeflow release; it selects the component catalog (`kfctl component list`).\n");
         out.push_str(&yaml_entry("version", &self.version)?);
-        out.push_str("\n# The release archive this app was initialised from: url (or local path) and its sha256,\n");
-        out.push_str("# verified before unpacking. path is the unpacked copy inside this directory.\n");
+        out.push_str("\n# The release archive this app was initialised from: url (or local path), and digest, the\n");
+        out.push_str("# pin of its content (tree-sha256: every path, type, executable bit and file content of the\n");
+        out.push_str("# unpacked tree, so another compression of the same tree pins the same). path is the\n");
+        out.push_str("# unpacked copy inside this directory. remotes: what the release's kustomizations name by\n");
+        out.push_str("# URL, vendored below remote/ (repositories: only the directories the build reads) and\n");
+        out.push_str("# pinned the same way (a file: sha256 of its bytes); rendering never touches the network.\n");
         out.push_str(&yaml_entry("registry", &self.registry)?);
         out.push_str("\n# Components, rendered and applied in this order. enabled: false keeps one listed but off.\n");
         out.push_str("# parameters: catalog-defined settings (see `kfctl component list`); passwords are stored\n");
@@ -474,8 +550,16 @@ mod tests {
             release,
             RegistryConfig {
                 url: "https://github.com/kubeflow/manifests/archive/refs/tags/v1.4.1.tar.gz".into(),
-                sha256: release.default_sha256.into(),
+                digest: Some(release.default_digest.into()),
+                sha256: None,
                 path: "registry/v1.4.1".into(),
+                mirror: None,
+                remotes: vec![RemotePin {
+                    url: "https://github.com/argoproj/argo-workflows".into(),
+                    git_ref: Some("v3.7.3".into()),
+                    path: "remote/github.com/argoproj/argo-workflows/v3.7.3".into(),
+                    digest: format!("tree-sha256:{}", "a".repeat(64)),
+                }],
             },
             PlatformSpec::default(),
         );
@@ -500,6 +584,25 @@ mod tests {
         assert!(text.contains("# team-a: your own component"), "{text}");
         let back = AppConfig::from_yaml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn apps_pinned_by_archive_bytes_still_load_and_pins_are_checked() {
+        let mut config = sample();
+        config.registry.digest = None;
+        config.registry.sha256 = Some("B".repeat(64));
+        config.validate().unwrap();
+        assert_eq!(config.registry.pin(), Some(Pin::Bytes("b".repeat(64))));
+        let back = AppConfig::from_yaml(&config.to_commented_yaml().unwrap()).unwrap();
+        assert_eq!(back, config);
+
+        config.registry.sha256 = None;
+        config.registry.remotes[0].digest = format!("sha256:{}", "a".repeat(64));
+        config.registry.remotes[0].path = "../outside".into();
+        let all = config.validate().unwrap_err().join("\n");
+        assert!(all.contains("registry: no digest; hint: re-create the app with `kfctl init --force`"), "{all}");
+        assert!(all.contains("registry.remotes[0].digest: a repository is pinned by tree-sha256:HEX"), "{all}");
+        assert!(all.contains("registry.remotes[0].path: \"../outside\" must stay inside the app directory"), "{all}");
     }
 
     #[test]

@@ -57,15 +57,16 @@ pub enum RenderError {
         kustomization: PathBuf,
     },
 
-    /// A remote resource (URL or git repository); kfctl only builds vendored trees.
-    #[error(
-        "{kustomization}: remote resource '{url}' is not supported\n  hint: vendor it into the tree and list the local path instead"
-    )]
+    /// A remote resource (URL or repository) that could not be had: an unsupported form, or what
+    /// the remote source said (unreachable, HTTP error, not vendored, digest mismatch).
+    #[error("{kustomization}: remote resource '{url}': {message}")]
     RemoteResource {
         /// The entry as written.
         url: String,
         /// The kustomization file whose entry named it.
         kustomization: PathBuf,
+        /// Why, with a hint where there is one.
+        message: String,
     },
 
     /// A kustomization includes itself through a chain of resources/bases/components.

@@ -21,6 +21,7 @@ use crate::generator::{self, GeneratorKind};
 use crate::kustomization::{self, KustomizationFile};
 use crate::loader::{self, FileLoadError, Loader};
 use crate::plugins::{self, PluginField};
+use crate::remote::{self, Remote, RemoteSource};
 use crate::resource::{GeneratorBehavior, Origin, ResId, Resource};
 use crate::transform::VarSet;
 
@@ -32,6 +33,18 @@ pub struct Build {
     pub resources: Vec<Resource>,
     /// Warnings, one line each, in the order kustomize prints them.
     pub warnings: Vec<String>,
+    /// Every kustomization root the build loaded (symlinks resolved), in load order: all that
+    /// it read lies in or below these (kustomize's load restrictions), so whoever vendors a
+    /// remote repository knows which of its directories the build needs.
+    pub roots: Vec<PathBuf>,
+}
+
+/// What a remote entry resolved to.
+enum RemoteEntry {
+    /// A directory of a repository, with its loader.
+    Root(Loader),
+    /// A downloaded file.
+    File(PathBuf),
 }
 
 /// What a kustomization level has gathered: objects, transformer configs and vars from it and
@@ -208,11 +221,12 @@ fn merge_data_map(res: &mut Resource, old: &Resource, field: &str) {
     }
 }
 
-/// Build the kustomization in `dir`, like `kubectl kustomize dir`.
-pub fn build(dir: &Path) -> Result<Build> {
+/// Build the kustomization in `dir`, like `kubectl kustomize dir`, taking remote resources
+/// from `remotes`.
+pub fn build(dir: &Path, remotes: &dyn RemoteSource) -> Result<Build> {
     let loader = Loader::new_root(dir)?;
-    let parsed = crate::prefetch::ParsedFiles::prefetch(&loader);
-    let mut builder = Builder { warnings: Vec::new(), parsed };
+    let parsed = crate::prefetch::ParsedFiles::prefetch(&loader, remotes);
+    let mut builder = Builder { warnings: Vec::new(), parsed, remotes, roots: Vec::new() };
     let root = builder.load_kustomization(&loader)?;
     let acc = builder.accumulate_target(&loader, &root, Accumulator::default(), &[])?;
     let mut resources = acc.resources;
@@ -239,17 +253,22 @@ pub fn build(dir: &Path) -> Result<Build> {
     });
     crate::transform::finalize_annotations(&mut resources);
     crate::sort::apply_sort_options(&mut resources, root.kustomization.sort_options.as_ref(), &root.file)?;
-    Ok(Build { resources, warnings })
+    Ok(Build { resources, warnings, roots: builder.roots })
 }
 
-struct Builder {
+struct Builder<'a> {
     warnings: Vec<String>,
     /// Resource files parsed ahead of time (see [`crate::prefetch`]).
     parsed: crate::prefetch::ParsedFiles,
+    /// Where remote resources come from.
+    remotes: &'a dyn RemoteSource,
+    /// Kustomization roots loaded so far ([`Build::roots`]).
+    roots: Vec<PathBuf>,
 }
 
-impl Builder {
+impl Builder<'_> {
     fn load_kustomization(&mut self, loader: &Loader) -> Result<KustomizationFile> {
+        self.roots.push(loader.root.clone());
         let k = match self.parsed.kustomization(&loader.root) {
             Some(k) => k,
             None => kustomization::load(&loader.root)?,
@@ -287,13 +306,23 @@ impl Builder {
         self.run_generators(loader, k, &mut acc, &chain)?;
 
         for entry in kz.components.iter().flatten() {
-            if loader::is_remote(entry) && !loader.root.join(entry).exists() {
-                return Err(RenderError::RemoteResource { url: entry.clone(), kustomization: k.file.clone() });
-            }
-            let child = loader.child(entry).map_err(|message| RenderError::Accumulation {
-                kustomization: k.file.clone(),
-                message: format!("accumulating components: loader.New \"{message}\""),
-            })?;
+            let child = if loader::is_remote(entry) && !loader.root.join(entry).exists() {
+                match self.remote(loader, &k.file, entry)? {
+                    RemoteEntry::Root(child) => child,
+                    RemoteEntry::File(path) => {
+                        return Err(RenderError::RemoteResource {
+                            url: entry.clone(),
+                            kustomization: k.file.clone(),
+                            message: format!("a component must be a directory, not the file {}", path.display()),
+                        });
+                    }
+                }
+            } else {
+                loader.child(entry).map_err(|message| RenderError::Accumulation {
+                    kustomization: k.file.clone(),
+                    message: format!("accumulating components: loader.New \"{message}\""),
+                })?
+            };
             let ck = self.load_kustomization(&child)?;
             if !ck.is_component() {
                 return Err(RenderError::Accumulation {
@@ -390,10 +419,26 @@ impl Builder {
                 }
                 Err(e) => e,
             };
-            if loader::is_remote(entry) && !loader.root.join(entry).exists() {
-                return Err(RenderError::RemoteResource { url: entry.clone(), kustomization: k.file.clone() });
-            }
-            let child = match loader.child(entry) {
+            let remote = if loader::is_remote(entry) && !loader.root.join(entry).exists() {
+                match self.remote(loader, &k.file, entry)? {
+                    RemoteEntry::Root(child) => Some(child),
+                    RemoteEntry::File(path) => {
+                        let origin = Origin { file: Some(path.clone()), kustomizations: chain.to_vec() };
+                        let objects = match self.parsed.take(&path) {
+                            Some(docs) => loader::resources_from_documents(docs, &path, &origin)?,
+                            None => {
+                                let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Io { path: path.clone(), source })?;
+                                loader::resources_from_text(&text, &path, &origin)?
+                            }
+                        };
+                        acc.append_all_with(objects, &k.file, &mut seen)?;
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            let child = match remote.map_or_else(|| loader.child(entry), Ok) {
                 Ok(child) => child,
                 Err(dir_err) => {
                     return Err(match file_err {
@@ -431,6 +476,27 @@ impl Builder {
             acc.merge(sub_acc, &k.file, &mut seen)?;
         }
         Ok(())
+    }
+
+    /// Resolve a remote `resources`/`components` entry through [`Builder::remotes`]: a loader for
+    /// a directory of a repository, or the local copy of a file.
+    fn remote(&mut self, loader: &Loader, kustomization: &Path, entry: &str) -> Result<RemoteEntry> {
+        let refused = |message: String| RenderError::RemoteResource {
+            url: entry.to_string(),
+            kustomization: kustomization.to_path_buf(),
+            message,
+        };
+        match remote::parse(entry).map_err(refused)? {
+            Remote::File { url } => Ok(RemoteEntry::File(self.remotes.file(&url).map_err(refused)?)),
+            Remote::Repo(spec) => {
+                let dir = self.remotes.repository(&spec).map_err(refused)?;
+                let child = loader.remote_child(&spec, &dir).map_err(|message| RenderError::Accumulation {
+                    kustomization: kustomization.to_path_buf(),
+                    message: format!("accumulating resources from '{entry}': {message}"),
+                })?;
+                Ok(RemoteEntry::Root(child))
+            }
+        }
     }
 
     fn run_generators(&mut self, loader: &Loader, k: &KustomizationFile, acc: &mut Accumulator, chain: &[PathBuf]) -> Result<()> {

@@ -19,6 +19,7 @@ pub mod patch;
 pub mod pipeline;
 pub mod plugins;
 pub mod prefetch;
+pub mod remote;
 pub mod resource;
 pub mod sort;
 pub mod transform;
@@ -29,11 +30,18 @@ use std::path::Path;
 
 pub use error::RenderError;
 pub use krusty::Build;
+pub use remote::{NoRemotes, Remote, RemoteSource, RepoSpec};
 pub use resource::{Generated, GeneratorBehavior, Origin, ResId, Resource};
 
-/// Render the kustomization in `dir` as `kubectl kustomize dir` does.
+/// Render the kustomization in `dir` as `kubectl kustomize dir` does; remote resources are
+/// refused ([`remote::NoRemotes`]).
 pub fn build(dir: &Path) -> Result<Build, RenderError> {
-    krusty::build(dir)
+    krusty::build(dir, &remote::NoRemotes)
+}
+
+/// [`build`], taking remote resources from `remotes` (a cache, a mirror, or what an app vendored).
+pub fn build_with_remotes(dir: &Path, remotes: &dyn remote::RemoteSource) -> Result<Build, RenderError> {
+    krusty::build(dir, remotes)
 }
 
 /// The multi-document YAML `kubectl kustomize` prints for these objects.

@@ -1,8 +1,9 @@
 //! Reading files the way kustomize's file loader does: paths relative to a kustomization root,
 //! files restricted to that root (kubectl's default `--load-restrictor LoadRestrictionsRootOnly`),
-//! new roots (bases, components) checked for cycles, remote URLs refused.
+//! new roots (bases, components) checked for cycles, remote repositories kept apart.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -16,6 +17,19 @@ pub struct Loader {
     pub root: PathBuf,
     /// Roots of the referrers, outermost first (for cycle detection).
     pub referrers: Vec<PathBuf>,
+    /// The remote repository this root is inside, if any: its local bases must stay in it.
+    pub repo: Option<Arc<RepoRoot>>,
+    /// The repositories entered on the way here, outermost first (kustomize's repo cycle check).
+    pub repo_keys: Vec<String>,
+}
+
+/// A remote repository checkout a loader's root is inside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoRoot {
+    /// [`crate::remote::RepoSpec::key`]: host, repository and ref.
+    pub key: String,
+    /// The repository's local root, symlinks resolved.
+    pub dir: PathBuf,
 }
 
 /// Why a file could not be loaded; kept apart so the caller can try the path as a directory.
@@ -29,21 +43,7 @@ pub enum FileLoadError {
     Malformed(RenderError),
 }
 
-/// Whether a `resources` entry names something remote (http(s) or a git repository).
-pub fn is_remote(entry: &str) -> bool {
-    let lower = entry.to_ascii_lowercase();
-    lower.starts_with("http://")
-        || lower.starts_with("https://")
-        || lower.starts_with("git::")
-        || lower.starts_with("git@")
-        || lower.starts_with("ssh://")
-        || lower.starts_with("file://")
-        || lower.starts_with("github.com/")
-        || lower.starts_with("gitlab.com/")
-        || lower.starts_with("bitbucket.org/")
-        || lower.contains("?ref=")
-        || lower.contains("//?")
-}
+pub use crate::remote::is_remote;
 
 /// Lexically normalise `a/./b/../c` to `a/c` (kustomize joins and cleans before symlink checks).
 pub fn clean(path: &Path) -> PathBuf {
@@ -69,7 +69,7 @@ impl Loader {
         if !root.is_dir() {
             return Err(RenderError::NoKustomization { dir: dir.to_path_buf() });
         }
-        Ok(Loader { root, referrers: Vec::new() })
+        Ok(Loader { root, referrers: Vec::new(), repo: None, repo_keys: Vec::new() })
     }
 
     /// The absolute, symlink-resolved path of a file entry, checked to be in or below the root.
@@ -156,9 +156,32 @@ impl Loader {
                 ));
             }
         }
+        if let Some(repo) = self.repo.as_ref().filter(|repo| !real.starts_with(&repo.dir)) {
+            return Err(format!("'{}' refers to directory outside of repo '{}'", real.display(), repo.key));
+        }
         let mut referrers = self.referrers.clone();
         referrers.push(self.root.clone());
-        Ok(Loader { root: real, referrers })
+        Ok(Loader { root: real, referrers, repo: self.repo.clone(), repo_keys: self.repo_keys.clone() })
+    }
+
+    /// A loader for the directory `spec.path` of a remote repository unpacked at `repo_dir`, with
+    /// kustomize's check that no repository is entered again below itself.
+    pub fn remote_child(&self, spec: &crate::remote::RepoSpec, repo_dir: &Path) -> std::result::Result<Loader, String> {
+        let key = spec.key();
+        if let Some(previous) = self.repo_keys.iter().find(|k| **k == key) {
+            return Err(format!("cycle detected: repository '{key}' is referenced again below '{previous}'"));
+        }
+        let dir = std::fs::canonicalize(repo_dir).map_err(|e| format!("{}: {e}", repo_dir.display()))?;
+        let root = std::fs::canonicalize(clean(&dir.join(&spec.path)))
+            .map_err(|e| format!("'{}' is not a directory of {key}: {e}", spec.path))?;
+        if !root.is_dir() || !root.starts_with(&dir) {
+            return Err(format!("'{}' is not a directory of {key}", spec.path));
+        }
+        let mut referrers = self.referrers.clone();
+        referrers.push(self.root.clone());
+        let mut repo_keys = self.repo_keys.clone();
+        repo_keys.push(key.clone());
+        Ok(Loader { root, referrers, repo: Some(Arc::new(RepoRoot { key, dir })), repo_keys })
     }
 }
 
@@ -232,13 +255,6 @@ mod tests {
             &Origin::default(),
         );
         assert_eq!(ok.unwrap().len(), 1);
-    }
-
-    #[test]
-    fn remote_entries() {
-        assert!(is_remote("https://github.com/kubeflow/manifests/x?ref=v1"));
-        assert!(is_remote("github.com/kubeflow/manifests//x?ref=v1"));
-        assert!(!is_remote("../base"));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::kustomization::{self, KustomizationFile};
 use crate::loader::Loader;
+use crate::remote::{Remote, RemoteSource};
 
 /// Parsed documents of resource files, by canonical path, and the kustomizations read on the way.
 #[derive(Debug, Default)]
@@ -34,10 +35,10 @@ pub struct ParsedFiles {
 impl ParsedFiles {
     /// Walk the kustomization tree under `root` and parse the resource files it names, in
     /// parallel. Never fails: what cannot be prefetched is left to the build.
-    pub fn prefetch(root: &Loader) -> ParsedFiles {
+    pub fn prefetch(root: &Loader, remotes: &dyn RemoteSource) -> ParsedFiles {
         let mut uses: HashMap<PathBuf, usize> = HashMap::new();
         let mut kustomizations = HashMap::new();
-        collect(root, &mut uses, &mut kustomizations, &mut HashSet::new());
+        collect(root, remotes, &mut uses, &mut kustomizations, &mut HashSet::new());
         let mut paths: Vec<(PathBuf, u64)> = uses
             .keys()
             .map(|p| (p.clone(), std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)))
@@ -91,6 +92,7 @@ impl ParsedFiles {
 /// them (a directory reached twice is built twice, so its files count twice).
 fn collect(
     loader: &Loader,
+    remotes: &dyn RemoteSource,
     uses: &mut HashMap<PathBuf, usize>,
     kustomizations: &mut HashMap<PathBuf, KustomizationFile>,
     visiting: &mut HashSet<PathBuf>,
@@ -113,11 +115,28 @@ fn collect(
     };
     let kz = &k.kustomization;
     for entry in kz.resources.iter().flatten().chain(kz.components.iter().flatten()) {
+        if crate::remote::is_remote(entry) && !loader.root.join(entry).exists() {
+            // The source caches: asking here fetches what the build would fetch anyway.
+            match crate::remote::parse(entry) {
+                Ok(Remote::File { url }) => {
+                    if let Ok(path) = remotes.file(&url) {
+                        *uses.entry(path).or_default() += 1;
+                    }
+                }
+                Ok(Remote::Repo(spec)) => {
+                    if let Some(child) = remotes.repository(&spec).ok().and_then(|dir| loader.remote_child(&spec, &dir).ok()) {
+                        collect(&child, remotes, uses, kustomizations, visiting);
+                    }
+                }
+                Err(_) => {}
+            }
+            continue;
+        }
         match loader.resolve_file(entry) {
             Ok(path) => *uses.entry(path).or_default() += 1,
             Err(_) => {
                 if let Ok(child) = loader.child(entry) {
-                    collect(&child, uses, kustomizations, visiting);
+                    collect(&child, remotes, uses, kustomizations, visiting);
                 }
             }
         }

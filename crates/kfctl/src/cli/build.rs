@@ -8,6 +8,8 @@ use anyhow::Context as _;
 use clap::ValueEnum;
 use serde_json::Value;
 
+use crate::registry::remote::{self, RemoteFetcher};
+
 /// Where each object's origin (source file and kustomization chain) is shown, if at all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum OriginsMode {
@@ -32,11 +34,17 @@ pub struct BuildArgs {
     /// Show where each object came from.
     #[arg(long, value_enum, default_value_t)]
     pub origins: OriginsMode,
+    /// Read remote resources (`https://HOST/PATH`) as `BASE/HOST/PATH`: an http(s):// URL or a
+    /// local directory laid out so. Without it they come from their hosts. Either way they are
+    /// cached (`$KFCTL_CACHE_DIR`, else `~/.cache/kfctl`).
+    #[arg(long, value_name = "BASE")]
+    pub mirror: Option<String>,
 }
 
 pub fn run(args: BuildArgs) -> anyhow::Result<ExitCode> {
-    let build =
-        kfctl_render::build(&args.dir).with_context(|| format!("cannot build kustomization {}", args.dir.display()))?;
+    let remotes = RemoteFetcher::new(args.mirror.as_deref(), remote::default_cache_dir());
+    let build = kfctl_render::build_with_remotes(&args.dir, &remotes)
+        .with_context(|| format!("cannot build kustomization {}", args.dir.display()))?;
     // kustomize prints deprecation warnings on stderr, one per line, as it loads kustomizations.
     for warning in &build.warnings {
         eprintln!("{warning}");

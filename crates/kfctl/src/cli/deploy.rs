@@ -257,7 +257,8 @@ fn init_options(args: &DeployArgs) -> anyhow::Result<InitOptions> {
     Ok(InitOptions {
         dir: args.dir.clone(),
         registry: args.release.registry_source()?,
-        sha256: args.release.sha256.clone(),
+        digest: args.release.digest()?,
+        mirror: args.release.mirror.clone(),
         version: args.release.version.clone(),
         platform: Some(args.platform.over(&PlatformSpec::default())),
         name: None,
@@ -294,8 +295,11 @@ pub fn dry_run_script(args: &DeployArgs) -> anyhow::Result<String> {
         shell.step("1. Create the app directory: fetch, verify and unpack the registry, write kfctl.yaml");
         let opts = init_options(args)?;
         let mut line = format!("kfctl init {dir_q} --registry {}", quote(&opts.registry));
-        if let Some(sha) = &opts.sha256 {
-            line.push_str(&format!(" --sha256 {sha}"));
+        if let Some(digest) = &opts.digest {
+            line.push_str(&format!(" --digest {digest}"));
+        }
+        if let Some(mirror) = &opts.mirror {
+            line.push_str(&format!(" --mirror {}", quote(mirror)));
         }
         if let Some(version) = &opts.version {
             line.push_str(&format!(" --version {}", quote(version)));

@@ -37,16 +37,33 @@ pub struct ReleaseFlags {
     /// Default: the upstream release archive of --version (or of v1.4.1), verified by its pinned sha256.
     #[arg(long)]
     pub registry: Option<String>,
-    /// The archive's sha256 (64 hex digits). Without it, a default registry is checked against
-    /// the pinned digest and any other archive's digest is recorded in kfctl.yaml.
+    /// The release's content pin, `tree-sha256:HEX` (as kfctl.yaml records it). Without it, a
+    /// release kfctl has a catalog for is checked against the catalog's pin, and any other
+    /// archive's digest is recorded in kfctl.yaml.
+    #[arg(long, conflicts_with = "sha256")]
+    pub digest: Option<String>,
+    /// The archive's sha256 (64 hex digits): pins the archive's bytes rather than its content.
     #[arg(long)]
     pub sha256: Option<String>,
+    /// Read remote resources the release names (`https://HOST/PATH`) as `BASE/HOST/PATH`: an
+    /// http(s):// URL or a local directory laid out so. Recorded in kfctl.yaml.
+    #[arg(long, value_name = "BASE")]
+    pub mirror: Option<String>,
     /// The Kubeflow version; by default taken from the registry (e.g. manifests-1.4.1/).
     #[arg(long)]
     pub version: Option<String>,
 }
 
 impl ReleaseFlags {
+    /// The pin to check, from --digest or --sha256.
+    pub fn digest(&self) -> anyhow::Result<Option<String>> {
+        Ok(match (&self.digest, &self.sha256) {
+            (Some(digest), _) => Some(digest.clone()),
+            (None, Some(sha256)) => Some(format!("sha256:{}", crate::registry::normalize_sha256(sha256)?)),
+            (None, None) => None,
+        })
+    }
+
     /// The archive to fetch: --registry, else the upstream archive of --version (or the default
     /// release).
     pub fn registry_source(&self) -> anyhow::Result<String> {
@@ -65,8 +82,9 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     let opts = InitOptions {
         dir: args.dir.clone(),
         registry,
-        sha256: args.release.sha256,
-        version: args.release.version,
+        digest: args.release.digest()?,
+        mirror: args.release.mirror.clone(),
+        version: args.release.version.clone(),
         platform: Some(PlatformSpec { kind: args.platform, ..Default::default() }),
         name: args.name,
         force: args.force,
@@ -78,16 +96,15 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     };
     let app = App::init_with_progress(&opts, &print_step).with_context(|| format!("cannot initialise an app in {}", args.dir.display()))?;
     let enabled = app.config.components.iter().filter(|c| c.enabled).count();
+    let remotes = app.config.registry.remotes.len();
     println!(
-        "created {} for Kubeflow {} ({} components enabled, registry sha256 {})",
+        "created {} for Kubeflow {} ({} components enabled, {} remote resources vendored, registry {})",
         app.dir.join(crate::config::FILE_NAME).display(),
         app.config.version,
         enabled,
-        app.config.registry.sha256
+        remotes,
+        app.config.registry.digest.as_deref().unwrap_or("")
     );
-    if opts.sha256.is_none() && catalog::release_for_url(&opts.registry).is_none() {
-        println!("note: no --sha256 was given; the archive's digest above was recorded, not verified");
-    }
     println!("next: review {0}/kfctl.yaml, `kfctl component list {0}`, then `kfctl apply {0}`", app.dir.display());
     Ok(ExitCode::SUCCESS)
 }

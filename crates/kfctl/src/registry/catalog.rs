@@ -12,8 +12,9 @@ pub struct Release {
     pub version: &'static str,
     /// The upstream release archive, used when `kfctl init` is given no `--registry`.
     pub default_url: &'static str,
-    /// The sha256 of [`Release::default_url`], so a default init is verified too.
-    pub default_sha256: &'static str,
+    /// The content pin of the release (`tree-sha256:HEX` of the unpacked tree, see
+    /// `registry::digest`): an init of this release is verified whoever compressed the archive.
+    pub default_digest: &'static str,
     /// Components in render order.
     pub components: &'static [ComponentSpec],
 }
@@ -154,7 +155,7 @@ const USER_NAMESPACE_PARAMETERS: &[ParameterSpec] = &[
 const V1_4_1: Release = Release {
     version: "v1.4.1",
     default_url: "https://github.com/kubeflow/manifests/archive/refs/tags/v1.4.1.tar.gz",
-    default_sha256: "0b21adb849b3b27cc1b515b0033c391b37fe6b30e3407b52935b404dfe7b929d",
+    default_digest: "tree-sha256:c6130041f6ec67a4eb0cd0ff59866d98c58d9157b6e1ad6e33f838b04fa84331",
     components: &[
         ComponentSpec {
             name: "cert-manager",

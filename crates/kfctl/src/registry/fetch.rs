@@ -29,10 +29,11 @@ pub struct FetchedArchive {
 /// Where a registry comes from.
 enum Source<'a> {
     Local(PathBuf),
-    Https(&'a str),
+    Web(&'a str),
 }
 
-fn parse_source(source: &str) -> Result<Source<'_>, RegistryError> {
+/// `allow_http`: plain `http://` too (a mirror the user named; a registry must be https).
+fn parse_source(source: &str, allow_http: bool) -> Result<Source<'_>, RegistryError> {
     if let Some(rest) = source.strip_prefix("file://") {
         // file:///abs/path (empty host) or file://localhost/abs/path
         let path = rest.strip_prefix("localhost").unwrap_or(rest);
@@ -41,8 +42,8 @@ fn parse_source(source: &str) -> Result<Source<'_>, RegistryError> {
         }
         return Ok(Source::Local(PathBuf::from(path)));
     }
-    if source.starts_with("https://") {
-        return Ok(Source::Https(source));
+    if source.starts_with("https://") || (allow_http && source.starts_with("http://")) {
+        return Ok(Source::Web(source));
     }
     if source.contains("://") {
         return Err(RegistryError::UnsupportedScheme { url: source.to_string() });
@@ -54,13 +55,23 @@ fn parse_source(source: &str) -> Result<Source<'_>, RegistryError> {
 /// temporary file inside `staging_dir`, computing its sha256. Blocking: a download runs on a
 /// private single-threaded runtime, so call this from `spawn_blocking` in async code.
 pub fn fetch(source: &str, staging_dir: &Path) -> Result<FetchedArchive, RegistryError> {
+    fetch_from(source, staging_dir, false)
+}
+
+/// [`fetch`] for remote resources and mirrors: `http://` is allowed too, since their content is
+/// pinned by digest once vendored.
+pub fn fetch_remote(source: &str, staging_dir: &Path) -> Result<FetchedArchive, RegistryError> {
+    fetch_from(source, staging_dir, true)
+}
+
+fn fetch_from(source: &str, staging_dir: &Path, allow_http: bool) -> Result<FetchedArchive, RegistryError> {
     let mut out = tempfile::Builder::new()
         .prefix(".kfctl-registry-")
         .suffix(".tar.gz")
         .tempfile_in(staging_dir)
         .map_err(|source| RegistryError::Write { path: staging_dir.to_path_buf(), error: source })?;
     let mut writer = HashingWriter { file: out.as_file_mut(), hasher: Sha256::new(), size: 0, path: staging_dir };
-    match parse_source(source)? {
+    match parse_source(source, allow_http)? {
         Source::Local(path) => {
             let read_err = |source| RegistryError::ReadLocal { path: path.clone(), error: source };
             let mut input = File::open(&path).map_err(read_err)?;
@@ -73,7 +84,7 @@ pub fn fetch(source: &str, staging_dir: &Path) -> Result<FetchedArchive, Registr
                 writer.write_limited(&buf[..n], source)?;
             }
         }
-        Source::Https(url) => download(url, &mut writer)?,
+        Source::Web(url) => download(url, &mut writer)?,
     }
     let sha256 = hex::encode(writer.hasher.finalize());
     let size = writer.size;

@@ -7,12 +7,14 @@
 //! Everything here is blocking; async callers wrap it in `spawn_blocking`.
 
 pub mod catalog;
+pub mod digest;
 mod fetch;
+pub mod remote;
 mod unpack;
 
 use std::path::PathBuf;
 
-pub use fetch::{FetchedArchive, fetch};
+pub use fetch::{FetchedArchive, fetch, fetch_remote};
 pub use unpack::{UnpackLimits, UnpackReport, unpack};
 
 /// What can go wrong getting a registry into the app directory.
@@ -22,16 +24,22 @@ pub enum RegistryError {
     ReadLocal { path: PathBuf, error: std::io::Error },
     #[error("registry URL {url:?} is not supported; use https://, file:// or a local path")]
     UnsupportedScheme { url: String },
-    #[error("cannot download registry {url}: {message}")]
+    #[error("cannot download {url}: {message}")]
     Download { url: String, message: String },
-    #[error("downloading registry {url}: the server answered {status}")]
+    #[error("downloading {url}: the server answered {status}")]
     HttpStatus { url: String, status: u16 },
     #[error(
         "checksum mismatch for registry {source_name}: expected sha256 {expected}, got {actual}; nothing was written\n  hint: check --sha256 (or registry.sha256 in kfctl.yaml) and that the archive is the release you meant"
     )]
     ChecksumMismatch { source_name: String, expected: String, actual: String },
+    #[error(
+        "content mismatch for registry {source_name}: {what} should have {expected}, the archive's tree has {actual}; nothing was written\n  hint: check --digest (or registry.digest in kfctl.yaml) and that the archive is the release you meant"
+    )]
+    ContentMismatch { source_name: String, what: String, expected: String, actual: String },
     #[error("--sha256 {given:?} is not a sha256 digest (64 hex characters)")]
     BadDigest { given: String },
+    #[error("--digest: {message}")]
+    InvalidPin { message: String },
     #[error("registry archive {archive} is not a valid .tar.gz: {message}")]
     Corrupt { archive: String, message: String },
     #[error("registry archive {archive} is unsafe: entry {entry:?} {reason}; nothing was written")]

@@ -20,6 +20,7 @@ use super::{Release, ServerState};
 use crate::app::{App, InitOptions};
 use crate::apply::{self, ApplyOptions};
 use crate::cluster;
+use crate::registry::digest::Pin;
 use crate::config::{AppConfig, RegistryConfig};
 use crate::health;
 use crate::platform::{self, PlatformSpec, ProvisionOptions, shell::Shell};
@@ -115,11 +116,14 @@ fn apply_choices(config: &mut AppConfig, checked: &CheckedDeployment) -> Result<
 
 /// The registry entry kfctl.yaml gets for `release` before the archive is fetched.
 fn registry_config(release: &Release) -> RegistryConfig {
-    RegistryConfig {
-        url: release.registry.clone(),
-        sha256: release.sha256.clone().unwrap_or_default(),
-        path: Path::new("registry").join(&release.version),
-    }
+    // The preview shows what init will write: the content pin, known from the catalog (an
+    // operator's own archive shows its sha256 until the job has unpacked it).
+    let (digest, sha256) = match release.digest.as_deref().map(Pin::parse) {
+        Some(Ok(pin @ Pin::Tree(_))) => (Some(pin.to_string()), None),
+        Some(Ok(Pin::Bytes(hex))) => (None, Some(hex)),
+        _ => (None, None),
+    };
+    RegistryConfig { url: release.registry.clone(), digest, sha256, path: Path::new("registry").join(&release.version), mirror: None, remotes: Vec::new() }
 }
 
 /// Builds the review page's content for a checked form, without touching any cluster: the
@@ -236,7 +240,8 @@ async fn run(job: &Arc<Job>, release: &Release, checked: &CheckedDeployment, kub
     let options = InitOptions {
         dir: job.app_dir(),
         registry: release.registry.clone(),
-        sha256: release.sha256.clone(),
+        digest: release.digest.clone(),
+        mirror: None,
         version: Some(release.version.clone()),
         platform: Some(platform_spec(&form.platform, kubeconfig)),
         name: Some(form.name.clone()),

@@ -51,7 +51,9 @@ pub struct Release {
     pub version: String,
     /// Registry archive URL or local path, chosen by whoever started the server (never by a request).
     pub registry: String,
-    pub sha256: Option<String>,
+    /// The pin every job checks: the catalog's `tree-sha256:` content pin, or `sha256:` of the
+    /// archive the operator named.
+    pub digest: Option<String>,
     pub components: Vec<ComponentChoice>,
 }
 
@@ -66,7 +68,7 @@ impl Release {
             .map(|r| Release {
                 version: r.version.to_string(),
                 registry: r.default_url.to_string(),
-                sha256: Some(r.default_sha256.to_string()),
+                digest: Some(r.default_digest.to_string()),
                 components: r
                     .components
                     .iter()
@@ -91,7 +93,7 @@ impl Release {
                 }
             };
             newest.registry = source.to_string();
-            newest.sha256 = Some(sha256);
+            newest.digest = Some(format!("sha256:{sha256}"));
         }
         Ok(releases)
     }

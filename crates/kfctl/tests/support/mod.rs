@@ -19,6 +19,7 @@
 //! `#[tokio::test]` has its own runtime).
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod mirror;
 pub mod webhook;
 
 use std::collections::BTreeMap;
