@@ -441,3 +441,36 @@ async fn restricted_token(fx: &Fixture) -> String {
     }
     panic!("no token Secret for ServiceAccount {}/reader", fx.ns);
 }
+
+/// The API preflight: an app using APIs this 1.20 server does not serve (Kubeflow 26.03's
+/// `autoscaling/v2` HorizontalPodAutoscalers and `policy/v1` PodDisruptionBudgets) is refused
+/// before anything is written, naming the objects, the APIs, the server and the release's range.
+#[tokio::test(flavor = "multi_thread")]
+async fn apis_the_cluster_does_not_serve_are_refused_before_anything_is_written() {
+    let fx = Fixture::new("apis").await;
+    let hpa = json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "web", "namespace": fx.ns},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}, "minReplicas": 1, "maxReplicas": 2}});
+    let pdb = json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": fx.ns},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}});
+    // A kind that a CRD of the same apply defines is fine: it is served once that CRD is in.
+    fx.component("web", &[fx.config_map("before"), fx.deployment("web", json!({})), hpa, pdb, fx.widget_crd(), fx.widget("w1")]);
+    fx.config(&["web"]);
+
+    let out = fx.kfctl(&["apply"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("the cluster does not serve 2 APIs that the app uses; nothing was applied"), "{err}");
+    assert!(err.contains(&format!("autoscaling/v2 HorizontalPodAutoscaler (1 object: {}/web)", fx.ns)), "{err}");
+    assert!(err.contains(&format!("policy/v1 PodDisruptionBudget (1 object: {}/web)", fx.ns)), "{err}");
+    assert!(err.contains("the server is Kubernetes v1.20.2; Kubeflow v1.4.1 supports Kubernetes 1.19 to 1.21"), "{err}");
+    assert!(!err.contains("Widget"), "a kind defined by a CRD in the plan is not missing:\n{err}");
+    // Nothing was written: no object, no inventory, no CRD.
+    let deployments = fx.dynamic("apps", "v1", "Deployment", "deployments").list(&ListParams::default()).await.unwrap().items;
+    assert!(deployments.is_empty(), "a Deployment was written");
+    let cms: Api<ConfigMap> = Api::namespaced(fx.client.clone(), &fx.ns);
+    let names: Vec<String> = cms.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|c| c.metadata.name).collect();
+    assert!(!names.iter().any(|n| n == "before" || n.starts_with("kfctl-inventory-")), "{names:?}");
+    let crds = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions");
+    let crd = Api::<DynamicObject>::all_with(fx.client.clone(), &crds).get_opt(&format!("widgets.{}", fx.group())).await.unwrap();
+    assert!(crd.is_none(), "the CRD was written");
+}

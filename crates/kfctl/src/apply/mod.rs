@@ -77,6 +77,49 @@ pub struct ApplyOptions {
     /// How long a gate (CRDs Established, webhook endpoints ready) may take before kfctl goes on
     /// and lets per-object retries deal with what still fails.
     pub gate_timeout: Duration,
+    /// The Kubernetes versions the app's release supports, for the API preflight's messages
+    /// (None: an app kfctl has no catalog range for).
+    pub release: Option<ReleaseRange>,
+}
+
+/// The Kubernetes versions a Kubeflow release supports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRange {
+    /// The Kubeflow release, e.g. `26.03`.
+    pub release: String,
+    /// Oldest supported minor.
+    pub min: (u32, u32),
+    /// Newest supported minor; None when open-ended.
+    pub max: Option<(u32, u32)>,
+}
+
+impl ReleaseRange {
+    /// The range of a release kfctl has a catalog for.
+    pub fn of(version: &str) -> Option<ReleaseRange> {
+        crate::platform::releases::support(version).map(|s| ReleaseRange { release: version.to_string(), min: s.min, max: Some(s.max) })
+    }
+
+    /// Does a server at `version` (major, minor) suit the release?
+    pub fn accepts(&self, version: (u32, u32)) -> bool {
+        self.min <= version && self.max.is_none_or(|max| version <= max)
+    }
+
+    /// "1.34 and newer" / "1.19 to 1.21", for messages.
+    pub fn text(&self) -> String {
+        match self.max {
+            Some(max) => format!("{}.{} to {}.{}", self.min.0, self.min.1, max.0, max.1),
+            None => format!("{}.{} and newer", self.min.0, self.min.1),
+        }
+    }
+}
+
+/// An API the plan uses that the cluster does not serve, with the objects that use it.
+#[derive(Debug, Clone)]
+pub struct MissingApi {
+    /// `autoscaling/v2 HorizontalPodAutoscaler`
+    pub api: String,
+    /// `namespace/name` (or `name`) of each object that uses it.
+    pub objects: Vec<String>,
 }
 
 /// An object held back because a webhook that intercepts it has no ready server.
@@ -101,7 +144,7 @@ pub struct UnreadyWebhook {
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { prune: true, concurrency: 16, gate_timeout: Duration::from_secs(300) }
+        ApplyOptions { prune: true, concurrency: 16, gate_timeout: Duration::from_secs(300), release: None }
     }
 }
 
@@ -189,6 +232,34 @@ pub enum ApplyError {
     Failed { report: Box<ApplyReport> },
     #[error("cannot reach the API server: {reason}")]
     Api { reason: String },
+    #[error("{}", missing_apis_text(missing, server, release.as_ref()))]
+    ApisNotServed { missing: Vec<MissingApi>, server: String, release: Option<ReleaseRange> },
+}
+
+/// The message of [`ApplyError::ApisNotServed`].
+fn missing_apis_text(missing: &[MissingApi], server: &str, release: Option<&ReleaseRange>) -> String {
+    let mut text = format!(
+        "the cluster does not serve {} API{} that the app uses; nothing was applied:",
+        missing.len(),
+        if missing.len() == 1 { "" } else { "s" }
+    );
+    for m in missing {
+        let shown: Vec<&str> = m.objects.iter().take(4).map(String::as_str).collect();
+        let more = m.objects.len().saturating_sub(shown.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        text.push_str(&format!("\n  - {} ({} object{}: {}{more})", m.api, m.objects.len(), if m.objects.len() == 1 { "" } else { "s" }, shown.join(", ")));
+    }
+    match release {
+        Some(r) => text.push_str(&format!(
+            "\n  the server is Kubernetes {server}; Kubeflow {} supports Kubernetes {}\n  hint: use a cluster in that range (`kfctl deploy --platform kind` creates one), or an older Kubeflow release (`kfctl init --version`)",
+            r.release,
+            r.text()
+        )),
+        None => text.push_str(&format!(
+            "\n  the server is Kubernetes {server}\n  hint: use a newer cluster, or install the CRDs that define these kinds first"
+        )),
+    }
+    text
 }
 
 /// The message of [`ApplyError::Failed`]: unready webhooks with what they held back, then objects
@@ -275,11 +346,13 @@ pub async fn apply_rendered(
         .iter()
         .filter_map(|o| o.object.get("apiVersion").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    // Discovery and the inventory at once: neither needs the other.
-    let (discovered, inventory) = tokio::join!(resolver.refresh(group_versions), inventory::read_with_applied(client, target));
+    // Discovery, the inventory and the server's version at once: none needs the others.
+    let (discovered, inventory, version) =
+        tokio::join!(resolver.refresh(group_versions), inventory::read_with_applied(client, target), client.apiserver_version());
     discovered.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
     let (mut previous, recorded) = inventory?;
     resolver.add_crds(objects.iter().map(|o| &o.object));
+    check_apis_served(&resolver, &objects, version.ok(), opts.release.as_ref(), sink)?;
     let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
     times.mark("discovery+inventory+plan", "");
 
@@ -733,6 +806,52 @@ async fn apply_one(
     }
 }
 
+/// The API preflight: every apiVersion and kind the plan uses must be served by the cluster or
+/// defined by a CRD in the plan; otherwise nothing is written and the error names the objects,
+/// the missing APIs, the server's version and the release's range. A server outside the range
+/// that serves everything gets a warning.
+fn check_apis_served(
+    resolver: &KindResolver,
+    objects: &[ComponentObject],
+    version: Option<k8s_openapi::apimachinery::pkg::version::Info>,
+    release: Option<&ReleaseRange>,
+    sink: &dyn ProgressSink,
+) -> Result<(), ApplyError> {
+    let mut missing: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for o in objects {
+        let api_version = o.object.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+        let kind = o.object.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if resolver.resolve(api_version, kind).is_none() {
+            let meta = |k: &str| o.object.pointer(&format!("/metadata/{k}")).and_then(Value::as_str);
+            let name = match meta("namespace") {
+                Some(ns) => format!("{ns}/{}", meta("name").unwrap_or_default()),
+                None => meta("name").unwrap_or_default().to_string(),
+            };
+            missing.entry(format!("{api_version} {kind}")).or_default().push(name);
+        }
+    }
+    let server = version.as_ref().map_or_else(|| "(version unknown)".to_string(), |v| v.git_version.clone());
+    if !missing.is_empty() {
+        let missing = missing.into_iter().map(|(api, objects)| MissingApi { api, objects }).collect();
+        return Err(ApplyError::ApisNotServed { missing, server, release: release.cloned() });
+    }
+    let minor = |v: &k8s_openapi::apimachinery::pkg::version::Info| -> Option<(u32, u32)> {
+        Some((v.major.trim_end_matches('+').parse().ok()?, v.minor.trim_end_matches('+').parse().ok()?))
+    };
+    if let (Some(release), Some(at)) = (release, version.as_ref().and_then(minor)) {
+        if !release.accepts(at) {
+            sink.report(Progress::Message {
+                text: format!(
+                    "warning: Kubernetes {server} is outside what Kubeflow {} supports ({}); the cluster serves every API the app uses, so kfctl goes on",
+                    release.release,
+                    release.text()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Check, before writing anything, that the current user may write every object that needs it.
 async fn preflight(
     client: &Client,
@@ -784,7 +903,9 @@ pub async fn apply_app(
     opts: &ApplyOptions,
     sink: &dyn ProgressSink,
 ) -> Result<ApplyReport, ApplyError> {
-    apply_rendered(client, &AppTarget::for_app(app), rendered, opts, sink).await
+    let mut opts = opts.clone();
+    opts.release = opts.release.or_else(|| ReleaseRange::of(&app.config.version));
+    apply_rendered(client, &AppTarget::for_app(app), rendered, &opts, sink).await
 }
 
 /// Delete everything kfctl applied for `app` (see [`delete_target`]).

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use super::AppArgs;
 use crate::app::App;
-use crate::apply::{ApplyOptions, apply_rendered, plan_for};
+use crate::apply::{ApplyOptions, ReleaseRange, apply_rendered, plan_for};
 use crate::plan::{AppTarget, KindTable};
 use crate::progress::Printer;
 
@@ -82,7 +82,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, gate_timeout: args.gate_timeout };
+    let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, gate_timeout: args.gate_timeout, release: ReleaseRange::of(&app.config.version) };
     runtime()?.block_on(async {
         let mut times = crate::apply::StageTimes::from_env();
         let client = connect(&args.app, &args.cluster, &app).await?;
