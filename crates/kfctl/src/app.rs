@@ -204,7 +204,13 @@ impl App {
                 }
             }
         }
-        let remotes = vendor_remotes(release, &unpacked, staging.path(), opts.mirror.as_deref(), &say)?;
+        let component_dirs: Vec<(String, PathBuf)> = release
+            .components
+            .iter()
+            .flat_map(|c| c.paths.iter().map(|p| (c.name.to_string(), unpacked.join(p))))
+            .collect();
+        let fetcher = RemoteFetcher::new(opts.mirror.as_deref(), remote::default_cache_dir());
+        let remotes = vendor_remotes(&component_dirs, &fetcher, staging.path(), &say)?;
 
         let registry_rel = Path::new("registry").join(release.version);
         let staged_registry = staging.path().join(&registry_rel);
@@ -468,29 +474,24 @@ fn build_kustomization(dir: &Path, remotes: &dyn RemoteSource) -> Result<Vec<Val
 /// Where `kfctl init` vendors remote resources, relative to the app directory.
 const REMOTE_DIR: &str = "remote";
 
-/// Render every component of `release` (unpacked at `release_dir`) once, fetching the remote
-/// resources their kustomizations name (through `mirror`, into the user's cache), and copy what
-/// the builds read into `staging/remote/`: of a repository, the kustomization roots the builds
-/// loaded (everything they read lies below those); a file as it is. Returns the pins.
+/// Render every component directory (component name, directory) once, fetching the remote
+/// resources their kustomizations name with `fetcher`, and copy what the builds read into
+/// `staging/remote/`: of a repository, the kustomization roots the builds loaded (everything they
+/// read lies below those); a file as it is. Returns the pins.
 fn vendor_remotes(
-    release: &Release,
-    release_dir: &Path,
+    component_dirs: &[(String, PathBuf)],
+    fetcher: &RemoteFetcher,
     staging: &Path,
-    mirror: Option<&str>,
     say: &dyn Fn(String),
 ) -> Result<Vec<config::RemotePin>, AppError> {
-    let fetcher = RemoteFetcher::new(mirror, remote::default_cache_dir());
     let mut roots = Vec::new();
-    for component in release.components {
-        for path in component.paths {
-            let dir = release_dir.join(path);
-            let build = kfctl_render::build_with_remotes(&dir, &fetcher).map_err(|e| AppError::Render {
-                component: component.name.to_string(),
-                dir: dir.clone(),
-                message: e.to_string(),
-            })?;
-            roots.extend(build.roots);
-        }
+    for (component, dir) in component_dirs {
+        let build = kfctl_render::build_with_remotes(dir, fetcher).map_err(|e| AppError::Render {
+            component: component.clone(),
+            dir: dir.clone(),
+            message: e.to_string(),
+        })?;
+        roots.extend(build.roots);
     }
     let mut pins = Vec::new();
     for fetched in fetcher.fetched() {
@@ -652,6 +653,82 @@ mod tests {
         assert_eq!(relative_path(Path::new("/tmp/a/b"), Path::new("/work/app/registry")), PathBuf::from("../../../work/app/registry"));
         assert_eq!(relative_path(Path::new("/work/app"), Path::new("/work/app/registry/x")), PathBuf::from("registry/x"));
         assert_eq!(relative_path(Path::new("/work/app/o"), Path::new("/work/app")), PathBuf::from(".."));
+    }
+
+    /// A `.tar.gz` of `files` under the top-level directory `root`.
+    fn tar_gz(root: &str, files: &[(&str, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+        for (path, content) in files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append_data(&mut header, format!("{root}/{path}"), content.as_bytes()).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn vendored_remotes_render_offline_and_are_checked_against_their_pins() {
+        let cm = |name: &str| format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+        // A mirror (a local directory laid out as the code host) with a repository and a file.
+        let mirror = tempfile::tempdir().unwrap();
+        let archive = mirror.path().join("example.test/org/repo/archive/v1.tar.gz");
+        std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+        let (a, b) = (cm("a"), cm("b"));
+        let files = [
+            ("deploy/base/kustomization.yaml", "resources:\n- a.yaml\n- ../shared\n"),
+            ("deploy/base/a.yaml", a.as_str()),
+            ("deploy/shared/kustomization.yaml", "resources:\n- b.yaml\n"),
+            ("deploy/shared/b.yaml", b.as_str()),
+            ("docs/huge.md", "not needed by the build\n"),
+        ];
+        std::fs::write(&archive, tar_gz("repo-1", &files)).unwrap();
+        let file = mirror.path().join("example.test/org/files/manifests.yaml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, cm("c")).unwrap();
+        // A release whose one component names both.
+        let release = tempfile::tempdir().unwrap();
+        let component = release.path().join("app");
+        std::fs::create_dir_all(&component).unwrap();
+        std::fs::write(
+            component.join("kustomization.yaml"),
+            "resources:\n- https://example.test/org/repo//deploy/base?ref=v1\n- https://example.test/org/files/manifests.yaml\n",
+        )
+        .unwrap();
+
+        let cache = tempfile::tempdir().unwrap();
+        let staging = tempfile::tempdir().unwrap();
+        let fetcher = RemoteFetcher::new(Some(&mirror.path().display().to_string()), cache.path().to_path_buf());
+        let pins = vendor_remotes(&[("app".into(), component.clone())], &fetcher, staging.path(), &|_| {}).unwrap();
+        assert_eq!(pins.len(), 2, "{pins:?}");
+        assert_eq!(pins[0].url, "https://example.test/org/repo");
+        assert_eq!(pins[0].git_ref.as_deref(), Some("v1"));
+        assert!(pins[0].digest.starts_with("tree-sha256:"), "{pins:?}");
+        assert_eq!(pins[1].url, "https://example.test/org/files/manifests.yaml");
+        assert!(pins[1].digest.starts_with("sha256:"), "{pins:?}");
+        // Only what the build read is vendored.
+        let repo = staging.path().join(&pins[0].path);
+        assert!(repo.join("deploy/shared/b.yaml").is_file());
+        assert!(!repo.join("docs").exists());
+
+        // Offline: no mirror, no cache; the same objects from the vendored copies.
+        drop(mirror);
+        drop(cache);
+        let vendored: Vec<_> = pins
+            .iter()
+            .map(|p| remote::VendoredRemote { url: p.url.clone(), git_ref: p.git_ref.clone(), path: p.path.clone(), digest: Pin::parse(&p.digest).unwrap() })
+            .collect();
+        let source = VendoredRemotes::new(staging.path(), vendored.clone());
+        let names: Vec<String> =
+            build_kustomization(&component, &source).unwrap().iter().map(|o| o["metadata"]["name"].as_str().unwrap().to_string()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+
+        // One changed byte in a vendored file: refused, naming the remote.
+        std::fs::write(repo.join("deploy/shared/b.yaml"), cm("B")).unwrap();
+        let err = build_kustomization(&component, &VendoredRemotes::new(staging.path(), vendored)).unwrap_err();
+        assert!(err.contains("the vendored copy of repository https://example.test/org/repo at v1"), "{err}");
+        assert!(err.contains("no longer matches its pin"), "{err}");
     }
 
     #[test]
