@@ -374,9 +374,9 @@ impl PlatformSpec {
         let default_version = match kind {
             PlatformKind::Kind => support.kind_image.rsplit(':').next().unwrap_or_default(),
             PlatformKind::K3d => support.k3s_image.rsplit(':').next().unwrap_or_default(),
-            PlatformKind::Minikube => support.minikube_version,
+            PlatformKind::Minikube => support.minikube_version.as_str(),
             PlatformKind::Microk8s => support.microk8s_channel.split('/').next().unwrap_or_default(),
-            _ => support.cloud_version,
+            _ => support.cloud_version.as_str(),
         };
         let version = spec.kubernetes_version.get_or_insert_with(|| default_version.to_owned()).clone();
         match releases::parse_minor(&version) {
@@ -384,7 +384,7 @@ impl PlatformSpec {
             _ => {
                 return Err(PlatformError::UnsupportedVersion {
                     version,
-                    release: support.release.to_owned(),
+                    release: support.release.clone(),
                     range: support.range(),
                 });
             }
@@ -472,7 +472,7 @@ pub struct Provisioned {
 pub fn release_support(release: &str) -> Result<&'static KubernetesSupport, PlatformError> {
     releases::support(release).ok_or_else(|| PlatformError::UnknownRelease {
         release: release.to_owned(),
-        known: releases::RELEASES.iter().map(|r| r.release).collect::<Vec<_>>().join(", "),
+        known: crate::registry::catalog::supported_versions(),
     })
 }
 
