@@ -251,6 +251,26 @@ impl App {
         Ok(self.config.release()?)
     }
 
+    /// For each enabled catalog component that has variants, which one renders and why, as
+    /// lines for `kfctl init`/`kfctl deploy` ("istio: overlay gke, because the platform is gke").
+    pub fn variant_lines(&self) -> Result<Vec<String>, AppError> {
+        let release = self.release()?;
+        let platform = self.config.platform.kind.as_str();
+        let mut lines = Vec::new();
+        for component in self.config.components.iter().filter(|c| c.enabled && c.path.is_none()) {
+            let Some(spec) = release.component(&component.name).filter(|s| !s.variants.is_empty()) else { continue };
+            let Some(choice) = spec.choose_variant(component.variant.as_deref(), platform) else { continue };
+            let mut line = format!("{}: overlay {}, because {}", spec.name, choice.name, choice.reason);
+            let others: Vec<&str> = spec.variant_names().into_iter().filter(|n| *n != choice.name).collect();
+            line.push_str(&format!(" (others: {}; choose with `variant:` in kfctl.yaml)", others.join(", ")));
+            if let Some(note) = choice.note {
+                line.push_str(&format!("\n  note: {note}"));
+            }
+            lines.push(line);
+        }
+        Ok(lines)
+    }
+
     /// Enabled components in render order: catalog order, then the user's own in config order.
     pub fn enabled_components(&self) -> Result<Vec<&ComponentConfig>, AppError> {
         let release = self.release()?;

@@ -137,26 +137,51 @@ fn check_release(version: &str) {
     // The base set, component by component, against upstream's example/.
     let cache = holder.path().join("cache");
     let fetcher = RemoteFetcher::new(Some(&format!("{REGISTRIES}/mirror")), cache);
-    let mut base = Vec::new();
+    // Every directory renders, optional components and variants too (a broken overlay upstream
+    // must not reach the catalog).
+    let mut rendered = BTreeMap::new();
     let mut failed = Vec::new();
-    for c in release.components.iter().filter(|c| c.base) {
-        for path in &c.paths {
-            match render(&dir.join(path), &fetcher) {
-                Ok(objects) => base.extend(objects),
-                Err(err) => failed.push((c.name.clone(), path.clone(), err)),
+    for (component, path) in release.all_paths() {
+        match render(&dir.join(path), &fetcher) {
+            Ok(objects) => {
+                rendered.insert(path.to_owned(), objects);
             }
+            Err(err) => failed.push((component.to_owned(), path.to_owned(), err)),
         }
     }
+    let broken: Vec<String> = failed
+        .iter()
+        .filter(|(_, path, _)| !is_known_renderer_bug(version, path))
+        .map(|(component, path, err)| format!("{component}: {path}: {err}"))
+        .collect();
+    assert!(broken.is_empty(), "Kubeflow {version}: directories of the catalog do not render:\n  {}", broken.join("\n  "));
+    // The ones `kubectl kustomize` builds but kfctl's renderer does not yet: reported at the end.
+    let renderer_bugs: Vec<String> = failed
+        .iter()
+        .filter(|(component, path, _)| !release.component(component).is_some_and(|c| c.base && c.paths.contains(path)))
+        .map(|(component, path, err)| format!("optional component or variant {component}: {path}: {err}"))
+        .collect();
+    let mut base = Vec::new();
+    for c in release.components.iter().filter(|c| c.base) {
+        for path in &c.paths {
+            base.extend(rendered.get(path).cloned().unwrap_or_default());
+        }
+    }
+    failed.retain(|(component, path, _)| release.component(component).is_some_and(|c| c.base && c.paths.contains(path)));
     let example = render(&dir.join("example"), &fetcher);
     if failed.is_empty() {
         let example = example.unwrap_or_else(|err| panic!("Kubeflow {version}: example/ does not render with kfctl but every base component does: {err}"));
         let diff = compare(&base, example);
         assert!(diff.is_empty(), "Kubeflow {version}: {diff}");
+        assert!(renderer_bugs.is_empty(), "Kubeflow {version}: kfctl's renderer cannot build (kubectl kustomize can):\n  {}", renderer_bugs.join("\n  "));
         return;
     }
     // Some directories do not render yet (renderer bugs, fixed elsewhere): say exactly which,
     // and still compare everything else, against example/ without those directories.
-    let mut report = format!("Kubeflow {version}: kfctl's renderer cannot build what this test compares");
+    let mut report = format!("Kubeflow {version}: kfctl's renderer cannot build what this test compares (kubectl kustomize can)");
+    for line in &renderer_bugs {
+        report.push_str(&format!("\n  {line}"));
+    }
     for (component, path, err) in &failed {
         report.push_str(&format!("\n  base set component {component}: {path}: {err}"));
     }
@@ -220,6 +245,20 @@ fn without_known_differences(objects: &mut [Value], base_side: bool) -> Vec<Stri
         }
     }
     problems
+}
+
+/// Directories kfctl's renderer cannot build yet, though `kubectl kustomize` (v5.5) can: being
+/// fixed in the renderer. The test still fails on them, naming them; any other directory that
+/// does not render fails it as a catalog error. Pipelines: the argo JSON patch replaces
+/// `/subjects/0/namespace` of a ClusterRoleBinding that has none.
+/// The same for oauth2-proxy's m2m-dex-and-kind overlay (a JSON patch replacing
+/// `/spec/jwtRules/0/jwksUri`, which a kustomize component adds) and the model registry's
+/// overlays/db (a replacement into an annotation the target lacks).
+fn is_known_renderer_bug(version: &str, path: &str) -> bool {
+    let known = path.starts_with("applications/pipeline/")
+        || path == "common/oauth2-proxy/overlays/m2m-dex-and-kind"
+        || path == "applications/model-registry/upstream/overlays/db";
+    matches!(version, "v1.10.2" | "26.03") && known
 }
 
 /// "" when the two sets of objects are the same multiset, else what differs.

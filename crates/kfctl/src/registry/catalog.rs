@@ -209,11 +209,11 @@ impl ComponentSpec {
             VariantChoice { name: v.name.as_str(), paths: v.paths.as_slice(), reason, note: v.note.as_deref() }
         }
         match chosen {
-            Some(name) if name == default_name => Some(default("kfctl.yaml sets it".into())),
-            Some(name) => self.variants.iter().find(|v| v.name == name).map(|v| of(v, "kfctl.yaml sets it".into())),
+            Some(name) if name == default_name => Some(default("kfctl.yaml chooses it".into())),
+            Some(name) => self.variants.iter().find(|v| v.name == name).map(|v| of(v, "kfctl.yaml chooses it".into())),
             None => Some(match self.variants.iter().find(|v| v.platforms.iter().any(|p| p == platform)) {
                 Some(v) => of(v, format!("the platform is {platform}")),
-                None => default(format!("the default for platform {platform}")),
+                None => default(format!("it is upstream's default and the platform is {platform}")),
             }),
         }
     }
@@ -651,7 +651,7 @@ mod tests {
         let kind = istio.choose_variant(None, "kind").unwrap();
         assert_eq!(kind.name, "oauth2-proxy");
         let ambient = istio.choose_variant(Some("ambient-oauth2-proxy-gke"), "gke").unwrap();
-        assert_eq!((ambient.name, ambient.reason.as_str()), ("ambient-oauth2-proxy-gke", "kfctl.yaml sets it"));
+        assert_eq!((ambient.name, ambient.reason.as_str()), ("ambient-oauth2-proxy-gke", "kfctl.yaml chooses it"));
         assert!(istio.choose_variant(Some("nope"), "gke").is_none());
         let proxy = r.component("oauth2-proxy").unwrap();
         assert_eq!(proxy.choose_variant(None, "kind").unwrap().name, "m2m-dex-and-kind");
