@@ -281,6 +281,7 @@ pub struct AccessSettings {
 pub mod cloud;
 pub mod detect;
 pub mod doctor;
+pub mod host;
 pub mod local;
 pub mod releases;
 pub mod settings;
@@ -310,6 +311,8 @@ pub enum PlatformError {
     UnknownRelease { release: String, known: String },
     #[error("kubernetesVersion {version} does not suit Kubeflow {release}, which supports {range}\n  hint: set platform.kubernetesVersion in kfctl.yaml to a version in that range (or remove it to get kfctl's default)")]
     UnsupportedVersion { version: String, release: String, range: String },
+    #[error("this machine cannot run Kubeflow on a local cluster: {message}\n  hint: {hint}")]
+    HostLimits { message: String, hint: String },
     #[error("cannot read kubeconfig {path}: {reason}")]
     Kubeconfig { path: PathBuf, reason: String },
     #[error(transparent)]
