@@ -97,6 +97,8 @@ pub enum AppError {
     Render { component: String, dir: PathBuf, message: String },
     #[error("component {component:?}: cannot apply parameter {parameter}: {message}")]
     Parameter { component: String, parameter: String, message: String },
+    #[error("component {component:?}: unknown variant {variant:?}\n  hint: known variants: {known}; or remove `variant:` to let the platform choose")]
+    UnknownVariant { component: String, variant: String, known: String },
     #[error("{path}: {error}")]
     Io { path: PathBuf, error: std::io::Error },
 }
@@ -170,7 +172,7 @@ impl App {
                 .and_then(|v| catalog::release(&v).ok())
                 .ok_or_else(|| AppError::UnknownArchiveVersion {
                     registry: opts.registry.clone(),
-                    supported: catalog::RELEASES.iter().map(|r| r.version).collect::<Vec<_>>().join(", "),
+                    supported: catalog::supported_versions(),
                 })?,
         };
         let tree = digest::tree_digest(&unpacked).map_err(io_err(&unpacked))?;
@@ -179,7 +181,7 @@ impl App {
         let expected = match &given {
             Some(pin @ Pin::Tree(_)) => Some(pin.clone()),
             Some(Pin::Bytes(_)) => None,
-            None => Pin::parse(release.default_digest).ok(),
+            None => Pin::parse(&release.default_digest).ok(),
         };
         if let Some(expected) = &expected {
             if *expected != tree {
@@ -193,26 +195,23 @@ impl App {
             }
             say(format!("content verified ({tree})"));
         }
-        for component in release.components {
-            for path in component.paths {
-                if !unpacked.join(path).join("kustomization.yaml").is_file() {
-                    return Err(AppError::CatalogMismatch {
-                        registry: opts.registry.clone(),
-                        version: release.version.to_string(),
-                        missing: format!("{path}/kustomization.yaml"),
-                    });
-                }
+        // Every directory the catalog may build, variants included, so a later change of
+        // platform or `variant:` needs nothing the app directory lacks.
+        for (_, path) in release.all_paths() {
+            if !unpacked.join(path).join("kustomization.yaml").is_file() {
+                return Err(AppError::CatalogMismatch {
+                    registry: opts.registry.clone(),
+                    version: release.version.to_string(),
+                    missing: format!("{path}/kustomization.yaml"),
+                });
             }
         }
-        let component_dirs: Vec<(String, PathBuf)> = release
-            .components
-            .iter()
-            .flat_map(|c| c.paths.iter().map(|p| (c.name.to_string(), unpacked.join(p))))
-            .collect();
+        let component_dirs: Vec<(String, PathBuf)> =
+            release.all_paths().into_iter().map(|(component, path)| (component.to_string(), unpacked.join(path))).collect();
         let fetcher = RemoteFetcher::new(opts.mirror.as_deref(), remote::default_cache_dir());
         let remotes = vendor_remotes(&component_dirs, &fetcher, staging.path(), &say)?;
 
-        let registry_rel = Path::new("registry").join(release.version);
+        let registry_rel = Path::new("registry").join(&release.version);
         let staged_registry = staging.path().join(&registry_rel);
         std::fs::create_dir_all(staged_registry.parent().unwrap_or(staging.path())).map_err(io_err(staging.path()))?;
         std::fs::rename(&unpacked, &staged_registry).map_err(io_err(&staged_registry))?;
@@ -253,6 +252,26 @@ impl App {
     /// The catalog of the app's release.
     pub fn release(&self) -> Result<&'static Release, AppError> {
         Ok(self.config.release()?)
+    }
+
+    /// For each enabled catalog component that has variants, which one renders and why, as
+    /// lines for `kfctl init`/`kfctl deploy` ("istio: overlay gke, because the platform is gke").
+    pub fn variant_lines(&self) -> Result<Vec<String>, AppError> {
+        let release = self.release()?;
+        let platform = self.config.platform.kind.as_str();
+        let mut lines = Vec::new();
+        for component in self.config.components.iter().filter(|c| c.enabled && c.path.is_none()) {
+            let Some(spec) = release.component(&component.name).filter(|s| !s.variants.is_empty()) else { continue };
+            let Some(choice) = spec.choose_variant(component.variant.as_deref(), platform) else { continue };
+            let mut line = format!("{}: overlay {}, because {}", spec.name, choice.name, choice.reason);
+            let others: Vec<&str> = spec.variant_names().into_iter().filter(|n| *n != choice.name).collect();
+            line.push_str(&format!(" (others: {}; choose with `variant:` in kfctl.yaml)", others.join(", ")));
+            if let Some(note) = choice.note {
+                line.push_str(&format!("\n  note: {note}"));
+            }
+            lines.push(line);
+        }
+        Ok(lines)
     }
 
     /// Enabled components in render order: catalog order, then the user's own in config order.
@@ -310,15 +329,28 @@ impl App {
         let spec = release.component(&component.name);
         let bases: Vec<PathBuf> = match (&component.path, spec) {
             (Some(path), _) => vec![self.dir.join(path)],
-            (None, Some(spec)) => spec.paths.iter().map(|p| self.registry_dir().join(p)).collect(),
+            (None, Some(spec)) => {
+                let choice = spec
+                    .choose_variant(component.variant.as_deref(), self.config.platform.kind.as_str())
+                    .ok_or_else(|| AppError::UnknownVariant {
+                        component: component.name.clone(),
+                        variant: component.variant.clone().unwrap_or_default(),
+                        known: spec.variant_names().join(", "),
+                    })?;
+                choice.paths.iter().map(|p| self.registry_dir().join(p)).collect()
+            }
             (None, None) => unreachable!("validated: a component without a path is in the catalog"),
         };
+        let namespace = spec.and_then(|s| s.namespace.as_deref());
         for base in &bases {
             if !base.is_dir() {
                 return Err(AppError::MissingPath { component: component.name.clone(), path: base.clone() });
             }
         }
-        let customised = !component.parameters.is_empty() || !component.patches.is_empty() || !component.images.is_empty();
+        let customised = !component.parameters.is_empty()
+            || !component.patches.is_empty()
+            || !component.images.is_empty()
+            || namespace.is_some();
         if !customised {
             return Ok(RenderJob { component: component.name.clone(), dirs: bases });
         }
@@ -340,6 +372,10 @@ impl App {
         kustomization.insert("apiVersion".into(), json!("kustomize.config.k8s.io/v1beta1"));
         kustomization.insert("kind".into(), json!("Kustomization"));
         kustomization.insert("resources".into(), Value::Array(resources));
+        // What upstream applies with `kubectl apply -n NAMESPACE` (objects that name no namespace).
+        if let Some(namespace) = self.release()?.component(&component.name).and_then(|s| s.namespace.as_deref()) {
+            kustomization.insert("namespace".into(), json!(namespace));
+        }
 
         let mut patches = Vec::new();
         let mut generators = Vec::new();
@@ -389,18 +425,53 @@ impl App {
         // Group edits per (ConfigMap file, key) so each embedded document gets one patch.
         let mut embedded: IndexMap<(&str, &str), Vec<(&str, &str, &str)>> = IndexMap::new();
         let mut literals: IndexMap<&str, Vec<String>> = IndexMap::new();
+        let mut fields: IndexMap<&str, Vec<(&str, &str, &str)>> = IndexMap::new();
         for (name, value) in &component.parameters {
             let Some(param) = spec.parameter(name) else { continue }; // validation reported it
-            match param.target {
+            match &param.target {
                 ParameterTarget::EmbeddedYaml { file, key, pointer } => {
                     embedded.entry((file, key)).or_default().push((name.as_str(), pointer, value.as_str()))
                 }
                 ParameterTarget::GeneratorLiteral { generator, key } => {
                     literals.entry(generator).or_default().push(format!("{key}={value}"))
                 }
+                ParameterTarget::Field { file, pointer } => {
+                    fields.entry(file).or_default().push((name.as_str(), pointer, value.as_str()))
+                }
             }
         }
         let mut patches = Vec::new();
+        // A JSON patch per object file: it may replace any field, the name included (a strategic
+        // merge patch finds its target by name, so it could not rename the user's Profile).
+        for (file, edits) in fields {
+            let path = self.registry_dir().join(file);
+            let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+            let object = kfctl_render::yaml::parse_documents(&text, &path)
+                .map_err(|e| param_err(edits[0].0, e.to_string()))?
+                .into_iter()
+                .next()
+                .unwrap_or_default();
+            let (group, version) = match object.pointer("/apiVersion").and_then(Value::as_str).unwrap_or_default().split_once('/') {
+                Some((group, version)) => (group.to_string(), version.to_string()),
+                None => (String::new(), object.pointer("/apiVersion").and_then(Value::as_str).unwrap_or_default().to_string()),
+            };
+            let mut target = Map::new();
+            if !group.is_empty() {
+                target.insert("group".into(), json!(group));
+            }
+            target.insert("version".into(), json!(version));
+            target.insert("kind".into(), object.pointer("/kind").cloned().unwrap_or_default());
+            target.insert("name".into(), object.pointer("/metadata/name").cloned().unwrap_or_default());
+            let mut operations = Vec::new();
+            for (name, pointer, value) in edits {
+                if object.pointer(pointer).is_none() {
+                    return Err(param_err(name, format!("{} has no {pointer}", path.display())));
+                }
+                operations.push(json!({ "op": "replace", "path": pointer, "value": value }));
+            }
+            let patch = kfctl_render::yaml::to_string(&Value::Array(operations));
+            patches.push(json!({ "patch": patch, "target": Value::Object(target) }));
+        }
         for (n, ((file, key), edits)) in embedded.into_iter().enumerate() {
             let path = self.registry_dir().join(file);
             let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;

@@ -121,6 +121,10 @@ pub struct ComponentConfig {
     /// Disabled components stay listed but are not rendered or applied.
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// Which of the catalog's variants to render (e.g. istio's `ambient-oauth2-proxy`); absent,
+    /// kfctl picks the one for `platform.kind` (`kfctl component list` shows them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     /// Catalog-defined parameters (for example dex's `email` and `passwordHash`).
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub parameters: IndexMap<String, String>,
@@ -206,6 +210,7 @@ impl ComponentConfig {
         ComponentConfig {
             name: name.to_string(),
             enabled,
+            variant: None,
             parameters: IndexMap::new(),
             patches: Vec::new(),
             images: Vec::new(),
@@ -224,7 +229,7 @@ impl AppConfig {
             platform,
             version: release.version.to_string(),
             registry,
-            components: release.components.iter().map(|c| ComponentConfig::named(c.name, c.base)).collect(),
+            components: release.components.iter().map(|c| ComponentConfig::named(&c.name, c.base)).collect(),
             cluster: ClusterSettings::default(),
         }
     }
@@ -334,6 +339,20 @@ impl AppConfig {
                 }
                 (None, Some(_)) => {}
             }
+            if let Some(variant) = &c.variant {
+                match spec {
+                    Some(spec) if spec.variant_names().contains(&variant.as_str()) => {}
+                    Some(spec) if spec.variants.is_empty() => {
+                        problems.push(format!("{at}.variant: {} has no variants; hint: remove `variant:`", c.name))
+                    }
+                    Some(spec) => problems.push(format!(
+                        "{at}.variant: unknown variant {variant:?} of {}; known: {}",
+                        c.name,
+                        spec.variant_names().join(", ")
+                    )),
+                    None => problems.push(format!("{at}.variant: a component of your own has no variants; hint: point `path:` at the directory you want")),
+                }
+            }
             for (key, value) in &c.parameters {
                 let field = format!("{at}.parameters.{key}");
                 if key == "password" || key.to_ascii_lowercase().contains("password") && key != "passwordHash" {
@@ -348,7 +367,7 @@ impl AppConfig {
                     continue;
                 };
                 let Some(param) = spec.parameter(key) else {
-                    let known: Vec<_> = spec.parameters.iter().map(|p| p.name).collect();
+                    let known: Vec<_> = spec.parameters.iter().map(|p| p.name.as_str()).collect();
                     problems.push(if known.is_empty() {
                         format!("{field}: {} takes no parameters; hint: use patches or images", c.name)
                     } else {
@@ -385,7 +404,7 @@ impl AppConfig {
         let mut missing = Vec::new();
         for c in self.components.iter().filter(|c| c.enabled) {
             if let Some(spec) = release.component(&c.name) {
-                for dep in spec.depends_on {
+                for dep in &spec.depends_on {
                     if !enabled(dep) {
                         missing.push((c.name.clone(), dep.to_string()));
                     }
@@ -550,7 +569,7 @@ mod tests {
             release,
             RegistryConfig {
                 url: "https://github.com/kubeflow/manifests/archive/refs/tags/v1.4.1.tar.gz".into(),
-                digest: Some(release.default_digest.into()),
+                digest: Some(release.default_digest.clone()),
                 sha256: None,
                 path: "registry/v1.4.1".into(),
                 mirror: None,

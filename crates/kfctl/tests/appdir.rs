@@ -273,7 +273,7 @@ fn render_covers_the_example_and_tags_components_in_order() {
             runs.push(&o.component);
         }
     }
-    let base: Vec<&str> = release.components.iter().filter(|c| c.base).map(|c| c.name).collect();
+    let base: Vec<&str> = release.components.iter().filter(|c| c.base).map(|c| c.name.as_str()).collect();
     assert_eq!(runs, base);
 
     // The base set is exactly what upstream's example/ renders (same objects, any order).

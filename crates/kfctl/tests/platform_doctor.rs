@@ -278,3 +278,49 @@ async fn auto_configuration_follows_storage_gpus_and_load_balancers() {
     assert!(cluster["access"]["reason"].as_str().unwrap().contains("has no address"), "{cluster:#}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"check\":\"storage\""));
 }
+
+/// A fake /proc (KFCTL_PROC_ROOT) with the given inotify limits, 32 GiB available and 8 CPUs.
+fn fake_proc(dir: &Path, instances: u64, watches: u64) -> PathBuf {
+    let root = dir.join("proc");
+    std::fs::create_dir_all(root.join("sys/fs/inotify")).unwrap();
+    std::fs::write(root.join("sys/fs/inotify/max_user_instances"), format!("{instances}\n")).unwrap();
+    std::fs::write(root.join("sys/fs/inotify/max_user_watches"), format!("{watches}\n")).unwrap();
+    std::fs::write(root.join("meminfo"), "MemTotal: 67108864 kB\nMemAvailable: 33554432 kB\n").unwrap();
+    let cpuinfo: String = (0..8).map(|i| format!("processor\t: {i}\n\n")).collect();
+    std::fs::write(root.join("cpuinfo"), cpuinfo).unwrap();
+    root
+}
+
+/// Needs no cluster: the host checks of a local platform run before the cluster is reached.
+#[test]
+fn doctor_checks_the_host_s_inotify_limits_for_a_local_cluster() {
+    let holder = tempfile::tempdir().unwrap();
+    let doctor_on = |proc_root: &Path, platform: &str| -> Vec<Value> {
+        let out = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+            .args(["doctor", holder.path().to_str().unwrap(), "--version", "26.03", "--platform", platform, "--output", "json"])
+            .env("KFCTL_PROC_ROOT", proc_root)
+            .env("KUBECONFIG", holder.path().join("no-kubeconfig"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "no cluster is reachable");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+
+    let low = fake_proc(&holder.path().join("low"), 128, 8192);
+    let findings = doctor_on(&low, "kind");
+    let inotify = finding(&findings, "inotify");
+    assert_eq!(inotify["severity"], "error", "{findings:#?}");
+    assert_eq!(
+        inotify["hint"],
+        "run `sudo sysctl -w fs.inotify.max_user_instances=2280 && sudo sysctl -w fs.inotify.max_user_watches=1255360`; to keep it after a reboot: `printf 'fs.inotify.max_user_instances = 2280\\nfs.inotify.max_user_watches = 1255360\\n' | sudo tee /etc/sysctl.d/99-kubeflow.conf`"
+    );
+
+    let enough = fake_proc(&holder.path().join("enough"), 2280, 1255360);
+    let findings = doctor_on(&enough, "k3d");
+    for check in ["inotify", "host-memory", "host-cpu"] {
+        assert_eq!(finding(&findings, check)["severity"], "ok", "{findings:#?}");
+    }
+    // A cluster elsewhere does not run on this machine: no host checks.
+    let findings = doctor_on(&low, "existing");
+    assert!(findings.iter().all(|f| f["check"] != "inotify"), "{findings:#?}");
+}

@@ -16,7 +16,8 @@ fn golden_dir(case: &str) -> PathBuf {
 
 /// The three cases: GKE with a GPU pool, EKS with defaults and an AWS profile, AKS with a GPU pool.
 fn cases() -> Vec<(&'static str, PlatformSpec)> {
-    let support = releases::support("v1.4.1").expect("v1.4.1 is known");
+    // The newest release: the Terraform shows the Kubernetes version kfctl creates today.
+    let support = releases::support("26.03").expect("26.03 is known");
     let mut gke = PlatformSpec::new(PlatformKind::Gke);
     gke.project = Some("my-project".into());
     gke.region = Some("europe-west4".into());

@@ -70,11 +70,11 @@ fn fixture_registry(dir: &Path, ns: &str) -> PathBuf {
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: registry.invalid/kfctl-e2e/{name}:1\n"
         )
     };
-    for component in release.components {
-        for path in component.paths {
+    for component in &release.components {
+        for path in &component.paths {
             let slug = path.replace('/', "-").replace('.', "-");
             let configmap = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {slug}\n  namespace: {ns}\ndata:\n  component: {}\n", component.name);
-            match component.name {
+            match component.name.as_str() {
                 "kubeflow-namespace" => {
                     write(&format!("{path}/namespaces.yaml"), format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubeflow\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"));
                     write(&format!("{path}/kustomization.yaml"), kustomization(&["namespaces.yaml"], ""));
@@ -265,7 +265,7 @@ fn form(name: &str, kubeconfig: &Path) -> Value {
         "name": name,
         "version": "v1.4.1",
         "platform": { "kind": "existing", "kubeconfig": { "source": "server_path", "path": kubeconfig }, "context": null },
-        "components": catalog::release("v1.4.1").unwrap().components.iter().filter(|c| c.base).map(|c| c.name).collect::<Vec<_>>(),
+        "components": catalog::release("v1.4.1").unwrap().components.iter().filter(|c| c.base).map(|c| c.name.as_str()).collect::<Vec<_>>(),
         "user": { "email": format!("{name}@example.com"), "password": PASSWORD },
     })
 }

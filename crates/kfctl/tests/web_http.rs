@@ -496,6 +496,10 @@ fn refuses_non_loopback_addresses_unless_allowed() {
 async fn catalog_offers_the_releases_with_base_set_and_dependencies() {
     let server = Server::start();
     let catalog = json(get(&server, "/api/catalog").await).await;
+    // Newest first; the default release preselected.
+    let versions: Vec<&str> = catalog["versions"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, ["26.03", "v1.10.2", "v1.4.1"]);
+    assert_eq!(catalog["default_version"], "v1.4.1");
     let v141 = catalog["versions"].as_array().unwrap().iter().find(|v| v["version"] == "v1.4.1").expect("v1.4.1 offered");
     let components = v141["components"].as_array().unwrap();
     let dex = components.iter().find(|c| c["name"] == "dex").unwrap();

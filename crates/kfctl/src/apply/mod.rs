@@ -82,34 +82,18 @@ pub struct ApplyOptions {
     pub release: Option<ReleaseRange>,
 }
 
-/// The Kubernetes versions a Kubeflow release supports.
+/// The Kubernetes versions a Kubeflow release supports (from its catalog).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseRange {
     /// The Kubeflow release, e.g. `26.03`.
     pub release: String,
-    /// Oldest supported minor.
-    pub min: (u32, u32),
-    /// Newest supported minor; None when open-ended.
-    pub max: Option<(u32, u32)>,
+    pub support: &'static crate::platform::releases::KubernetesSupport,
 }
 
 impl ReleaseRange {
     /// The range of a release kfctl has a catalog for.
     pub fn of(version: &str) -> Option<ReleaseRange> {
-        crate::platform::releases::support(version).map(|s| ReleaseRange { release: version.to_string(), min: s.min, max: Some(s.max) })
-    }
-
-    /// Does a server at `version` (major, minor) suit the release?
-    pub fn accepts(&self, version: (u32, u32)) -> bool {
-        self.min <= version && self.max.is_none_or(|max| version <= max)
-    }
-
-    /// "1.34 and newer" / "1.19 to 1.21", for messages.
-    pub fn text(&self) -> String {
-        match self.max {
-            Some(max) => format!("{}.{} to {}.{}", self.min.0, self.min.1, max.0, max.1),
-            None => format!("{}.{} and newer", self.min.0, self.min.1),
-        }
+        crate::platform::releases::support(version).map(|support| ReleaseRange { release: version.to_string(), support })
     }
 }
 
@@ -253,7 +237,7 @@ fn missing_apis_text(missing: &[MissingApi], server: &str, release: Option<&Rele
         Some(r) => text.push_str(&format!(
             "\n  the server is Kubernetes {server}; Kubeflow {} supports Kubernetes {}\n  hint: use a cluster in that range (`kfctl deploy --platform kind` creates one), or an older Kubeflow release (`kfctl init --version`)",
             r.release,
-            r.text()
+            r.support.range()
         )),
         None => text.push_str(&format!(
             "\n  the server is Kubernetes {server}\n  hint: use a newer cluster, or install the CRDs that define these kinds first"
@@ -839,12 +823,12 @@ fn check_apis_served(
         Some((v.major.trim_end_matches('+').parse().ok()?, v.minor.trim_end_matches('+').parse().ok()?))
     };
     if let (Some(release), Some(at)) = (release, version.as_ref().and_then(minor)) {
-        if !release.accepts(at) {
+        if !release.support.accepts(at) {
             sink.report(Progress::Message {
                 text: format!(
                     "warning: Kubernetes {server} is outside what Kubeflow {} supports ({}); the cluster serves every API the app uses, so kfctl goes on",
                     release.release,
-                    release.text()
+                    release.support.range()
                 ),
             });
         }

@@ -120,7 +120,7 @@ fn add(dir: &Path, name: &str, path: Option<&Path>) -> anyhow::Result<ExitCode> 
                     return Ok(ExitCode::SUCCESS);
                 }
                 Some(c) => c.enabled = true,
-                None => app.config.components.push(ComponentConfig::named(spec.name, true)),
+                None => app.config.components.push(ComponentConfig::named(&spec.name, true)),
             }
             app.save()?;
             println!("enabled {name}");
@@ -231,13 +231,13 @@ fn set(dir: &Path, name: &str, assignments: &[String]) -> anyhow::Result<ExitCod
             }
             // dex compares against a bcrypt hash; the plaintext goes no further than this line.
             let hash = bcrypt::hash(password, 12).context("cannot hash the password")?;
-            let param = spec.parameters.iter().find(|p| p.kind == ParameterKind::BcryptHash).map(|p| p.name).unwrap_or("passwordHash");
+            let param = spec.parameters.iter().find(|p| p.kind == ParameterKind::BcryptHash).map(|p| p.name.as_str()).unwrap_or("passwordHash");
             (param.to_string(), hash)
         } else {
             (key.to_string(), value.to_string())
         };
         let Some(param) = spec.parameter(&key) else {
-            let known: Vec<_> = spec.parameters.iter().map(|p| p.name).collect();
+            let known: Vec<_> = spec.parameters.iter().map(|p| p.name.as_str()).collect();
             bail!(
                 "{name} has no parameter {key:?}\n  hint: {}",
                 if known.is_empty() { "it takes none; use patches or images in kfctl.yaml".to_string() } else { format!("known: {}", known.join(", ")) }

@@ -170,6 +170,12 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
     };
     let spec = args.platform.over(&app.config.platform);
     let opts = ProvisionOptions { assume_yes: args.yes, reach_timeout: args.cluster_timeout };
+    // The variants follow the platform the deploy targets (flags included).
+    let mut chosen = app.clone();
+    chosen.config.platform.kind = spec.kind;
+    for text in chosen.variant_lines()? {
+        sink.report(Progress::Message { text });
+    }
 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {

@@ -10,7 +10,7 @@ use super::OutputFormat;
 use crate::app::App;
 use crate::config;
 use crate::platform::doctor::{self, Finding, Severity};
-use crate::platform::{ClusterAccess, detect};
+use crate::platform::{ClusterAccess, PlatformKind, detect, host};
 use crate::registry::catalog;
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +29,12 @@ pub struct DoctorArgs {
     /// Kubeflow version to check against when DIR holds no app.
     #[arg(long)]
     pub version: Option<String>,
+    /// Where the cluster runs when DIR holds no app (default: the app's platform.kind, else
+    /// existing). On kind, k3d, minikube and microk8s doctor also checks this machine: inotify
+    /// limits, free memory and CPUs against the release's needs (read from `$KFCTL_PROC_ROOT`,
+    /// default /proc).
+    #[arg(long)]
+    pub platform: Option<PlatformKind>,
     /// Also detect storage, GPUs and load balancers and write them into kfctl.yaml (cluster:).
     #[arg(long)]
     pub save: bool,
@@ -60,6 +66,13 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         (Some(app), _) => app.config.version.clone(),
         (None, Some(version)) => version.clone(),
         (None, None) => catalog::DEFAULT_VERSION.to_owned(),
+    };
+
+    // A local cluster runs on this machine: check it first, it needs no cluster.
+    let platform = args.platform.or(app.as_ref().map(|app| app.config.platform.kind)).unwrap_or_default();
+    let host_findings = match catalog::release(&release) {
+        Ok(release) if platform.is_local() => host::check_host(&host::proc_root(), release),
+        _ => Vec::new(),
     };
 
     // Rendering is blocking and can take a few seconds: do it before starting the runtime.
@@ -94,6 +107,7 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         findings.retain(|f| f.check != "capacity");
         findings.push(finding);
     }
+    findings.splice(0..0, host_findings);
     print_findings(&findings, args.output);
 
     if let (Some(mut app), Some(settings)) = (app, settings) {

@@ -105,6 +105,9 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         remotes,
         app.config.registry.digest.as_deref().unwrap_or("")
     );
+    for line in app.variant_lines()? {
+        println!("{line}");
+    }
     println!("next: review {0}/kfctl.yaml, `kfctl component list {0}`, then `kfctl apply {0}`", app.dir.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -20,8 +20,9 @@ pub struct ServeArgs {
     /// else ~/.local/state/kfctl/serve).
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Registry archive (URL or local .tar.gz) to deploy the newest release from, instead of the
-    /// upstream archive (a mirror, or a test fixture). Chosen here, never by the browser.
+    /// Registry archive (URL or local .tar.gz) to deploy the default release (or the release
+    /// whose upstream URL it is) from, instead of the upstream archive (a mirror, or a test
+    /// fixture). Chosen here, never by the browser.
     #[arg(long, value_name = "URL|PATH")]
     pub registry: Option<String>,
     /// Expected sha256 of --registry (a local archive without it is hashed at start).

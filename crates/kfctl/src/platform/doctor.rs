@@ -257,7 +257,7 @@ pub fn check_storage(facts: &ClusterFacts) -> Finding {
 
 /// Architecture: the release's images are built for one architecture.
 pub fn check_architecture(nodes: &[Node], support: &KubernetesSupport) -> Finding {
-    let wanted = support.architecture;
+    let wanted = support.architecture.as_str();
     let mut other: Vec<String> = Vec::new();
     let mut matching = 0;
     // Cordoned nodes run no new Pods, so their architecture does not matter here.

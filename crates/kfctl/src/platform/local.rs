@@ -7,26 +7,57 @@ use super::releases::KubernetesSupport;
 use super::shell::{Shell, ToolCommand, quote};
 use super::{PlatformError, PlatformKind, PlatformSpec};
 
-/// How to install each local tool, for the "not installed" message.
-pub fn install_hint(kind: PlatformKind) -> &'static str {
+/// How to install each local tool, for the "not installed" message: for kind a release that runs
+/// the node image of the app's Kubeflow release, for MicroK8s its supported channel (both from
+/// the release's catalog, when known).
+pub fn install_hint(kind: PlatformKind, support: Option<&KubernetesSupport>) -> String {
     match kind {
         PlatformKind::Kind => {
-            "install kind (it needs Docker): https://kind.sigs.k8s.io/docs/user/quick-start/#installation, for example `go install sigs.k8s.io/kind@v0.20.0`"
+            let version = support.map_or("v0.30.0", |s| s.kind_version.as_str());
+            format!(
+                "install kind (it needs Docker): https://kind.sigs.k8s.io/docs/user/quick-start/#installation, for example `go install sigs.k8s.io/kind@{version}`"
+            )
         }
         PlatformKind::K3d => {
-            "install k3d (it needs Docker): https://k3d.io/#installation, for example `curl -s https://raw.githubusercontent.com/k3d-io/k3d/main/install.sh | bash`"
+            "install k3d (it needs Docker): https://k3d.io/#installation, for example `curl -s https://raw.githubusercontent.com/k3d-io/k3d/main/install.sh | bash`".to_owned()
         }
-        PlatformKind::Minikube => "install minikube: https://minikube.sigs.k8s.io/docs/start/",
-        PlatformKind::Microk8s => "install MicroK8s: `sudo snap install microk8s --classic --channel=1.21/stable`",
-        _ => "",
+        PlatformKind::Minikube => "install minikube: https://minikube.sigs.k8s.io/docs/start/".to_owned(),
+        PlatformKind::Microk8s => match support {
+            Some(s) => format!("install MicroK8s: `sudo snap install microk8s --classic --channel={}`", s.microk8s_channel),
+            None => "install MicroK8s: `sudo snap install microk8s --classic`".to_owned(),
+        },
+        _ => String::new(),
     }
 }
 
-fn require(shell: &mut Shell<'_>, program: &str, kind: PlatformKind) -> Result<(), PlatformError> {
-    if shell.has_tool(program, install_hint(kind)) {
+fn require(shell: &mut Shell<'_>, program: &str, kind: PlatformKind, support: Option<&KubernetesSupport>) -> Result<(), PlatformError> {
+    let hint = install_hint(kind, support);
+    if shell.has_tool(program, &hint) {
         Ok(())
     } else {
-        Err(PlatformError::ToolMissing { tool: program.to_owned(), install: install_hint(kind).to_owned() })
+        Err(PlatformError::ToolMissing { tool: program.to_owned(), install: hint })
+    }
+}
+
+/// Before creating a cluster on this machine: its inotify limits, memory and CPUs against the
+/// release's needs. Too low an inotify limit stops here, with the commands that fix it (Pods
+/// would fail later with "too many open files"); too little memory or CPU is a warning. A dry
+/// run only reports.
+fn check_host(shell: &mut Shell<'_>, support: &KubernetesSupport) -> Result<(), PlatformError> {
+    let Ok(release) = crate::registry::catalog::release(&support.release) else { return Ok(()) };
+    let findings = super::host::check_host(&super::host::proc_root(), release);
+    for finding in &findings {
+        if finding.severity != super::doctor::Severity::Ok {
+            let hint = finding.hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
+            shell.step(&format!("{}: {}{hint}", finding.severity, finding.message));
+        }
+    }
+    match findings.into_iter().find(|f| f.severity == super::doctor::Severity::Error) {
+        Some(finding) if !shell.is_dry_run() => Err(PlatformError::HostLimits {
+            message: finding.message,
+            hint: finding.hint.unwrap_or_default(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -44,7 +75,8 @@ pub async fn create(
     let kubeconfig_text = kubeconfig.to_string_lossy().into_owned();
     match spec.kind {
         PlatformKind::Kind => {
-            require(shell, "kind", spec.kind)?;
+            require(shell, "kind", spec.kind, Some(support))?;
+            check_host(shell, support)?;
             make_parent(shell, kubeconfig)?;
             let config_path = dir.join("platform/kind-config.yaml");
             shell.step(&format!("Create kind cluster {name:?} (Kubernetes {version}, {workers} workers)"));
@@ -58,7 +90,8 @@ pub async fn create(
             shell.run(&ToolCommand::new("kind", ["get", "kubeconfig", "--name", name]).stdout_to(kubeconfig)).await?;
         }
         PlatformKind::K3d => {
-            require(shell, "k3d", spec.kind)?;
+            require(shell, "k3d", spec.kind, Some(support))?;
+            check_host(shell, support)?;
             make_parent(shell, kubeconfig)?;
             let image = format!("rancher/k3s:{version}");
             let agents = workers.to_string();
@@ -89,7 +122,8 @@ pub async fn create(
             private(shell, kubeconfig)?;
         }
         PlatformKind::Minikube => {
-            require(shell, "minikube", spec.kind)?;
+            require(shell, "minikube", spec.kind, Some(support))?;
+            check_host(shell, support)?;
             make_parent(shell, kubeconfig)?;
             let (cpus, memory) = minikube_size(spec.node_size.as_deref());
             shell.step(&format!(
@@ -128,7 +162,7 @@ pub async fn create(
             private(shell, kubeconfig)?;
         }
         PlatformKind::Microk8s => {
-            require(shell, "microk8s", spec.kind)?;
+            require(shell, "microk8s", spec.kind, Some(support))?;
             make_parent(shell, kubeconfig)?;
             shell.step(&format!(
                 "Use the host's MicroK8s (install a supported one with `sudo snap install microk8s --classic --channel={}`)",
@@ -154,24 +188,24 @@ pub async fn delete(shell: &mut Shell<'_>, spec: &PlatformSpec) -> Result<(), Pl
     let name = spec.cluster_name.as_deref().unwrap_or("kubeflow");
     match spec.kind {
         PlatformKind::Kind => {
-            require(shell, "kind", spec.kind)?;
+            require(shell, "kind", spec.kind, None)?;
             shell.step(&format!("Delete kind cluster {name:?}"));
             shell.run(&ToolCommand::new("kind", ["delete", "cluster", "--name", name])).await?;
         }
         PlatformKind::K3d => {
-            require(shell, "k3d", spec.kind)?;
+            require(shell, "k3d", spec.kind, None)?;
             shell.step(&format!("Delete k3d cluster {name:?}"));
             shell.run(&ToolCommand::new("k3d", ["cluster", "delete", name])).await?;
         }
         PlatformKind::Minikube => {
-            require(shell, "minikube", spec.kind)?;
+            require(shell, "minikube", spec.kind, None)?;
             shell.step(&format!("Delete minikube profile {name:?}"));
             shell.run(&ToolCommand::new("minikube", ["delete", "--profile", name])).await?;
         }
         PlatformKind::Microk8s => {
             // MicroK8s is the host's own installation, not a cluster kfctl created: turn off only
             // the addons kfctl enabled and leave the snap (remove it with `sudo snap remove microk8s`).
-            require(shell, "microk8s", spec.kind)?;
+            require(shell, "microk8s", spec.kind, None)?;
             shell.step("Disable the MicroK8s addons kfctl enabled (the snap itself stays)");
             shell.run(&ToolCommand::new("microk8s", ["disable", "storage", "dns"])).await?;
         }

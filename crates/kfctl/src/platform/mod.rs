@@ -281,6 +281,7 @@ pub struct AccessSettings {
 pub mod cloud;
 pub mod detect;
 pub mod doctor;
+pub mod host;
 pub mod local;
 pub mod releases;
 pub mod settings;
@@ -310,6 +311,8 @@ pub enum PlatformError {
     UnknownRelease { release: String, known: String },
     #[error("kubernetesVersion {version} does not suit Kubeflow {release}, which supports {range}\n  hint: set platform.kubernetesVersion in kfctl.yaml to a version in that range (or remove it to get kfctl's default)")]
     UnsupportedVersion { version: String, release: String, range: String },
+    #[error("this machine cannot run Kubeflow on a local cluster: {message}\n  hint: {hint}")]
+    HostLimits { message: String, hint: String },
     #[error("cannot read kubeconfig {path}: {reason}")]
     Kubeconfig { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -374,9 +377,9 @@ impl PlatformSpec {
         let default_version = match kind {
             PlatformKind::Kind => support.kind_image.rsplit(':').next().unwrap_or_default(),
             PlatformKind::K3d => support.k3s_image.rsplit(':').next().unwrap_or_default(),
-            PlatformKind::Minikube => support.minikube_version,
+            PlatformKind::Minikube => support.minikube_version.as_str(),
             PlatformKind::Microk8s => support.microk8s_channel.split('/').next().unwrap_or_default(),
-            _ => support.cloud_version,
+            _ => support.cloud_version.as_str(),
         };
         let version = spec.kubernetes_version.get_or_insert_with(|| default_version.to_owned()).clone();
         match releases::parse_minor(&version) {
@@ -384,7 +387,7 @@ impl PlatformSpec {
             _ => {
                 return Err(PlatformError::UnsupportedVersion {
                     version,
-                    release: support.release.to_owned(),
+                    release: support.release.clone(),
                     range: support.range(),
                 });
             }
@@ -472,7 +475,7 @@ pub struct Provisioned {
 pub fn release_support(release: &str) -> Result<&'static KubernetesSupport, PlatformError> {
     releases::support(release).ok_or_else(|| PlatformError::UnknownRelease {
         release: release.to_owned(),
-        known: releases::RELEASES.iter().map(|r| r.release).collect::<Vec<_>>().join(", "),
+        known: crate::registry::catalog::supported_versions(),
     })
 }
 

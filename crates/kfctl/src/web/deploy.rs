@@ -100,9 +100,9 @@ fn apply_choices(config: &mut AppConfig, checked: &CheckedDeployment) -> Result<
     let user = &checked.form.user;
     let hash = bcrypt::hash(&user.password, 12).map_err(|e| DeployError::Pipeline(format!("cannot hash the password: {e}")))?;
     let release = config.release().map_err(|e| DeployError::Pipeline(e.to_string()))?;
-    for spec in release.components {
+    for spec in &release.components {
         let Some(component) = config.components.iter_mut().find(|c| c.name == spec.name) else { continue };
-        for parameter in spec.parameters {
+        for parameter in &spec.parameters {
             let value = match parameter.kind {
                 ParameterKind::Email => user.email.clone(),
                 ParameterKind::BcryptHash => hash.clone(),

@@ -58,10 +58,12 @@ pub struct Release {
 }
 
 impl Release {
-    /// The releases kfctl's catalog knows, each from its upstream archive (pinned by digest).
-    /// `registry` replaces the newest release's archive with a URL or local path of the
-    /// operator's choosing (a mirror, or a test fixture); a local archive without a given digest
-    /// is hashed now, so every job verifies it is still the same file. Blocking (may hash a file).
+    /// The releases kfctl's catalog knows, newest first, each from its upstream archive (pinned by
+    /// digest). `registry` replaces one release's archive with a URL or local path of the
+    /// operator's choosing (a mirror, or a test fixture): the release whose upstream archive it
+    /// is, else the default release (`catalog::DEFAULT_VERSION`). A local archive without a given
+    /// digest is hashed now, so every job verifies it is still the same file. Blocking (may hash
+    /// a file).
     pub fn from_catalog(registry: Option<(&str, Option<&str>)>) -> Result<Vec<Release>, WebError> {
         let mut releases: Vec<Release> = crate::registry::catalog::RELEASES
             .iter()
@@ -81,7 +83,12 @@ impl Release {
                     .collect(),
             })
             .collect();
-        if let (Some((source, sha256)), Some(newest)) = (registry, releases.last_mut()) {
+        releases.reverse();
+        let replaced = registry.map(|(source, _)| {
+            crate::registry::catalog::release_for_url(source).map_or(crate::registry::catalog::DEFAULT_VERSION, |r| r.version.as_str())
+        });
+        let replaced = releases.iter_mut().find(|r| Some(r.version.as_str()) == replaced);
+        if let (Some((source, sha256)), Some(target)) = (registry, replaced) {
             let sha256 = match sha256 {
                 Some(given) => given.to_ascii_lowercase(),
                 None if source.contains("://") && !source.starts_with("file://") => {
@@ -92,8 +99,8 @@ impl Release {
                     sha256_file(path).map_err(|error| WebError::RegistryRead { path: path.to_path_buf(), error })?
                 }
             };
-            newest.registry = source.to_string();
-            newest.digest = Some(format!("sha256:{sha256}"));
+            target.registry = source.to_string();
+            target.digest = Some(format!("sha256:{sha256}"));
         }
         Ok(releases)
     }

@@ -91,7 +91,13 @@ async fn catalog(State(state): State<Arc<ServerState>>) -> Response {
         .iter()
         .map(|r| serde_json::json!({ "version": r.version, "components": r.components }))
         .collect();
-    Json(serde_json::json!({ "versions": versions, "upstream_default_password": wizard::UPSTREAM_DEFAULT_PASSWORD })).into_response()
+    Json(serde_json::json!({
+        "versions": versions,
+        // Listed newest first, preselected: the version a plain `kfctl init` installs.
+        "default_version": crate::registry::catalog::DEFAULT_VERSION,
+        "upstream_default_password": wizard::UPSTREAM_DEFAULT_PASSWORD,
+    }))
+    .into_response()
 }
 
 /// A JSON body that did not parse: 400 with the parser's reason (which names the field).

@@ -206,6 +206,7 @@ function showFieldErrors(fields) {
 function fillVersions() {
   const select = $("#version");
   select.replaceChildren(...state.catalog.versions.map((v) => el("option", { value: v.version, text: v.version })));
+  if (state.catalog.versions.some((v) => v.version === state.catalog.default_version)) select.value = state.catalog.default_version;
   fillComponents();
 }
 

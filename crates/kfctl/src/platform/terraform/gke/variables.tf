@@ -25,9 +25,8 @@ variable "cluster_name" {
 }
 
 variable "kubernetes_version" {
-  description = "Kubernetes minor version; it must suit the Kubeflow release (kfctl checks this)."
+  description = "Kubernetes version, from the Kubeflow release's catalog (kfctl writes it in terraform.tfvars and checks it suits the release)."
   type        = string
-  default     = "1.21"
 }
 
 variable "node_count" {

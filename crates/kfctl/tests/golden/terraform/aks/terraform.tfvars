@@ -4,7 +4,7 @@
 resource_group     = "kubeflow"
 region             = "eastus"
 cluster_name       = "kf-prod"
-kubernetes_version = "1.21"
+kubernetes_version = "1.34"
 node_count         = 3
 vm_size            = "Standard_D8s_v3"
 gpu_node_count     = 2

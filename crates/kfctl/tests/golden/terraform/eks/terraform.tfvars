@@ -4,7 +4,7 @@
 aws_profile        = "ml-team"
 region             = "us-west-2"
 cluster_name       = "kubeflow"
-kubernetes_version = "1.21"
+kubernetes_version = "1.34"
 node_count         = 2
 instance_type      = "m5.2xlarge"
 gpu_node_count     = 0
