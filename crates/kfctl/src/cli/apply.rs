@@ -84,7 +84,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, gate_timeout: args.gate_timeout };
     runtime()?.block_on(async {
-        let mut times = crate::apply::StageTimes::from_env();
+        let mut times = crate::progress::StageTimes::from_env();
         let client = connect(&args.app, &args.cluster, &app).await?;
         times.mark("connect", "");
         let rendered = tokio::task::spawn_blocking(move || app.render())
