@@ -45,10 +45,10 @@ pub struct DeployArgs {
     #[arg(long)]
     pub cluster_only: bool,
     /// How long a new cluster's API server may take to answer.
-    #[arg(long, default_value = "300s", value_parser = super::wait::parse_duration)]
+    #[arg(long, default_value = "300s", value_parser = super::common::parse_duration)]
     pub cluster_timeout: Duration,
     /// How long Kubeflow may take to become ready.
-    #[arg(long, default_value = "1200s", value_parser = super::wait::parse_duration)]
+    #[arg(long, default_value = "1200s", value_parser = super::common::parse_duration)]
     pub timeout: Duration,
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
