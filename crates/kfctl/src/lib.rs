@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod deploy;
 pub mod discovery;
 pub mod health;
 pub mod inventory;
