@@ -2,14 +2,19 @@
 //!
 //! The library is a pipeline, one module per stage:
 //! config -> registry -> app (render per component) -> plan -> apply -> health,
-//! with `platform` back-ends in front of it and two faces on top (`cli`, `web`).
+//! with `platform` back-ends in front of it and two faces on top (`cli`, `web`); `deploy` runs the
+//! whole pipeline for both. `inventory` (what kfctl applied) and `discovery` (kinds to
+//! API resources) serve both `apply` and `health`. ARCHITECTURE.md follows one deploy through.
 
 pub mod app;
 pub mod apply;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod deploy;
+pub mod discovery;
 pub mod health;
+pub mod inventory;
 pub mod plan;
 pub mod platform;
 pub mod progress;

@@ -34,6 +34,29 @@ pub enum Progress {
     Finished { ok: bool, summary: String },
 }
 
+/// Wall time per stage of a run, written to stderr when `KFCTL_STAGE_TIMES` is set (for
+/// benchmarks; silent otherwise). Not [`Progress`]: it is for whoever measures kfctl, not for its
+/// user, and it is the same for every face.
+pub struct StageTimes {
+    enabled: bool,
+    last: std::time::Instant,
+}
+
+impl StageTimes {
+    /// Enabled by the environment variable `KFCTL_STAGE_TIMES`.
+    pub fn from_env() -> StageTimes {
+        StageTimes { enabled: std::env::var_os("KFCTL_STAGE_TIMES").is_some(), last: std::time::Instant::now() }
+    }
+
+    /// The time since the previous mark, under `stage` (with `detail`).
+    pub fn mark(&mut self, stage: &str, detail: &str) {
+        if self.enabled {
+            eprintln!("stage {stage}: {} ms{}{detail}", self.last.elapsed().as_millis(), if detail.is_empty() { "" } else { ", " });
+        }
+        self.last = std::time::Instant::now();
+    }
+}
+
 /// Where progress goes. Implementations must be cheap: they are called from the apply loop.
 pub trait ProgressSink: Send + Sync {
     fn report(&self, progress: Progress);

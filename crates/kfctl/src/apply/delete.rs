@@ -14,8 +14,9 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::Client;
 
-use super::discovery::KindResolver;
-use super::{ApplyError, inventory};
+use super::ApplyError;
+use crate::discovery::{KindResolver, ResolvedKind};
+use crate::inventory;
 use crate::plan::{AppTarget, InventoryEntry, MANAGED_BY_LABEL, PhaseName, SHARED_CRDS, is_builtin_group, is_kfctl_owned, sort_for_deletion};
 use crate::progress::{Progress, ProgressSink};
 
@@ -136,7 +137,7 @@ pub async fn delete_entries(
 }
 
 /// The API of a resolved kind, namespaced where the kind is.
-pub(crate) fn api_for(client: &Client, resolved: &super::discovery::ResolvedKind, namespace: Option<&str>) -> Api<DynamicObject> {
+pub(crate) fn api_for(client: &Client, resolved: &ResolvedKind, namespace: Option<&str>) -> Api<DynamicObject> {
     match (namespace, resolved.namespaced) {
         (Some(ns), true) => Api::namespaced_with(client.clone(), ns, &resolved.resource),
         _ => Api::all_with(client.clone(), &resolved.resource),

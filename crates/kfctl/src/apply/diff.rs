@@ -166,7 +166,7 @@ fn quantity(text: &str) -> Option<Quantity> {
 fn owns_fields_beyond(live: &Map<String, Value>, desired: &Map<String, Value>) -> bool {
     let managed = live.get("metadata").and_then(|m| m.get("managedFields")).and_then(Value::as_array);
     let Some(entry) = managed.into_iter().flatten().find(|e| {
-        e.get("manager").and_then(Value::as_str) == Some(super::FIELD_MANAGER)
+        e.get("manager").and_then(Value::as_str) == Some(crate::plan::FIELD_MANAGER)
             && e.get("operation").and_then(Value::as_str) == Some("Apply")
     }) else {
         return true;

@@ -1,10 +1,7 @@
 //! Server-side apply of a plan, phase by phase: bounded parallelism, retries with backoff for
 //! errors that pass, a preflight for RBAC, the inventory, pruning and deletion.
 
-pub mod applied;
 pub mod diff;
-pub mod discovery;
-pub mod inventory;
 pub mod normalize;
 pub mod protocol;
 pub(crate) mod delete;
@@ -20,14 +17,14 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, ObjectMeta, Patch, 
 use serde_json::Value;
 
 use crate::app::{ComponentObject, RenderedApp};
+use crate::discovery::KindResolver;
 use crate::health::{self, EventRecorder};
+use crate::inventory::{self, InventoryError, applied};
 use crate::plan::{
-    APP_LABEL, AppTarget, InventoryEntry, KindTable, PhaseName, Plan, PlanError, PlannedObject,
+    APP_LABEL, AppTarget, FIELD_MANAGER, InventoryEntry, KindTable, PhaseName, Plan, PlanError, PlannedObject,
 };
-use crate::progress::{Progress, ProgressSink};
+use crate::progress::{Progress, ProgressSink, StageTimes};
 pub use delete::{DeleteReport, delete_target};
-use discovery::KindResolver;
-pub use inventory::InventoryError;
 
 /// An object's identity: (group, kind, namespace, name).
 type Identity = (String, String, Option<String>, String);
@@ -41,31 +38,6 @@ const WEBHOOK_REGISTRATION_SETTLE: Duration = Duration::from_secs(2);
 /// How long after kfctl's watch showed a written webhook configuration the API server's own
 /// informer (fed by the same watch cache at the same moment) is given to have it too.
 const WEBHOOK_INFORMER_MARGIN: Duration = Duration::from_millis(300);
-
-/// Wall time per stage of a run, written to stderr when `KFCTL_STAGE_TIMES` is set (for
-/// benchmarks; silent otherwise).
-pub struct StageTimes {
-    enabled: bool,
-    last: std::time::Instant,
-}
-
-impl StageTimes {
-    /// Enabled by the environment variable `KFCTL_STAGE_TIMES`.
-    pub fn from_env() -> StageTimes {
-        StageTimes { enabled: std::env::var_os("KFCTL_STAGE_TIMES").is_some(), last: std::time::Instant::now() }
-    }
-
-    /// The time since the previous mark, under `stage` (with `detail`).
-    pub fn mark(&mut self, stage: &str, detail: &str) {
-        if self.enabled {
-            eprintln!("stage {stage}: {} ms{}{detail}", self.last.elapsed().as_millis(), if detail.is_empty() { "" } else { ", " });
-        }
-        self.last = std::time::Instant::now();
-    }
-}
-
-/// The field manager kfctl applies with.
-pub const FIELD_MANAGER: &str = "kfctl";
 
 /// How an apply runs.
 #[derive(Debug, Clone)]

@@ -27,8 +27,8 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
-use super::discovery::KindResolver;
 use super::{ApplyOptions, Identity, Outcome, UnreadyWebhook, WEBHOOK_INFORMER_MARGIN, WEBHOOK_REGISTRATION_SETTLE, apply_one};
+use crate::discovery::KindResolver;
 use crate::health::{self, EventRecorder};
 use crate::plan::{PhaseName, Plan, PlannedObject};
 use crate::progress::{Progress, ProgressSink};

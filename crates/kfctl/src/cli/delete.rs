@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::AppArgs;
-use super::apply::{ClusterArgs, connect, open_target, runtime};
+use super::common::{ClusterArgs, connect, open_target, runtime};
 use crate::apply::delete_target;
 use crate::progress::Printer;
 

@@ -7,20 +7,24 @@
 //! 4. Kubeflow (render, apply_app, wait_ready),
 //! 5. how to connect (`kfctl open`).
 //!
-//! `--dry-run` prints the same flow as a shell script and changes nothing.
+//! Steps 1-4 are [`crate::deploy::deploy`], the pipeline the web app's jobs run too; this file
+//! turns flags into its options and words its steps for a terminal. `--dry-run` prints the same
+//! flow as a shell script and changes nothing.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use super::OutputFormat;
+use super::common::runtime;
 use crate::app::{App, InitOptions};
 use crate::config;
+use crate::deploy::{AppSource, DeployOptions, Step, deploy};
 use crate::platform::shell::{Shell, quote};
-use crate::platform::{self, ClusterSettings, GpuPool, PlatformKind, PlatformSpec, ProvisionOptions, detect};
-use crate::progress::{Printer, Progress, ProgressSink};
+use crate::platform::{self, GpuPool, PlatformKind, PlatformSpec, ProvisionOptions};
+use crate::progress::Printer;
 use crate::registry::catalog;
 
 #[derive(Debug, clap::Args)]
@@ -45,10 +49,10 @@ pub struct DeployArgs {
     #[arg(long)]
     pub cluster_only: bool,
     /// How long a new cluster's API server may take to answer.
-    #[arg(long, default_value = "300s", value_parser = super::wait::parse_duration)]
+    #[arg(long, default_value = "300s", value_parser = super::common::parse_duration)]
     pub cluster_timeout: Duration,
     /// How long Kubeflow may take to become ready.
-    #[arg(long, default_value = "1200s", value_parser = super::wait::parse_duration)]
+    #[arg(long, default_value = "1200s", value_parser = super::common::parse_duration)]
     pub timeout: Duration,
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -159,75 +163,34 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let sink = Printer::new(args.output == OutputFormat::Json);
-
-    // 1. The app directory.
-    let mut app = if args.dir.join(config::FILE_NAME).exists() {
-        App::open(&args.dir).with_context(|| format!("cannot open the app in {}", args.dir.display()))?
-    } else {
-        sink.report(Progress::Message { text: format!("Create the app directory {}", args.dir.display()) });
-        let opts = init_options(&args)?;
-        App::init(&opts).with_context(|| format!("kfctl init {} failed; nothing was written", args.dir.display()))?
+    let source = if args.dir.join(config::FILE_NAME).exists() { AppSource::Open(args.dir.clone()) } else { AppSource::Init(init_options(&args)?) };
+    let flags = args.platform.clone();
+    let opts = DeployOptions {
+        app: source,
+        configure: Some(Box::new(move |config| {
+            config.platform = flags.over(&config.platform);
+            Ok(())
+        })),
+        provision: ProvisionOptions { assume_yes: args.yes, reach_timeout: args.cluster_timeout },
+        cluster_only: args.cluster_only,
+        ready_timeout: args.timeout,
+        words: Box::new(words),
     };
-    let spec = args.platform.over(&app.config.platform);
-    let opts = ProvisionOptions { assume_yes: args.yes, reach_timeout: args.cluster_timeout };
-    // The variants follow the platform the deploy targets (flags included).
-    let mut chosen = app.clone();
-    chosen.config.platform.kind = spec.kind;
-    for text in chosen.variant_lines()? {
-        sink.report(Progress::Message { text });
+    let deployed = runtime()?.block_on(deploy(opts, &sink))?;
+    if !args.cluster_only {
+        println!("Kubeflow is ready. Connect with:\n  {}", open_command(&deployed.app));
     }
-
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        // 2. The cluster: non-Kubernetes resources first.
-        let mut shell = Shell::real(&sink);
-        let provisioned = platform::provision_in(&mut shell, &app.dir, &spec, &app.config.version, &opts).await?;
-        let created = shell.ledger().to_vec();
-
-        // 3. The choices, in kfctl.yaml, so a later `kfctl apply` needs no flags.
-        app.config.platform = provisioned.spec.clone();
-        app.save().with_context(|| format!("cannot write {}", app.dir.join(config::FILE_NAME).display()))?;
-        let (client, _) = detect::client_for(&provisioned.access).await?;
-        if app.config.cluster == ClusterSettings::default() {
-            app.config.cluster = detect::detect(&client, &sink).await.context("auto-configuration failed")?;
-            app.save().with_context(|| format!("cannot write {}", app.dir.join(config::FILE_NAME).display()))?;
-            sink.report(Progress::Message {
-                text: format!(
-                    "Wrote the detected choices to {} (cluster:); review them there",
-                    app.dir.join(config::FILE_NAME).display()
-                ),
-            });
-        }
-        if args.cluster_only {
-            sink.report(Progress::Message {
-                text: format!("Cluster ready; install Kubeflow with `kfctl apply {}`", app.dir.display()),
-            });
-            return Ok(());
-        }
-
-        // 4. Kubeflow: the Kubernetes resources.
-        let install = install(&client, &app, args.timeout, &sink).await;
-        if let Err(err) = install {
-            return Err(err.context(leftover_note(&created, &app.dir)));
-        }
-
-        // 5. How to connect.
-        println!("Kubeflow is ready. Connect with:\n  {}", open_command(&app));
-        anyhow::Ok(())
-    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Render, apply in order, wait until ready.
-async fn install(client: &kube::Client, app: &App, timeout: Duration, sink: &dyn ProgressSink) -> anyhow::Result<()> {
-    let render_app = app.clone();
-    let rendered = tokio::task::spawn_blocking(move || render_app.render())
-        .await
-        .context("rendering stopped")?
-        .with_context(|| format!("cannot render the app in {}", app.dir.display()))?;
-    crate::apply::apply_app(client, app, &rendered, &crate::apply::ApplyOptions::default(), sink).await?;
-    crate::health::wait_ready(client, app, timeout, sink).await?;
-    Ok(())
+/// What `kfctl deploy` says at each step, besides the progress of each stage.
+fn words(step: &Step<'_>) -> Option<String> {
+    match step {
+        Step::Creating { dir, .. } => Some(format!("Create the app directory {}", dir.display())),
+        Step::Detected { config } => Some(format!("Wrote the detected choices to {} (cluster:); review them there", config.display())),
+        Step::ClusterReady { app } => Some(format!("Cluster ready; install Kubeflow with `kfctl apply {}`", app.dir.display())),
+        Step::AppReady { .. } | Step::Rendered { .. } | Step::Applied => None,
+    }
 }
 
 /// `kfctl open dashboard` with the kubeconfig and context the app records.
@@ -244,19 +207,6 @@ fn open_line(access: &platform::ClusterAccess) -> String {
         line.push_str(&format!(" --context {}", quote(context)));
     }
     line
-}
-
-/// After the cluster exists, a failed install leaves it there on purpose: say so.
-fn leftover_note(created: &[platform::shell::Created], dir: &Path) -> String {
-    let dir = quote(&dir.to_string_lossy());
-    if created.is_empty() {
-        return format!("installing Kubeflow failed\n  hint: fix the cause, then `kfctl apply {dir}`");
-    }
-    let what: Vec<&str> = created.iter().map(|c| c.what.as_str()).collect();
-    format!(
-        "installing Kubeflow failed; the cluster stays ({})\n  hint: fix the cause, then `kfctl apply {dir}` (no need to create the cluster again), or remove it with `kfctl delete {dir} --platform`",
-        what.join(", ")
-    )
 }
 
 fn init_options(args: &DeployArgs) -> anyhow::Result<InitOptions> {

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod apply;
 mod build;
+mod common;
 mod component;
 mod delete;
 mod deploy;

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::Client;
 use kube::api::{Api, ListParams, Portforwarder};
 
-use super::apply::{ClusterArgs, runtime};
+use super::common::{ClusterArgs, runtime};
 
 /// Where `open` lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

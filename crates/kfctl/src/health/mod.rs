@@ -21,10 +21,10 @@ use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
 
-use crate::apply::discovery::KindResolver;
-use crate::apply::inventory;
+use crate::discovery::KindResolver;
+use crate::inventory;
 use crate::plan::{APP_LABEL, AppTarget, InventoryEntry, ObjectRef, selector};
-use crate::progress::{Progress, ProgressSink};
+use crate::progress::{Progress, ProgressSink, StageTimes};
 pub use events::EventRecorder;
 pub use readiness::{Readiness, readiness};
 
@@ -102,7 +102,7 @@ impl AppStatus {
 
 /// The readiness of every object in the app's inventory, by component.
 pub async fn status_of(client: &Client, target: &AppTarget) -> Result<AppStatus, HealthError> {
-    let mut times = crate::apply::StageTimes::from_env();
+    let mut times = StageTimes::from_env();
     let mut entries = inventory::read(client, target).await?;
     times.mark("status: inventory", "");
     // The Application reports on the others; its own Ready condition is the result, not an input.
@@ -283,7 +283,7 @@ pub async fn refresh(client: &Client, target: &AppTarget, sink: &dyn ProgressSin
             }
         }
     }
-    let mut times = crate::apply::StageTimes::from_env();
+    let mut times = StageTimes::from_env();
     let wrote = application::write_status(client, target, &status).await;
     times.mark("status: application written", "");
     if let Ok(true) = wrote {

@@ -1,10 +1,13 @@
-//! The labels kfctl puts on every object it applies.
+//! The labels kfctl puts on every object it applies, and the field manager it applies with.
 //!
 //! Only `metadata.labels` is touched, never selectors or pod templates, and the recommended
 //! `app.kubernetes.io/part-of` label is added only where upstream did not set its own: other
 //! objects (aggregated ClusterRoles, webhook selectors, Services) may select on upstream values.
 
 use serde_json::{Map, Value};
+
+/// The field manager kfctl applies with (server-side apply), the inventory's too.
+pub const FIELD_MANAGER: &str = "kfctl";
 
 /// `app.kubernetes.io/managed-by: kfctl`.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

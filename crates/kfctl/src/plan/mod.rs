@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::app::ComponentObject;
 pub use kinds::{CrdKind, KindInfo, KindTable, guess_plural, is_builtin_group};
-pub use labels::{APP_LABEL, COMPONENT_LABEL, MANAGED_BY_LABEL, PART_OF_LABEL, add_labels, add_shared_labels, is_kfctl_owned};
+pub use labels::{APP_LABEL, COMPONENT_LABEL, FIELD_MANAGER, MANAGED_BY_LABEL, PART_OF_LABEL, add_labels, add_shared_labels, is_kfctl_owned};
 use webhooks::{AdmissionTarget, Webhook};
 
 /// Why the rendered objects cannot be planned.

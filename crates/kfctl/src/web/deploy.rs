@@ -1,5 +1,5 @@
-//! A deployment as a background job: the same library calls as `kfctl deploy`, reporting into
-//! the job's log.
+//! A deployment as a background job: the same pipeline as `kfctl deploy` ([`crate::deploy`]),
+//! reporting into the job's log.
 //!
 //! Each job works in its own directory (`STATE/jobs/ID/app`) on its own tokio task, so two
 //! deployments never share files or state. Credentials the job needs (an uploaded kubeconfig) go
@@ -18,14 +18,12 @@ use super::jobs::{AccessLink, Job, JobError, JobState};
 use super::wizard::{CheckedDeployment, KubeconfigSource, PlatformForm};
 use super::{Release, ServerState};
 use crate::app::{App, InitOptions};
-use crate::apply::{self, ApplyOptions};
-use crate::cluster;
-use crate::registry::digest::Pin;
 use crate::config::{AppConfig, RegistryConfig};
-use crate::health;
+use crate::deploy::{self, AppSource, DeployOptions, Step};
 use crate::platform::{self, PlatformSpec, ProvisionOptions, shell::Shell};
 use crate::progress::{Progress, ProgressSink, Silent};
 use crate::registry::catalog::{self, ParameterKind};
+use crate::registry::digest::Pin;
 
 /// Why a preview or a deployment failed.
 #[derive(Debug, thiserror::Error)]
@@ -226,18 +224,14 @@ fn step(job: &Job, text: impl Into<String>) {
     job.report(Progress::Message { text: text.into() });
 }
 
-fn failed(what: &str) -> impl FnOnce(String) -> DeployError + '_ {
-    move |message| DeployError::Pipeline(format!("{what}: {message}"))
-}
-
-/// The deployment itself: init the app directory, provision the platform, detect cluster
-/// settings, render, apply in phases, wait until ready. Every step reports into the job's log.
+/// The deployment itself: [`crate::deploy::deploy`] (init the app directory with the wizard's
+/// choices, provision the platform, detect cluster settings, render, apply in phases, wait until
+/// ready), every step reported into the job's log in the wizard's words.
 async fn run(job: &Arc<Job>, release: &Release, checked: &CheckedDeployment, kubeconfig: Option<PathBuf>) -> Result<Vec<AccessLink>, DeployError> {
     let form = &checked.form;
     step(job, format!("Deploying {} (Kubeflow {}) to the {} platform", form.name, form.version, form.platform.kind_name()));
 
-    step(job, format!("Fetching and verifying the registry {}", release.registry));
-    let options = InitOptions {
+    let init = InitOptions {
         dir: job.app_dir(),
         registry: release.registry.clone(),
         digest: release.digest.clone(),
@@ -248,45 +242,41 @@ async fn run(job: &Arc<Job>, release: &Release, checked: &CheckedDeployment, kub
         force: false,
     };
     let choices = checked.clone();
-    let mut app = tokio::task::spawn_blocking(move || -> Result<App, DeployError> {
-        let mut app = App::init(&options).map_err(|e| DeployError::Pipeline(format!("cannot create the app directory: {e}")))?;
-        apply_choices(&mut app.config, &choices)?;
-        app.save().map_err(|e| DeployError::Pipeline(e.to_string()))?;
-        Ok(app)
-    })
-    .await
-    .expect("init task panicked")?;
-    step(job, format!("App directory ready: {} components enabled", checked.components.len()));
+    let enabled = checked.components.len();
+    let opts = DeployOptions {
+        app: AppSource::Init(init),
+        configure: Some(Box::new(move |config| apply_choices(config, &choices).map_err(|e| e.to_string()))),
+        provision: ProvisionOptions { assume_yes: true, ..ProvisionOptions::default() },
+        cluster_only: false,
+        ready_timeout: READY_TIMEOUT,
+        words: Box::new(move |step| match step {
+            Step::Creating { registry, .. } => Some(format!("Fetching and verifying the registry {registry}")),
+            Step::AppReady { .. } => Some(format!("App directory ready: {enabled} components enabled")),
+            Step::Rendered { objects } => Some(format!("Rendered {objects} objects")),
+            Step::Applied => Some("Applied; waiting until every component is ready".into()),
+            Step::Detected { .. } | Step::ClusterReady { .. } => None,
+        }),
+    };
+    let deployed = deploy::deploy(opts, job.as_ref()).await.map_err(job_error)?;
+    Ok(access_links(&deployed.client, &deployed.app, &deployed.access, &job.dir).await)
+}
 
-    let provision = ProvisionOptions { assume_yes: true, ..ProvisionOptions::default() };
-    let provisioned = platform::provision(&app, &provision, job.as_ref()).await.map_err(|e| failed("the platform step failed")(e.to_string()))?;
-    app.config.platform = provisioned.spec.clone();
-
-    let access = provisioned.access;
-    let client = cluster::connect(access.kubeconfig.as_deref(), access.context.as_deref()).await.map_err(|e| failed("cannot reach the cluster")(e.to_string()))?;
-    app.config.cluster = platform::detect::detect(&client, job.as_ref()).await.map_err(|e| failed("cannot read the cluster's settings")(e.to_string()))?;
-    let render_app = app.clone();
-    let rendered = tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
-        render_app.save().map_err(|e| DeployError::Pipeline(e.to_string()))?;
-        render_app.render().map_err(|e| DeployError::Pipeline(format!("cannot render: {e}")))
-    })
-    .await
-    .expect("render task panicked")?;
-    step(job, format!("Rendered {} objects", rendered.objects.len()));
-
-    let report = apply::apply_app(&client, &app, &rendered, &ApplyOptions::default(), job.as_ref()).await.map_err(|e| failed("apply failed")(e.to_string()))?;
-    if !report.failed.is_empty() {
-        return Err(DeployError::Pipeline(format!(
-            "{} objects failed to apply (see the log for each reason)\n  hint: fix the cause, then deploy again or run `kfctl apply` from the downloaded app directory",
-            report.failed.len()
-        )));
-    }
-    step(job, "Applied; waiting until every component is ready");
-    let status = health::wait_ready(&client, &app, READY_TIMEOUT, job.as_ref()).await.map_err(|e| failed("not ready")(e.to_string()))?;
-    if !status.ready {
-        return Err(DeployError::Pipeline("some components did not become ready".into()));
-    }
-    Ok(access_links(&client, &app, &access, &job.dir).await)
+/// A failed deployment in the job log's words: the stage, then the reason.
+fn job_error(err: deploy::DeployError) -> DeployError {
+    use deploy::{DeployError as Stage, InstallError};
+    let message = match err {
+        Stage::Open { source, .. } | Stage::Init { source, .. } => format!("cannot create the app directory: {source}"),
+        Stage::Configure(message) => message,
+        Stage::Save { source, .. } => source.to_string(),
+        Stage::Provision(e) => format!("the platform step failed: {e}"),
+        Stage::Connect(e) => format!("cannot reach the cluster: {e}"),
+        Stage::Detect { source } => format!("cannot read the cluster's settings: {source}"),
+        Stage::Install { source: InstallError::Render { source, .. }, .. } => format!("cannot render: {source}"),
+        Stage::Install { source: InstallError::RenderStopped(e), .. } => format!("cannot render: {e}"),
+        Stage::Install { source: InstallError::Apply(e), .. } => format!("apply failed: {e}"),
+        Stage::Install { source: InstallError::Wait(e), .. } => format!("not ready: {e}"),
+    };
+    DeployError::Pipeline(message)
 }
 
 /// How to reach the dashboard and JupyterLab: the gateway's load balancer address where it has

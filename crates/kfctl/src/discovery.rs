@@ -3,6 +3,9 @@
 //!
 //! kube's `Discovery::run` walks every group one after another; kfctl only needs the
 //! group-versions its objects use, so it asks for exactly those, concurrently.
+//!
+//! Its own module because both `apply` (where to send each object) and `health` (where to list
+//! them) resolve kinds.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;

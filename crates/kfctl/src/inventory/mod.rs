@@ -1,13 +1,17 @@
 //! The inventory: which objects kfctl applied for an app, kept in a ConfigMap next to the
-//! Application so that `apply` can prune and `delete` can remove exactly what kfctl created.
+//! Application so that `apply` can prune and `delete` can remove exactly what kfctl created,
+//! and `health` knows which objects to report on. It belongs to none of them: `apply` writes it,
+//! `health` reads it.
+
+pub mod applied;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
 
-use super::applied::AppliedState;
-use crate::plan::{AppTarget, InventoryEntry, MANAGED_BY_LABEL};
+use crate::plan::{AppTarget, FIELD_MANAGER, InventoryEntry, MANAGED_BY_LABEL};
+use applied::AppliedState;
 
 /// Why the inventory could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +86,7 @@ pub async fn write(
         },
         "data": {"app": target.name, OBJECTS_KEY: text},
     });
-    api.patch(&name, &PatchParams::apply(super::FIELD_MANAGER).force(), &Patch::Apply(&cm))
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&cm))
         .await
         .map_err(|source| InventoryError::Write { namespace: target.namespace.clone(), name: name.clone(), source })?;
     Ok(true)
