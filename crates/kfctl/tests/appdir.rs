@@ -9,7 +9,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 mod support;
-use support::{V1_4_1_SHA256, real_archive};
+use support::{V1_4_1_SHA256, V1_4_1_TREE, real_archive};
 
 fn kfctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kfctl")).args(args).output().expect("run kfctl")
@@ -61,7 +61,9 @@ fn init_from_the_real_archive_offline() {
     let config = fs::read_to_string(dir.join("kfctl.yaml")).unwrap();
     assert!(config.starts_with("# kfctl app"), "{config}");
     assert!(config.contains("apiVersion: kfctl.dev/v1alpha1"), "{config}");
-    assert!(config.contains(&format!("sha256: {V1_4_1_SHA256}")), "{config}");
+    // Pinned by content, whatever pinned the archive's bytes on the command line.
+    assert!(config.contains(&format!("digest: {V1_4_1_TREE}")), "{config}");
+    assert!(!config.contains("\n  sha256: "), "{config}");
     assert!(config.contains("path: registry/v1.4.1"), "{config}");
     // The release is vendored with its top-level directory stripped.
     let example = fs::read_to_string(dir.join("registry/v1.4.1/example/kustomization.yaml")).unwrap();
@@ -75,8 +77,9 @@ fn init_from_the_real_archive_offline() {
     assert!(err.contains("already holds an app") && err.contains("--force"), "{err}");
     fs::write(dir.join("registry/v1.4.1/marker"), "old").unwrap();
     let (stdout, _) = ok(&["init", dir.to_str().unwrap(), "--registry", archive.to_str().unwrap(), "--force"]);
-    // No --sha256 and not the default URL: the digest is recorded and the user told so.
-    assert!(stdout.contains(V1_4_1_SHA256) && stdout.contains("recorded, not verified"), "{stdout}");
+    // No --sha256 and not the default URL: the release's content is still verified against the
+    // catalog's pin, so a local or mirrored copy of a release is as safe as the upstream URL.
+    assert!(stdout.contains(V1_4_1_TREE), "{stdout}");
     assert!(!dir.join("registry/v1.4.1/marker").exists(), "--force replaced the registry");
     assert_eq!(entries(tmp.path()), vec!["app"]);
 }
@@ -168,12 +171,60 @@ fn an_archive_that_is_not_the_release_is_refused() {
     let archive = tmp.path().join("other.tar.gz");
     fs::write(&archive, hostile_archive(&[("manifests-1.4.1/", tar::EntryType::Directory, ""), ("manifests-1.4.1/README.md", tar::EntryType::Regular, "")])).unwrap();
     let dir = tmp.path().join("app");
+    // Its tree is not the release's: the content pin of the catalog refuses it.
     let err = fails(&["init", dir.to_str().unwrap(), "--registry", archive.to_str().unwrap()]);
+    assert!(err.contains(&format!("Kubeflow v1.4.1 should have {V1_4_1_TREE}, the archive's tree has tree-sha256:")), "{err}");
+    assert_eq!(entries(tmp.path()), vec!["other.tar.gz"]);
+    // Pinned by its bytes instead (a fork of the release): the catalog's paths must be there.
+    let sha = hex_sha256(&fs::read(&archive).unwrap());
+    let err = fails(&["init", dir.to_str().unwrap(), "--registry", archive.to_str().unwrap(), "--sha256", &sha]);
     assert!(err.contains("does not look like Kubeflow v1.4.1"), "{err}");
     assert_eq!(entries(tmp.path()), vec!["other.tar.gz"]);
 
     let err = fails(&["init", dir.to_str().unwrap(), "--registry", archive.to_str().unwrap(), "--version", "v0.7"]);
-    assert!(err.contains("\"v0.7\" is not supported; supported versions: v1.4.1"), "{err}");
+    assert!(err.contains("\"v0.7\" is not supported; supported versions: v1.4.1, v1.10.2, 26.03"), "{err}");
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The release archive unpacked and packed again with other compression settings, optionally
+/// with one byte of one file changed.
+fn repacked(archive: &Path, out: &Path, change_one_byte: bool) {
+    let scratch = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("tar").arg("xzf").arg(archive).arg("-C").arg(scratch.path()).status().unwrap();
+    assert!(status.success());
+    if change_one_byte {
+        let file = scratch.path().join("manifests-1.4.1/README.md");
+        let mut bytes = fs::read(&file).unwrap();
+        bytes[0] ^= 1;
+        fs::write(&file, bytes).unwrap();
+    }
+    let file = fs::File::create(out).unwrap();
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::new(1)));
+    builder.append_dir_all("manifests-1.4.1", scratch.path().join("manifests-1.4.1")).unwrap();
+    builder.into_inner().unwrap().finish().unwrap();
+}
+
+#[test]
+fn two_compressions_of_one_tree_pin_the_same_and_one_changed_byte_does_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = real_archive();
+    let same = tmp.path().join("same-tree.tar.gz");
+    repacked(&archive, &same, false);
+    assert_ne!(hex_sha256(&fs::read(&same).unwrap()), V1_4_1_SHA256, "the repacked archive's bytes differ");
+    // Verified against the catalog's content pin, and given explicitly.
+    let (stdout, _) = ok(&["init", tmp.path().join("a").to_str().unwrap(), "--registry", same.to_str().unwrap()]);
+    assert!(stdout.contains(V1_4_1_TREE), "{stdout}");
+    ok(&["init", tmp.path().join("b").to_str().unwrap(), "--registry", same.to_str().unwrap(), "--digest", V1_4_1_TREE]);
+
+    let changed = tmp.path().join("changed.tar.gz");
+    repacked(&archive, &changed, true);
+    let err = fails(&["init", tmp.path().join("c").to_str().unwrap(), "--registry", changed.to_str().unwrap()]);
+    assert!(err.contains("content mismatch") && err.contains(&format!("should have {V1_4_1_TREE}")), "{err}");
+    assert!(!tmp.path().join("c").exists(), "a refused init wrote the app");
 }
 
 #[test]

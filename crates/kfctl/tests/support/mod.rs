@@ -378,6 +378,9 @@ where
 /// sha256 of upstream's kubeflow/manifests v1.4.1 archive (shared/registries/...).
 pub const V1_4_1_SHA256: &str = "0b21adb849b3b27cc1b515b0033c391b37fe6b30e3407b52935b404dfe7b929d";
 
+/// The content pin of v1.4.1's unpacked tree (its catalog's `archive.digest`).
+pub const V1_4_1_TREE: &str = "tree-sha256:c6130041f6ec67a4eb0cd0ff59866d98c58d9157b6e1ad6e33f838b04fa84331";
+
 /// The real upstream v1.4.1 archive: $KFCTL_TEST_REGISTRY, or shared/registries/ beside the
 /// repository (or beside the worktrees' parent).
 pub fn real_archive() -> PathBuf {
