@@ -166,6 +166,19 @@ spec:
             )],
         },
         Case {
+            // kubeflow 26.03's argo install replaces /subjects/0/namespace, which argo's binding lacks
+            name: "patches: JSON 6902 replace of a missing map key sets it; test of it against null passes",
+            kustomization: "patches:\n- target: {kind: Service}\n  patch: |-\n    - op: test\n      path: /spec/ports/0/protocol\n      value: null\n    - op: replace\n      path: /spec/ports/0/protocol\n      value: UDP\n    - op: copy\n      from: /metadata/labels/missing\n      path: /metadata/labels/copied\n",
+            resources: DEPLOY,
+            files: &[],
+        },
+        Case {
+            name: "error: JSON 6902 replace past the end of a list",
+            kustomization: "patches:\n- target: {kind: Service}\n  patch: '[{\"op\": \"replace\", \"path\": \"/spec/ports/1\", \"value\": {port: 1}}]'\n",
+            resources: DEPLOY,
+            files: &[],
+        },
+        Case {
             name: "patchesJson6902: legacy entry with path and YAML ops",
             kustomization: "patchesJson6902:\n- target: {version: v1, kind: Service, name: web}\n  path: svc.yaml\n",
             resources: DEPLOY,
