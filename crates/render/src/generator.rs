@@ -115,7 +115,9 @@ pub fn generate(
         let secret_type = args.secret_type.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "Opaque".into());
         object.insert("type".into(), Value::String(secret_type));
     }
-    if !data.is_empty() {
+    // kustomize creates a Secret's `data` map before filling it (a ConfigMap's only per entry),
+    // so a Secret without entries has `data: {}`, and its name hash covers that map.
+    if !data.is_empty() || kind == GeneratorKind::Secret {
         object.insert("data".into(), Value::Object(data));
     }
     if !binary.is_empty() {
