@@ -64,11 +64,12 @@ pub fn generate(
     if name.is_empty() {
         return Err(err(format!("a {what} must have a name")));
     }
+    // kustomize's NewGenerationBehavior reads any other word (model-registry's `add`) as
+    // unspecified, which then acts as create.
     let behavior = match args.behavior.as_deref().unwrap_or("") {
-        "" | "create" => GeneratorBehavior::Create,
         "merge" => GeneratorBehavior::Merge,
         "replace" => GeneratorBehavior::Replace,
-        other => return Err(err(format!("invalid behavior '{other}'; must be one of create, merge, replace"))),
+        _ => GeneratorBehavior::Create,
     };
     let options = merge_options(args.options.as_ref(), global);
 

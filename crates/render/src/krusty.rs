@@ -508,6 +508,14 @@ mod tests {
                 ("res.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: r}\ndata: {a: YQ==}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: m}\n"),
             ],
             expected: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c-6ct58987ht}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: m}\ntype: Opaque\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: r}\ntype: Opaque\ndata: {}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s-46f8b28mk5}\ntype: Opaque\ndata: {}\n",
+        },
+        Case {
+            name: "a generator behavior other than create, merge or replace acts as create",
+            files: &[
+                ("kustomization.yaml", "resources: [res.yaml]\nconfigMapGenerator:\n- name: newcm\n  behavior: add\n  literals: [x=1]\n"),
+                ("res.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: e}\ndata: {a: \"1\"}\n"),
+            ],
+            expected: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: e}\ndata: {a: \"1\"}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: newcm-hmg6f82fh6}\ndata: {x: \"1\"}\n",
         }]
     }
 
