@@ -130,12 +130,25 @@ pub fn apply_patches(
                     if docs.is_empty() {
                         return Err(patch_error(&file, "patches", format!("must specify a target for JSON patch {text}")));
                     }
+                    let mut deleted = false;
                     for patch in &docs {
                         let id = id_string(&patch_id(&patch.object));
+                        // kustomize v5.5 leaves a resource deleted by one document of the entry
+                        // in its list, emptied, until the entry is done; looking up the next
+                        // document's target then dereferences it and crashes.
+                        if deleted {
+                            return Err(patch_error(
+                                &file,
+                                id,
+                                "a document follows one that deletes a resource in the same `patches` entry: kubectl kustomize v5.5 crashes on this (nil pointer dereference)\n  hint: give each `$patch: delete` document its own `patches` entry, or put it last",
+                            ));
+                        }
                         let index = find_unique_target(resources, &patch.object).map_err(|message| {
                             patch_error(&file, id.clone(), format!("no resource matches strategic merge patch {id:?}: {message}"))
                         })?;
+                        let before = resources.len();
                         apply_sm_patch_at(resources, &[index], patch, &file)?;
+                        deleted = resources.len() < before;
                     }
                 }
             }

@@ -173,6 +173,18 @@ spec:
             files: &[],
         },
         Case {
+            name: "error: a document after one deleting a resource in the same entry (kubectl crashes)",
+            kustomization: "patches:\n- path: del.yaml\n",
+            resources: DEPLOY,
+            files: &[("del.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n$patch: delete\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 2}\n")],
+        },
+        Case {
+            name: "patches: a deleting document last in its entry is fine",
+            kustomization: "patches:\n- path: del.yaml\n",
+            resources: DEPLOY,
+            files: &[("del.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 2}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n$patch: delete\n")],
+        },
+        Case {
             name: "error: JSON 6902 replace past the end of a list",
             kustomization: "patches:\n- target: {kind: Service}\n  patch: '[{\"op\": \"replace\", \"path\": \"/spec/ports/1\", \"value\": {port: 1}}]'\n",
             resources: DEPLOY,
