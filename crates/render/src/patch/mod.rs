@@ -297,6 +297,8 @@ fn apply_sm_patch_at(resources: &mut Vec<Resource>, indexes: &[usize], patch: &S
         } else {
             patch_copy.insert("apiVersion".into(), Value::String(api_version));
         }
+        // What the merge leaves of bare keys is inside lists no merge enters: forget them all.
+        strategic_merge::drop_bare_keys(&mut res.object, &std::mem::take(&mut res.bare_keys));
         // On error the build stops, so the object can be moved into the merge.
         let merged = strategic_merge::merge_resource_owned(std::mem::take(&mut res.object), patch_copy)
             .map_err(|e| patch_error(file, id_string(&old_id), e.to_string()))?;
@@ -340,6 +342,8 @@ fn apply_json_patch_at(res: &mut Resource, ops: &[Operation], file: &Path, recor
     let old_id = res.id();
     let patched = json6902::apply_to_object(&res.object, ops).map_err(|e| patch_error(file, id_string(&old_id), e.to_string()))?;
     res.object = patched;
+    // kustomize patches the object's JSON form and reads it back: every null is written out now.
+    res.bare_keys.clear();
     // kustomize re-sets the annotations after a JSON patch (to restore its internal ones), which
     // removes an annotations map the patch left empty.
     if let Some(Value::Object(meta)) = res.object.get_mut("metadata")

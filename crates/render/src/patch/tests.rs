@@ -99,6 +99,41 @@ spec:
     scopes: null
 "#;
 
+/// Objects with keys written with no value (`key:`) beside written-out nulls.
+const BARE_KEYS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: gw
+  creationTimestamp: null
+spec:
+  template:
+    spec:
+      affinity:
+        nodeAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          requiredDuringSchedulingIgnoredDuringExecution: ~
+      tolerations:
+      - key: a
+        value:
+      containers:
+      - name: proxy
+        image: x
+        env:
+        - name: E
+          value:
+---
+apiVersion: kubeflow.org/v1
+kind: Profile
+metadata:
+  name: p
+spec:
+  bare:
+  written: null
+  list:
+  - item:
+"#;
+
 fn cases() -> Vec<Case> {
     vec![
         Case {
@@ -188,6 +223,19 @@ spec:
             name: "error: JSON 6902 replace past the end of a list",
             kustomization: "patches:\n- target: {kind: Service}\n  patch: '[{\"op\": \"replace\", \"path\": \"/spec/ports/1\", \"value\": {port: 1}}]'\n",
             resources: DEPLOY,
+            files: &[],
+        },
+        Case {
+            // istio's gateway Deployments (helm output) hold `nodeAffinity:` keys with no value
+            name: "SMP drops bare keys where it walks (maps, merge lists), keeps written nulls and keys in other lists",
+            kustomization: "patches:\n- patch: |-\n    apiVersion: apps/v1\n    kind: Deployment\n    metadata: {name: gw}\n    spec:\n      template:\n        spec:\n          containers:\n          - name: proxy\n            securityContext: {runAsNonRoot: true}\n- patch: |-\n    apiVersion: kubeflow.org/v1\n    kind: Profile\n    metadata: {name: p}\n    spec: {other: 1}\n",
+            resources: BARE_KEYS,
+            files: &[],
+        },
+        Case {
+            name: "after a JSON 6902 patch every null is written out, and SMP keeps it",
+            kustomization: "patches:\n- target: {kind: Profile}\n  patch: '[{\"op\": \"add\", \"path\": \"/spec/other\", \"value\": 1}]'\n- patch: |-\n    apiVersion: kubeflow.org/v1\n    kind: Profile\n    metadata: {name: p}\n    spec: {more: 2}\n",
+            resources: BARE_KEYS,
             files: &[],
         },
         Case {
