@@ -318,8 +318,21 @@ pub fn scalar_string(value: &Value) -> Option<String> {
 }
 
 /// Splits a dotted field path as kustomize's SmarterPathSplitter does: dots inside `[...]` do
-/// not split (`spec.containers.[name=a.b].image`), and `a[0]`/`a[k=v]` become two parts.
+/// not split (`spec.containers.[name=a.b].image`), and `a[0]`/`a[k=v]` become two parts. A
+/// bracketed part that held a dot but no `=` is a field name whose brackets only protected its
+/// dots: kustomize drops them (`annotations.[cert-manager.io/inject-ca-from]`). One without a dot
+/// (`[other]`) keeps them, as kustomize does, and so stays an invalid list selector.
 pub fn split_dotted_path(path: &str) -> Vec<String> {
+    let mut parts = split_at_outer_dots(path);
+    for part in &mut parts {
+        if part.starts_with('[') && part.contains('.') && !part.contains('=') {
+            *part = part.trim_matches(['[', ']']).to_string();
+        }
+    }
+    parts
+}
+
+fn split_at_outer_dots(path: &str) -> Vec<String> {
     let mut parts = Vec::new();
     let mut current = String::new();
     let mut depth = 0usize;
@@ -544,6 +557,11 @@ mod tests {
             split_dotted_path("spec.containers.[name=a.b].image"),
             vec!["spec", "containers", "[name=a.b]", "image"]
         );
+        assert_eq!(
+            split_dotted_path("metadata.annotations.[cert-manager.io/inject-ca-from]"),
+            vec!["metadata", "annotations", "cert-manager.io/inject-ca-from"]
+        );
+        assert_eq!(split_dotted_path("metadata.annotations.[other]"), vec!["metadata", "annotations", "[other]"]);
         let doc = serde_json::json!({"spec": {"ports": [{"name": "http", "port": 80}], "args": ["x", "y"]}});
         let at = |p: &str| lookup(&doc, &parse_dotted_path(p)).cloned();
         assert_eq!(at("spec.ports.0.port"), Some(serde_json::json!(80)));

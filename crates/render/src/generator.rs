@@ -64,11 +64,12 @@ pub fn generate(
     if name.is_empty() {
         return Err(err(format!("a {what} must have a name")));
     }
+    // kustomize's NewGenerationBehavior reads any other word (model-registry's `add`) as
+    // unspecified, which then acts as create.
     let behavior = match args.behavior.as_deref().unwrap_or("") {
-        "" | "create" => GeneratorBehavior::Create,
         "merge" => GeneratorBehavior::Merge,
         "replace" => GeneratorBehavior::Replace,
-        other => return Err(err(format!("invalid behavior '{other}'; must be one of create, merge, replace"))),
+        _ => GeneratorBehavior::Create,
     };
     let options = merge_options(args.options.as_ref(), global);
 
@@ -115,7 +116,9 @@ pub fn generate(
         let secret_type = args.secret_type.clone().filter(|t| !t.is_empty()).unwrap_or_else(|| "Opaque".into());
         object.insert("type".into(), Value::String(secret_type));
     }
-    if !data.is_empty() {
+    // kustomize creates a Secret's `data` map before filling it (a ConfigMap's only per entry),
+    // so a Secret without entries has `data: {}`, and its name hash covers that map.
+    if !data.is_empty() || kind == GeneratorKind::Secret {
         object.insert("data".into(), Value::Object(data));
     }
     if !binary.is_empty() {

@@ -557,4 +557,47 @@ mod tests {
         assert!(ids_equal(&id(None), &id(Some("default"))));
         assert!(!ids_equal(&id(None), &id(Some("x"))));
     }
+
+    /// One whole build: the files of a kustomization directory (`kustomization.yaml` among them)
+    /// and the objects `kubectl kustomize` prints for it (kustomize v5.5, measured).
+    struct Case {
+        name: &'static str,
+        files: &'static [(&'static str, &'static str)],
+        expected: &'static str,
+    }
+
+    fn cases() -> Vec<Case> {
+        vec![Case {
+            name: "a generated Secret always has data, empty or not, and its hash covers it",
+            files: &[
+                ("kustomization.yaml", "resources: [res.yaml]\nsecretGenerator:\n- name: s\n- name: r\n  behavior: replace\n- name: m\n  behavior: merge\nconfigMapGenerator:\n- name: c\n"),
+                ("res.yaml", "apiVersion: v1\nkind: Secret\nmetadata: {name: r}\ndata: {a: YQ==}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: m}\n"),
+            ],
+            expected: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c-6ct58987ht}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: m}\ntype: Opaque\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: r}\ntype: Opaque\ndata: {}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s-46f8b28mk5}\ntype: Opaque\ndata: {}\n",
+        },
+        Case {
+            name: "a generator behavior other than create, merge or replace acts as create",
+            files: &[
+                ("kustomization.yaml", "resources: [res.yaml]\nconfigMapGenerator:\n- name: newcm\n  behavior: add\n  literals: [x=1]\n"),
+                ("res.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: e}\ndata: {a: \"1\"}\n"),
+            ],
+            expected: "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: e}\ndata: {a: \"1\"}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: newcm-hmg6f82fh6}\ndata: {x: \"1\"}\n",
+        }]
+    }
+
+    #[test]
+    fn builds_match_kubectl_kustomize() {
+        for case in cases() {
+            let dir = tempfile::tempdir().unwrap();
+            for (name, text) in case.files {
+                let path = dir.path().join(name);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+            }
+            let built = build(dir.path()).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let got: Vec<Value> = built.resources.into_iter().map(|r| Value::Object(r.object)).collect();
+            let want = crate::yaml::parse_documents(case.expected, Path::new("expected")).unwrap();
+            assert_eq!(got, want, "{}", case.name);
+        }
+    }
 }

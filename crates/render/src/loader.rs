@@ -8,7 +8,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::error::{RenderError, Result};
-use crate::resource::{Origin, Resource};
+use crate::resource::{Origin, PathSegment, Resource};
+use crate::yaml::ObjectDocument;
 
 /// A kustomization root and the chain of roots that led to it (root of the build first).
 #[derive(Debug, Clone)]
@@ -188,15 +189,15 @@ impl Loader {
 /// Parse a resource file's documents into resources, as kustomize's resource factory does: empty
 /// documents dropped, every object needs `kind` and `metadata.name` (lists excepted), `*List` kinds with `items` expanded (their items queued after the file's other documents).
 pub fn resources_from_text(text: &str, file: &Path, origin: &Origin) -> Result<Vec<Resource>> {
-    resources_from_documents(crate::yaml::parse_documents(text, file)?, file, origin)
+    resources_from_documents(crate::yaml::parse_object_documents(text, file)?, file, origin)
 }
 
 /// [`resources_from_text`] for a file whose documents are already parsed.
-pub fn resources_from_documents(docs: Vec<Value>, file: &Path, origin: &Origin) -> Result<Vec<Resource>> {
-    let mut queue: std::collections::VecDeque<Value> = docs.into();
+pub fn resources_from_documents(docs: Vec<ObjectDocument>, file: &Path, origin: &Origin) -> Result<Vec<Resource>> {
+    let mut queue: std::collections::VecDeque<ObjectDocument> = docs.into();
     let mut out = Vec::new();
     let invalid = |message: String| RenderError::InvalidResource { file: file.to_path_buf(), message };
-    while let Some(doc) = queue.pop_front() {
+    while let Some(ObjectDocument { value: doc, bare_keys }) = queue.pop_front() {
         let Value::Object(obj) = doc else {
             return Err(invalid(format!("expected a YAML mapping (a Kubernetes object), found: {}", crate::yaml::to_string(&doc).trim_end())));
         };
@@ -216,13 +217,19 @@ pub fn resources_from_documents(docs: Vec<Value>, file: &Path, origin: &Origin) 
                 None => {}
                 Some(Value::Null) => continue,
                 Some(Value::Array(items)) => {
-                    queue.extend(items.iter().cloned());
+                    queue.extend(items.iter().enumerate().map(|(i, item)| {
+                        let prefix = [PathSegment::Field("items".into()), PathSegment::Item(i)];
+                        let bare_keys = bare_keys.iter().filter_map(|path| path.strip_prefix(&prefix[..]).map(<[_]>::to_vec)).collect();
+                        ObjectDocument { value: item.clone(), bare_keys }
+                    }));
                     continue;
                 }
                 Some(_) => return Err(invalid(format!("expected array in {kind}/items"))),
             }
         }
-        out.push(Resource::new(obj, origin.clone()));
+        let mut res = Resource::new(obj, origin.clone());
+        res.bare_keys = bare_keys;
+        out.push(res);
     }
     Ok(out)
 }

@@ -8,7 +8,7 @@
 //!
 //! The walk only guesses: anything it cannot read or parse is simply not prefetched, and the build
 //! reads and parses that file itself, reporting errors exactly as before. A file's entry is keyed
-//! by its canonical path and holds exactly what [`crate::yaml::parse_documents`] returns for it,
+//! by its canonical path and holds exactly what [`crate::yaml::parse_object_documents`] returns for it,
 //! so taking it from here cannot change the result.
 
 use std::collections::{HashMap, HashSet};
@@ -16,18 +16,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use serde_json::Value;
-
 use crate::kustomization::{self, KustomizationFile};
 use crate::loader::Loader;
 use crate::remote::{Remote, RemoteSource};
+use crate::yaml::ObjectDocument;
 
 /// Parsed documents of resource files, by canonical path, and the kustomizations read on the way.
 #[derive(Debug, Default)]
 pub struct ParsedFiles {
     /// Documents, and how many more times the build is expected to ask for them (the last taker
     /// gets them without a copy).
-    files: HashMap<PathBuf, (usize, Vec<Value>)>,
+    files: HashMap<PathBuf, (usize, Vec<ObjectDocument>)>,
     /// Kustomizations that loaded without error, by directory (the loader's root).
     kustomizations: HashMap<PathBuf, KustomizationFile>,
 }
@@ -47,14 +46,14 @@ impl ParsedFiles {
         paths.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
 
         let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(paths.len()).min(8);
-        let parsed: Mutex<HashMap<PathBuf, (usize, Vec<Value>)>> = Mutex::new(HashMap::with_capacity(paths.len()));
+        let parsed: Mutex<HashMap<PathBuf, (usize, Vec<ObjectDocument>)>> = Mutex::new(HashMap::with_capacity(paths.len()));
         let next = AtomicUsize::new(0);
         let work = || {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((path, _)) = paths.get(i) else { break };
                 let Ok(text) = std::fs::read_to_string(path) else { continue };
-                let Ok(docs) = crate::yaml::parse_documents(&text, path) else { continue };
+                let Ok(docs) = crate::yaml::parse_object_documents(&text, path) else { continue };
                 let count = uses.get(path).copied().unwrap_or(1);
                 parsed.lock().unwrap_or_else(|e| e.into_inner()).insert(path.clone(), (count, docs));
             }
@@ -73,7 +72,7 @@ impl ParsedFiles {
     }
 
     /// The parsed documents of `path` (canonical), if prefetched.
-    pub fn take(&mut self, path: &Path) -> Option<Vec<Value>> {
+    pub fn take(&mut self, path: &Path) -> Option<Vec<ObjectDocument>> {
         let (remaining, _) = self.files.get_mut(path)?;
         if *remaining > 1 {
             *remaining -= 1;

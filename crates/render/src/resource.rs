@@ -20,6 +20,23 @@ pub struct Resource {
     pub name_prefixes: Vec<String>,
     /// Name suffixes added by nameSuffix in this build, innermost kustomization first.
     pub name_suffixes: Vec<String>,
+    /// Where the object, as read, has a mapping key written with no value (`key:`). It reads as
+    /// null like `key: null`, but kustomize's strategic merge drops such a key wherever it walks
+    /// and keeps an explicit null (see [`crate::patch::strategic_merge::drop_bare_keys`]). Empty
+    /// for almost every object, and once a patch has rewritten the object.
+    pub bare_keys: Vec<NodePath>,
+}
+
+/// A path to a node of an object: mapping keys and list positions, from the top.
+pub type NodePath = Vec<PathSegment>;
+
+/// One step of a [`NodePath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathSegment {
+    /// A mapping key.
+    Field(String),
+    /// A list position.
+    Item(usize),
 }
 
 /// Generator metadata kept on a generated ConfigMap/Secret.
@@ -136,6 +153,7 @@ impl Resource {
             generated: None,
             name_prefixes: Vec::new(),
             name_suffixes: Vec::new(),
+            bare_keys: Vec::new(),
         }
     }
 

@@ -17,6 +17,7 @@ use std::sync::LazyLock;
 use serde_json::{Map, Value};
 
 use crate::error::{RenderError, Result};
+use crate::resource::NodePath;
 
 /// Which YAML reader kustomize uses for a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,14 +56,41 @@ pub fn parse_documents(text: &str, file: &Path) -> Result<Vec<Value>> {
 
 /// Parse every document of `text` with the given reader dialect.
 pub fn parse_documents_as(text: &str, file: &Path, dialect: Dialect) -> Result<Vec<Value>> {
-    let mut docs: Vec<Value> = match crate::yaml_events::parse_documents(text, dialect) {
-        Some(docs) => docs.into_iter().filter(|d| !d.is_null()).collect(),
+    Ok(parse_marked(text, file, dialect)?.into_iter().map(|doc| doc.value).collect())
+}
+
+/// An object document as read, with where it has bare keys ([`Resource::bare_keys`]).
+///
+/// [`Resource::bare_keys`]: crate::resource::Resource::bare_keys
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectDocument {
+    /// The document.
+    pub value: Value,
+    /// Paths of its mapping keys written with no value.
+    pub bare_keys: Vec<NodePath>,
+}
+
+/// [`parse_documents`] keeping where each document has bare keys. Only the fast reader tells
+/// them apart; a text it declines reads as if every null were written out.
+pub fn parse_object_documents(text: &str, file: &Path) -> Result<Vec<ObjectDocument>> {
+    parse_marked(text, file, Dialect::Objects)
+}
+
+fn parse_marked(text: &str, file: &Path, dialect: Dialect) -> Result<Vec<ObjectDocument>> {
+    let mut docs: Vec<ObjectDocument> = match crate::yaml_events::parse_documents_marked(text, dialect) {
+        Some(docs) => docs
+            .into_iter()
+            .filter(|(d, _)| !d.is_null())
+            .map(|(value, bare_keys)| ObjectDocument { value, bare_keys })
+            .collect(),
         None => serde_saphyr::from_multiple_with_options::<Value>(text, read_options(dialect))
-            .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
+            .map(|docs| {
+                docs.into_iter().filter(|d| !d.is_null()).map(|value| ObjectDocument { value, bare_keys: Vec::new() }).collect()
+            })
             .map_err(|e| yaml_error(file, e))?,
     };
     if let Some(last) = docs.last_mut() {
-        unclip_final_block_scalar(text, last);
+        unclip_final_block_scalar(text, &mut last.value);
     }
     Ok(docs)
 }

@@ -15,13 +15,26 @@ use std::collections::HashMap;
 use granit_parser::{Event, Parser, ScalarStyle, StructureStyle};
 use serde_json::{Map, Value};
 
+use crate::resource::{NodePath, PathSegment};
 use crate::yaml::Dialect;
 
 /// Every document of `text` (null documents included, as serde-saphyr returns them), or `None`
 /// when the text needs serde-saphyr's full treatment.
+#[cfg(test)]
 pub(crate) fn parse_documents(text: &str, dialect: Dialect) -> Option<Vec<Value>> {
+    parse_documents_marked(text, dialect).map(|docs| docs.into_iter().map(|(doc, _)| doc).collect())
+}
+
+/// [`parse_documents`], each document with the paths of its bare keys (`key:` with no value;
+/// see [`crate::resource::Resource::bare_keys`]), which serde-saphyr cannot tell from `key: null`.
+pub(crate) fn parse_documents_marked(text: &str, dialect: Dialect) -> Option<Vec<(Value, Vec<NodePath>)>> {
     let options = granit_parser::options! { emit_comments: false };
-    let mut builder = Builder { parser: Parser::new_from_str_with_options(text, options), dialect, typed: HashMap::new() };
+    let mut builder = Builder {
+        parser: Parser::new_from_str_with_options(text, options),
+        dialect,
+        typed: HashMap::new(),
+        bare_keys: Vec::new(),
+    };
     let mut docs = Vec::new();
     match builder.next()? {
         Event::StreamStart => {}
@@ -33,8 +46,14 @@ pub(crate) fn parse_documents(text: &str, dialect: Dialect) -> Option<Vec<Value>
             Event::DocumentStart(_, None) => {
                 let first = builder.next()?;
                 let doc = builder.node(first)?;
+                // Paths were built leaf first (see `Builder::bare_keys`).
+                let bare_keys = builder.bare_keys.drain(..).map(|mut path| {
+                    path.reverse();
+                    path
+                });
+                let bare_keys = bare_keys.collect();
                 match builder.next()? {
-                    Event::DocumentEnd => docs.push(doc),
+                    Event::DocumentEnd => docs.push((doc, bare_keys)),
                     _ => return None,
                 }
             }
@@ -48,12 +67,21 @@ struct Builder<'a> {
     dialect: Dialect,
     /// Plain scalars typed by serde-saphyr, by text (ports and flags repeat a lot).
     typed: HashMap<String, Value>,
+    /// Bare keys of the document being read, each path leaf first: a node appends its own step
+    /// to the paths its child added, so only documents that have bare keys pay for paths.
+    bare_keys: Vec<NodePath>,
 }
 
 impl<'a> Builder<'a> {
     fn next(&mut self) -> Option<Event<'a>> {
+        self.next_spanned().map(|(event, _)| event)
+    }
+
+    /// The next event, and whether it covers no text (the parser reports a missing value as a
+    /// `~` scalar of zero length).
+    fn next_spanned(&mut self) -> Option<(Event<'a>, bool)> {
         match self.parser.next_event()? {
-            Ok((event, _span)) => Some(event),
+            Ok((event, span)) => Some((event, span.is_empty())),
             Err(_) => None,
         }
     }
@@ -66,7 +94,13 @@ impl<'a> Builder<'a> {
                 loop {
                     match self.next()? {
                         Event::SequenceEnd => return Some(Value::Array(items)),
-                        event => items.push(self.node(event)?),
+                        event => {
+                            let marked = self.bare_keys.len();
+                            items.push(self.node(event)?);
+                            for path in &mut self.bare_keys[marked..] {
+                                path.push(PathSegment::Item(items.len() - 1));
+                            }
+                        }
                     }
                 }
             }
@@ -84,8 +118,15 @@ impl<'a> Builder<'a> {
                     if style == StructureStyle::Flow && map.contains_key(&key) {
                         return None;
                     }
-                    let event = self.next()?;
+                    let (event, unwritten) = self.next_spanned()?;
+                    let marked = self.bare_keys.len();
+                    if unwritten && matches!(&event, Event::Scalar(_, ScalarStyle::Plain, 0, None)) {
+                        self.bare_keys.push(Vec::new());
+                    }
                     let value = self.node(event)?;
+                    for path in &mut self.bare_keys[marked..] {
+                        path.push(PathSegment::Field(key.clone()));
+                    }
                     if map.insert(key, value).is_some() {
                         return None;
                     }
@@ -216,6 +257,22 @@ mod tests {
         assert_eq!(plain_scalar_value("abc"), Value::from("abc"));
         assert_eq!(plain_scalar_value("a: b"), Value::from("a: b"));
         assert_eq!(plain_scalar_value("- x"), Value::from("- x"));
+    }
+
+    #[test]
+    fn bare_keys_are_marked_with_their_paths() {
+        use PathSegment::{Field, Item};
+        let f = |k: &str| Field(k.to_string());
+        let text = "a:\n  b:\n  c: null\n  d: ~\n  e: ''\nl:\n- x:\n  y: 1\n- {z: }\n---\nitems:\n- q:\n";
+        let docs = parse_documents_marked(text, Dialect::Objects).expect("fast path");
+        let marks: Vec<Vec<NodePath>> = docs.into_iter().map(|(_, marks)| marks).collect();
+        assert_eq!(
+            marks,
+            vec![
+                vec![vec![f("a"), f("b")], vec![f("l"), Item(0), f("x")], vec![f("l"), Item(1), f("z")]],
+                vec![vec![f("items"), Item(0), f("q")]],
+            ]
+        );
     }
 
     #[test]

@@ -137,13 +137,22 @@ fn array_index(token: &str, len: usize, allow_end: bool) -> Result<usize, String
     Ok(idx as usize)
 }
 
+/// The value at `pointer`. A missing last key of a map reads as null, not as an error: kustomize
+/// v5.5's evanphx/json-patch (v4 semantics) gets a map key without checking that it exists, so
+/// `replace`, `test` and `copy` go on with nothing there.
 fn get<'a>(doc: &'a Value, pointer: &str) -> Result<&'a Value, String> {
+    const NULL: &Value = &Value::Null;
+    let toks = tokens(pointer)?;
     let mut node = doc;
-    for t in tokens(pointer)? {
+    for (i, t) in toks.iter().enumerate() {
         node = match node {
-            Value::Object(m) => m.get(&t).ok_or_else(|| format!("doc is missing key: {pointer:?}"))?,
+            Value::Object(m) => match m.get(t) {
+                Some(v) => v,
+                None if i + 1 == toks.len() => NULL,
+                None => return Err(format!("doc is missing path: {pointer:?}")),
+            },
             Value::Array(a) => {
-                let i = array_index(&t, a.len(), false)?;
+                let i = array_index(t, a.len(), false)?;
                 &a[i]
             }
             _ => return Err(format!("doc is missing path: {pointer:?}")),
@@ -193,13 +202,11 @@ fn replace(doc: &mut Value, pointer: &str, value: Value) -> Result<(), String> {
     }
     let (container, last) = parent(doc, pointer)?;
     match container {
-        Value::Object(m) => match m.get_mut(&last) {
-            Some(slot) => {
-                *slot = value;
-                Ok(())
-            }
-            None => Err(format!("replace operation does not apply: doc is missing key: {pointer}")),
-        },
+        // A missing key is set, as [`get`] explains; the parent must exist.
+        Value::Object(m) => {
+            m.insert(last, value);
+            Ok(())
+        }
         Value::Array(a) => {
             let i = array_index(&last, a.len(), false)?;
             a[i] = value;
@@ -288,7 +295,13 @@ mod tests {
             ),
             ("test passes", json!({"a": [1]}), json!([{"op": "test", "path": "/a/0", "value": 1.0}]), Ok(json!({"a": [1]}))),
             ("test fails", json!({"a": "x"}), json!([{"op": "test", "path": "/a", "value": "y"}]), Err("operation 0 (test /a): testing value")),
-            ("replace missing key fails", json!({"a": 1}), json!([{"op": "replace", "path": "/b", "value": 2}]), Err("operation 0 (replace /b): replace operation does not apply")),
+            ("replace missing map key sets it", json!({"a": 1}), json!([{"op": "replace", "path": "/b", "value": 2}]), Ok(json!({"a": 1, "b": 2}))),
+            ("replace under missing parent fails", json!({"a": 1}), json!([{"op": "replace", "path": "/x/b", "value": 2}]), Err("operation 0 (replace /x/b): doc is missing path")),
+            ("replace past the end of a list fails", json!({"l": [1]}), json!([{"op": "replace", "path": "/l/1", "value": 2}]), Err("operation 0 (replace /l/1): unable to access invalid index")),
+            ("test of a missing key against null passes", json!({"a": 1}), json!([{"op": "test", "path": "/b", "value": null}]), Ok(json!({"a": 1}))),
+            ("test of a missing key against a value fails", json!({"a": 1}), json!([{"op": "test", "path": "/b", "value": 1}]), Err("operation 0 (test /b): testing value")),
+            ("copy of a missing key copies null", json!({"a": 1}), json!([{"op": "copy", "from": "/b", "path": "/c"}]), Ok(json!({"a": 1, "c": null}))),
+            ("move of a missing key fails", json!({"a": 1}), json!([{"op": "move", "from": "/b", "path": "/c"}]), Err("operation 0 (move /c): unable to remove nonexistent key")),
             ("remove missing key fails", json!({"a": 1}), json!([{"op": "add", "path": "/c", "value": 1}, {"op": "remove", "path": "/b"}]), Err("operation 1 (remove /b): unable to remove nonexistent key")),
             ("add under missing parent fails", json!({}), json!([{"op": "add", "path": "/x/y", "value": 1}]), Err("operation 0 (add /x/y): doc is missing path")),
             ("index past the end fails", json!({"l": [1]}), json!([{"op": "add", "path": "/l/3", "value": 1}]), Err("operation 0 (add /l/3): unable to access invalid index")),

@@ -130,12 +130,25 @@ pub fn apply_patches(
                     if docs.is_empty() {
                         return Err(patch_error(&file, "patches", format!("must specify a target for JSON patch {text}")));
                     }
+                    let mut deleted = false;
                     for patch in &docs {
                         let id = id_string(&patch_id(&patch.object));
+                        // kustomize v5.5 leaves a resource deleted by one document of the entry
+                        // in its list, emptied, until the entry is done; looking up the next
+                        // document's target then dereferences it and crashes.
+                        if deleted {
+                            return Err(patch_error(
+                                &file,
+                                id,
+                                "a document follows one that deletes a resource in the same `patches` entry: kubectl kustomize v5.5 crashes on this (nil pointer dereference)\n  hint: give each `$patch: delete` document its own `patches` entry, or put it last",
+                            ));
+                        }
                         let index = find_unique_target(resources, &patch.object).map_err(|message| {
                             patch_error(&file, id.clone(), format!("no resource matches strategic merge patch {id:?}: {message}"))
                         })?;
+                        let before = resources.len();
                         apply_sm_patch_at(resources, &[index], patch, &file)?;
+                        deleted = resources.len() < before;
                     }
                 }
             }
@@ -284,6 +297,8 @@ fn apply_sm_patch_at(resources: &mut Vec<Resource>, indexes: &[usize], patch: &S
         } else {
             patch_copy.insert("apiVersion".into(), Value::String(api_version));
         }
+        // What the merge leaves of bare keys is inside lists no merge enters: forget them all.
+        strategic_merge::drop_bare_keys(&mut res.object, &std::mem::take(&mut res.bare_keys));
         // On error the build stops, so the object can be moved into the merge.
         let merged = strategic_merge::merge_resource_owned(std::mem::take(&mut res.object), patch_copy)
             .map_err(|e| patch_error(file, id_string(&old_id), e.to_string()))?;
@@ -327,6 +342,8 @@ fn apply_json_patch_at(res: &mut Resource, ops: &[Operation], file: &Path, recor
     let old_id = res.id();
     let patched = json6902::apply_to_object(&res.object, ops).map_err(|e| patch_error(file, id_string(&old_id), e.to_string()))?;
     res.object = patched;
+    // kustomize patches the object's JSON form and reads it back: every null is written out now.
+    res.bare_keys.clear();
     // kustomize re-sets the annotations after a JSON patch (to restore its internal ones), which
     // removes an annotations map the patch left empty.
     if let Some(Value::Object(meta)) = res.object.get_mut("metadata")

@@ -21,6 +21,7 @@
 use serde_json::{Map, Value};
 
 use super::merge_keys::{self, FieldSchema, TypeRef};
+use crate::resource::{NodePath, PathSegment};
 
 /// Why a strategic merge failed, with the field path where it happened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +55,46 @@ pub fn merge_resource_owned(
     })
 }
 
+/// Drop the resource's bare keys (`key:` with no value, see [`Resource::bare_keys`]) that the
+/// merge walker will visit: kyaml keeps a resource's null the patch does not mention only when
+/// it was written out (`null`, `~`), and clears one with no text. The walker visits every mapping
+/// from the top through maps and merge lists; it does not enter other lists, so bare keys under
+/// those stay. Removing a null the walker would see first is the same as its clearing it.
+///
+/// [`Resource::bare_keys`]: crate::resource::Resource::bare_keys
+pub fn drop_bare_keys(resource: &mut Map<String, Value>, bare_keys: &[NodePath]) {
+    let schema = NodeSchema::Unknown.refined_by(resource);
+    for path in bare_keys {
+        if let Some((PathSegment::Field(last), parents)) = path.split_last() {
+            drop_bare_key(resource, schema, parents, last);
+        }
+    }
+}
+
+/// [`drop_bare_keys`] for one key, `parents` below `map` (whose schema is `schema`).
+fn drop_bare_key(map: &mut Map<String, Value>, schema: NodeSchema, parents: &[PathSegment], last: &str) {
+    let [PathSegment::Field(key), rest @ ..] = parents else {
+        if parents.is_empty() && map.get(last).is_some_and(Value::is_null) {
+            map.shift_remove(last);
+        }
+        return;
+    };
+    let field = schema.field(key);
+    match (map.get_mut(key), rest) {
+        (Some(Value::Object(child)), _) => {
+            let schema = field.refined_by(child);
+            drop_bare_key(child, schema, rest, last);
+        }
+        (Some(Value::Array(items)), [PathSegment::Item(i), rest @ ..]) if matches!(field, NodeSchema::MergeList(_)) => {
+            if let Some(Value::Object(child)) = items.get_mut(*i) {
+                let schema = field.element().refined_by(child);
+                drop_bare_key(child, schema, rest, last);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// What kyaml's walker knows about the node being visited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NodeSchema {
@@ -77,6 +118,15 @@ impl NodeSchema {
                 Some(list @ FieldSchema::MergeList { .. }) => NodeSchema::MergeList(list),
                 None => NodeSchema::Opaque,
             },
+        }
+    }
+
+    /// The schema the walker uses at a map: an unknown one gets the schema of the kind the map
+    /// names by its own `apiVersion` and `kind`, if any.
+    fn refined_by(self, map: &Map<String, Value>) -> NodeSchema {
+        match self {
+            NodeSchema::Unknown => schema_from_type_meta_map(map).unwrap_or(NodeSchema::Unknown),
+            known => known,
         }
     }
 
@@ -398,6 +448,10 @@ impl Walker {
 /// Schema of a map that carries its own `apiVersion` and `kind` (kyaml's `GetSchema` fallback).
 fn schema_from_type_meta(v: Option<&Value>) -> Option<NodeSchema> {
     let Some(Value::Object(m)) = v else { return None };
+    schema_from_type_meta_map(m)
+}
+
+fn schema_from_type_meta_map(m: &Map<String, Value>) -> Option<NodeSchema> {
     let api_version = m.get("apiVersion").and_then(Value::as_str).unwrap_or("");
     let kind = m.get("kind").and_then(Value::as_str).unwrap_or("");
     if api_version.is_empty() || kind.is_empty() {

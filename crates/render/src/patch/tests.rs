@@ -99,6 +99,41 @@ spec:
     scopes: null
 "#;
 
+/// Objects with keys written with no value (`key:`) beside written-out nulls.
+const BARE_KEYS: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: gw
+  creationTimestamp: null
+spec:
+  template:
+    spec:
+      affinity:
+        nodeAffinity:
+          preferredDuringSchedulingIgnoredDuringExecution:
+          requiredDuringSchedulingIgnoredDuringExecution: ~
+      tolerations:
+      - key: a
+        value:
+      containers:
+      - name: proxy
+        image: x
+        env:
+        - name: E
+          value:
+---
+apiVersion: kubeflow.org/v1
+kind: Profile
+metadata:
+  name: p
+spec:
+  bare:
+  written: null
+  list:
+  - item:
+"#;
+
 fn cases() -> Vec<Case> {
     vec![
         Case {
@@ -164,6 +199,44 @@ spec:
                 "ops.json",
                 r#"[{"op": "copy", "from": "/spec/schedule", "path": "/metadata/labels"}, {"op": "remove", "path": "/metadata/labels"}, {"op": "add", "path": "/spec/jobTemplate/spec/template/spec/containers/0/args/1", "value": "x"}, {"op": "test", "path": "/spec/schedule", "value": "* * * * *"}]"#,
             )],
+        },
+        Case {
+            // kubeflow 26.03's argo install replaces /subjects/0/namespace, which argo's binding lacks
+            name: "patches: JSON 6902 replace of a missing map key sets it; test of it against null passes",
+            kustomization: "patches:\n- target: {kind: Service}\n  patch: |-\n    - op: test\n      path: /spec/ports/0/protocol\n      value: null\n    - op: replace\n      path: /spec/ports/0/protocol\n      value: UDP\n    - op: copy\n      from: /metadata/labels/missing\n      path: /metadata/labels/copied\n",
+            resources: DEPLOY,
+            files: &[],
+        },
+        Case {
+            name: "error: a document after one deleting a resource in the same entry (kubectl crashes)",
+            kustomization: "patches:\n- path: del.yaml\n",
+            resources: DEPLOY,
+            files: &[("del.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n$patch: delete\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 2}\n")],
+        },
+        Case {
+            name: "patches: a deleting document last in its entry is fine",
+            kustomization: "patches:\n- path: del.yaml\n",
+            resources: DEPLOY,
+            files: &[("del.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 2}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\n$patch: delete\n")],
+        },
+        Case {
+            name: "error: JSON 6902 replace past the end of a list",
+            kustomization: "patches:\n- target: {kind: Service}\n  patch: '[{\"op\": \"replace\", \"path\": \"/spec/ports/1\", \"value\": {port: 1}}]'\n",
+            resources: DEPLOY,
+            files: &[],
+        },
+        Case {
+            // istio's gateway Deployments (helm output) hold `nodeAffinity:` keys with no value
+            name: "SMP drops bare keys where it walks (maps, merge lists), keeps written nulls and keys in other lists",
+            kustomization: "patches:\n- patch: |-\n    apiVersion: apps/v1\n    kind: Deployment\n    metadata: {name: gw}\n    spec:\n      template:\n        spec:\n          containers:\n          - name: proxy\n            securityContext: {runAsNonRoot: true}\n- patch: |-\n    apiVersion: kubeflow.org/v1\n    kind: Profile\n    metadata: {name: p}\n    spec: {other: 1}\n",
+            resources: BARE_KEYS,
+            files: &[],
+        },
+        Case {
+            name: "after a JSON 6902 patch every null is written out, and SMP keeps it",
+            kustomization: "patches:\n- target: {kind: Profile}\n  patch: '[{\"op\": \"add\", \"path\": \"/spec/other\", \"value\": 1}]'\n- patch: |-\n    apiVersion: kubeflow.org/v1\n    kind: Profile\n    metadata: {name: p}\n    spec: {more: 2}\n",
+            resources: BARE_KEYS,
+            files: &[],
         },
         Case {
             name: "patchesJson6902: legacy entry with path and YAML ops",

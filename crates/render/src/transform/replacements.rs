@@ -504,6 +504,44 @@ mod tests {
     }
 
     #[test]
+    fn bracketed_field_names_like_kubectl() {
+        // Measured with kubectl kustomize v5.5: brackets around a key with dots (and no `=`) only
+        // keep the dots from splitting it, in the source path and in the target path.
+        let input = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: src, annotations: {x.y/z: v}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, annotations: {a.b/c: old}}\n";
+        let cases = [
+            (
+                "replaces an existing key",
+                json!({"fieldPaths": ["metadata.annotations.[a.b/c]"]}),
+                Ok("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, annotations: {a.b/c: v}}\n"),
+            ),
+            (
+                "creates a missing key",
+                json!({"fieldPaths": ["spec.template.metadata.annotations.[n.e/w]"], "options": {"create": true}}),
+                Ok("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, annotations: {a.b/c: old}}\nspec: {template: {metadata: {annotations: {n.e/w: v}}}}\n"),
+            ),
+            (
+                "a missing key without create is not found",
+                json!({"fieldPaths": ["metadata.annotations.[n.e/w]"]}),
+                Err("unable to find field \"metadata.annotations.[n.e/w]\" in replacement target"),
+            ),
+        ];
+        for (name, target, want) in cases {
+            let mut target = target;
+            target["select"] = json!({"kind": "Deployment"});
+            let replacement = json!({"source": {"kind": "ConfigMap", "name": "src", "fieldPath": "metadata.annotations.[x.y/z]"}, "targets": [target]});
+            let mut res = resources(input);
+            let got = apply_replacements(&mut res, &[replacement]);
+            match want {
+                Ok(deployment) => {
+                    got.unwrap_or_else(|e| panic!("{name}: {e}"));
+                    assert_eq!(objects(&res[1..]), expected(deployment), "{name}");
+                }
+                Err(message) => assert!(got.unwrap_err().to_string().contains(message), "{name}"),
+            }
+        }
+    }
+
+    #[test]
     fn errors_like_kubectl() {
         let cases = [
             (
