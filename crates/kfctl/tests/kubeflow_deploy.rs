@@ -1,16 +1,18 @@
-//! The whole of Kubeflow v1.4.1 (the base set, from the real upstream archive) through the real
-//! `kfctl` binary against the real API server of scripts/testenv: one apply with zero errors,
-//! ready, Application status and Events, a no-op second apply, pruning one component, and
-//! `delete --purge`.
+//! The whole of Kubeflow (the base set of v1.4.1, v1.10.2 and 26.03, each from the real upstream
+//! archive; 26.03's remote bases through a mirror server that is stopped once `kfctl init` has
+//! vendored them) through the real `kfctl` binary against the real API server of
+//! scripts/testenv: one apply with zero errors, ready, Application status and Events, a no-op
+//! second apply, pruning one component, and `delete --purge`.
 //!
-//! The simulated nodes run no webhook or conversion server, so the app carries the TEST-ONLY
-//! overlay in tests/fixtures/sim-cluster (see its README), added as per-component patches in
-//! kfctl.yaml, the way a user customises a component.
+//! The simulated nodes run no webhook or conversion server, and the API server is 1.20, so each
+//! app carries the TEST-ONLY overlay of its release in tests/fixtures/sim-cluster/<version>/ (see
+//! its README), added as per-component patches in kfctl.yaml, the way a user customises a
+//! component. Without it, 26.03 is refused by kfctl's API preflight (tested here too).
 //!
 //! Run inside the testenv: `scripts/testenv exec -- cargo test -p kfctl --test kubeflow_deploy`.
-//! It deploys into the cluster's real `kubeflow` namespaces (the Application `kubeflow/kubeflow`
-//! lives there), so this binary holds one test; it removes everything it applied, also when it
-//! fails.
+//! The releases deploy into the cluster's real `kubeflow` namespaces (the Application
+//! `kubeflow/kubeflow` lives there), so they take turns; each removes everything it applied, also
+//! when it fails.
 
 mod support;
 
@@ -31,12 +33,44 @@ const APP_NAMESPACE: &str = "kubeflow";
 const APP_LABEL: &str = "kfctl.kubeflow.org/app";
 const COMPONENT_LABEL: &str = "kfctl.kubeflow.org/component";
 const INVENTORY: &str = "kfctl-inventory-kubeflow";
-/// A leaf of the base set: nothing depends on it.
+/// A leaf of the base set of every release: nothing depends on it.
 const REMOVED_COMPONENT: &str = "tensorboard";
 
-/// The TEST-ONLY overlay for the simulated cluster: `<component>.yaml` patches that component.
-fn sim_cluster_overlay() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sim-cluster")
+/// The TEST-ONLY overlay of `version` for the simulated cluster (see its README).
+fn sim_cluster_overlay(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sim-cluster").join(version)
+}
+
+/// The releases share the cluster's `kubeflow` namespaces: one deploys at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Copies the overlay of `version` into the app and lists each of its patches under its
+/// component in kfctl.yaml (`patches.yaml` there says which, with kustomize targets).
+fn add_sim_cluster_overlay(app: &Path, version: &str) -> Vec<String> {
+    let overlay = sim_cluster_overlay(version);
+    std::fs::create_dir_all(app.join("sim-cluster")).unwrap();
+    for file in std::fs::read_dir(&overlay).unwrap().map(|f| f.unwrap().path()) {
+        if file.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&file, app.join("sim-cluster").join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    let index = std::fs::read_to_string(overlay.join("patches.yaml")).unwrap();
+    let index: indexmap::IndexMap<String, Vec<PatchConfig>> = serde_saphyr::from_str(&index).expect("patches.yaml");
+    let config_path = app.join("kfctl.yaml");
+    let mut config = AppConfig::load(&config_path).expect("kfctl.yaml");
+    let mut patched = Vec::new();
+    for (component, patches) in index {
+        let c = config.component_mut(&component).unwrap_or_else(|| panic!("the overlay patches {component}, which the app lacks"));
+        assert!(c.enabled, "{component} is not in the base set");
+        for mut patch in patches {
+            assert!(overlay.join(&patch.path).is_file(), "{version}/patches.yaml names {}, which is not there", patch.path.display());
+            patch.path = Path::new("sim-cluster").join(&patch.path);
+            c.patches.push(patch);
+        }
+        patched.push(component);
+    }
+    config.save(&config_path).expect("save kfctl.yaml");
+    patched
 }
 
 /// Runs the real kfctl against the testenv.
@@ -172,8 +206,9 @@ async fn wait_namespaces_gone(client: &Client, names: &[String]) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn kubeflow_base_set_applies_in_one_pass_gets_ready_prunes_one_component_and_deletes() {
+/// One release's base set, from init to delete (see the module doc).
+async fn deploy_release(version: &str, min_patched: usize) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let env = support::env().await;
     let client = env.client().await.expect("client");
     let work = tempfile::tempdir().expect("tempdir");
@@ -181,32 +216,54 @@ async fn kubeflow_base_set_applies_in_one_pass_gets_ready_prunes_one_component_a
     let app = kfctl.app().to_owned();
     let app = app.as_str();
 
-    // 1. An app directory from the real archive, the base set, plus the test-only overlay as
-    //    per-component patches in kfctl.yaml.
-    let archive = support::real_archive();
-    kfctl.ok(&["init", app, "--registry", archive.to_str().unwrap(), "--sha256", support::V1_4_1_SHA256]);
-    let config_path = kfctl.app.join("kfctl.yaml");
-    let mut config = AppConfig::load(&config_path).expect("kfctl.yaml");
-    std::fs::create_dir_all(kfctl.app.join("sim-cluster")).unwrap();
-    let mut patched = Vec::new();
-    for file in std::fs::read_dir(sim_cluster_overlay()).unwrap().map(|f| f.unwrap().path()) {
-        if file.extension().is_none_or(|e| e != "yaml") {
-            continue;
-        }
-        let component = file.file_stem().unwrap().to_str().unwrap().to_owned();
-        let relative = Path::new("sim-cluster").join(file.file_name().unwrap());
-        std::fs::copy(&file, kfctl.app.join(&relative)).unwrap();
-        let c = config.component_mut(&component).unwrap_or_else(|| panic!("the overlay patches {component}, which the app lacks"));
-        assert!(c.enabled, "{component} is not in the base set");
-        c.patches.push(PatchConfig { path: relative, target: None });
-        patched.push(component);
+    // 1. An app directory from the real archive (verified by the catalog's content pin), the
+    //    base set. 26.03's remote bases come through a mirror server, stopped once init has
+    //    vendored them: everything after renders offline.
+    let archive = support::release_archive(version);
+    let cache = tempfile::tempdir().expect("cache");
+    let mirror = support::mirror::MirrorServer::start(&support::shared_dir().join("registries/mirror"));
+    let mut init = support::kfctl_command(&env.kubeconfig);
+    init.args(["init", app, "--version", version, "--registry", archive.to_str().unwrap(), "--mirror", &mirror.url()]);
+    let out = init.env("KFCTL_CACHE_DIR", cache.path()).output().expect("run kfctl init");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "kfctl init failed:\n{text}");
+    drop(mirror);
+    drop(cache);
+    let config = AppConfig::load(&kfctl.app.join("kfctl.yaml")).expect("kfctl.yaml");
+    if version == "26.03" {
+        let remotes: Vec<&str> = config.registry.remotes.iter().map(|r| r.url.as_str()).collect();
+        // What the catalog's directories reach (lws only comes with trainer's data-cache overlay,
+        // jobset v0.6.0 only with Trainer v2 overlays of the training-operator's tree).
+        let wanted = ["https://github.com/argoproj/argo-workflows", "https://github.com/kubernetes-sigs/jobset/releases/download/v0.10.1/manifests.yaml"];
+        assert_eq!(remotes, wanted, "{text}");
     }
-    assert!(patched.len() >= 2, "overlay files: {patched:?}");
-    config.save(&config_path).expect("save kfctl.yaml");
 
     // Leftovers of an interrupted earlier run would turn the first apply into a re-run.
     kfctl.ok(&["delete", app, "--purge"]);
-    wait_namespaces_gone(&client, &["kubeflow".into(), "cert-manager".into(), "istio-system".into(), "auth".into(), "knative-serving".into(), "knative-eventing".into()]).await;
+    let dry_run = kfctl.ok(&["apply", app, "--dry-run"]);
+    let rendered: Value = serde_json::from_str(&dry_run).expect("--dry-run prints a v1 List");
+    let rendered_namespaces: Vec<String> = rendered["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|o| o["kind"] == "Namespace")
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    wait_namespaces_gone(&client, &rendered_namespaces).await;
+
+    if version != "v1.4.1" {
+        // As released, today's Kubeflow needs APIs this 1.20 server lacks: the preflight refuses
+        // it, naming them, and writes nothing.
+        let (ok, out) = kfctl.run(&["apply", app]);
+        assert!(!ok, "a plain {version} applied on Kubernetes 1.20:\n{}", tail(&out, 30));
+        for api in ["autoscaling/v2 HorizontalPodAutoscaler", "policy/v1 PodDisruptionBudget", "nothing was applied", "the server is Kubernetes v1.20.2"] {
+            assert!(out.contains(api), "{api}:\n{}", tail(&out, 30));
+        }
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), APP_NAMESPACE);
+        assert!(matches!(cms.get_opt(INVENTORY).await, Ok(None) | Err(_)), "the refused apply wrote the inventory");
+    }
+    let patched = add_sim_cluster_overlay(&kfctl.app, version);
+    assert!(patched.len() >= min_patched, "overlay components: {patched:?}");
 
     let dry_run = kfctl.ok(&["apply", app, "--dry-run"]);
     let rendered: Value = serde_json::from_str(&dry_run).expect("--dry-run prints a v1 List");
@@ -218,6 +275,9 @@ async fn kubeflow_base_set_applies_in_one_pass_gets_ready_prunes_one_component_a
 
     // 2. One apply, zero errors, no re-run: every object of the app created.
     let out = kfctl.ok(&["apply", app]);
+    if version != "v1.4.1" {
+        assert!(out.contains(&format!("warning: Kubernetes v1.20.2 is outside what Kubeflow {version} supports")), "{}", tail(&out, 40));
+    }
     let done = summary(&out);
     assert_eq!(done.get("failed"), Some(&0), "{}", tail(&out, 40));
     let applied: usize = ["created", "configured", "unchanged"].iter().map(|w| done.get(*w).copied().unwrap_or(0)).sum();
@@ -341,4 +401,19 @@ async fn kubeflow_base_set_applies_in_one_pass_gets_ready_prunes_one_component_a
     wait_namespaces_gone(&client, &namespaces(&entries)).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), APP_NAMESPACE);
     assert!(matches!(cms.get_opt(INVENTORY).await, Ok(None) | Err(_)), "the inventory survived delete");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v1_4_1_base_set_applies_in_one_pass_gets_ready_prunes_one_component_and_deletes() {
+    deploy_release("v1.4.1", 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v1_10_2_base_set_applies_in_one_pass_gets_ready_prunes_one_component_and_deletes() {
+    deploy_release("v1.10.2", 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubeflow_26_03_is_refused_as_released_then_deploys_with_the_overlay_and_deletes() {
+    deploy_release("26.03", 8).await;
 }

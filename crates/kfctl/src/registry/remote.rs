@@ -139,7 +139,8 @@ impl RemoteSource for RemoteFetcher {
             }
             Ok(dir)
         })?;
-        self.record(Fetched::Repo { spec: spec.clone(), dir: dir.clone() });
+        // One record per repository at a ref, whichever of its directories the entry named.
+        self.record(Fetched::Repo { spec: RepoSpec { path: String::new(), ..spec.clone() }, dir: dir.clone() });
         Ok(dir)
     }
 

@@ -381,6 +381,23 @@ pub const V1_4_1_SHA256: &str = "0b21adb849b3b27cc1b515b0033c391b37fe6b30e3407b5
 /// The content pin of v1.4.1's unpacked tree (its catalog's `archive.digest`).
 pub const V1_4_1_TREE: &str = "tree-sha256:c6130041f6ec67a4eb0cd0ff59866d98c58d9157b6e1ad6e33f838b04fa84331";
 
+/// The shared/ folder beside the repository (or beside the worktrees' parent): the release
+/// archives and the mirror of their remote bases.
+pub fn shared_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join("shared"))
+        .find(|path| path.join("registries").is_dir())
+        .expect("shared/registries beside the repository")
+}
+
+/// The real upstream archive of `version` (`v1.4.1`, `v1.10.2`, `26.03`) in shared/registries.
+pub fn release_archive(version: &str) -> PathBuf {
+    let archive = shared_dir().join(format!("registries/kubeflow-manifests-{version}.tar.gz"));
+    assert!(archive.is_file(), "{} is missing", archive.display());
+    archive
+}
+
 /// The real upstream v1.4.1 archive: $KFCTL_TEST_REGISTRY, or shared/registries/ beside the
 /// repository (or beside the worktrees' parent).
 pub fn real_archive() -> PathBuf {
