@@ -168,7 +168,7 @@ impl App {
             None => report
                 .stripped_prefix
                 .as_deref()
-                .and_then(version_from_prefix)
+                .and_then(registry::version_from_prefix)
                 .and_then(|v| catalog::release(&v).ok())
                 .ok_or_else(|| AppError::UnknownArchiveVersion {
                     registry: opts.registry.clone(),
@@ -631,13 +631,6 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), AppError> {
     Ok(())
 }
 
-/// `manifests-1.4.1` (GitHub's archive prefix) -> `v1.4.1`.
-fn version_from_prefix(prefix: &str) -> Option<String> {
-    let version = prefix.strip_prefix("manifests-")?;
-    let version = version.strip_prefix('v').unwrap_or(version);
-    version.chars().next().filter(char::is_ascii_digit)?;
-    Some(format!("v{version}"))
-}
 
 /// Hidden directories `kfctl init` stages an app in, next to the app directory:
 /// `.kfctl-init-<pid of the owning kfctl>-<random>`.
@@ -804,9 +797,9 @@ mod tests {
 
     #[test]
     fn versions_from_archive_prefixes() {
-        assert_eq!(version_from_prefix("manifests-1.4.1").as_deref(), Some("v1.4.1"));
-        assert_eq!(version_from_prefix("manifests-v1.8.0").as_deref(), Some("v1.8.0"));
-        assert_eq!(version_from_prefix("manifests-master"), None);
-        assert_eq!(version_from_prefix("other-1.4.1"), None);
+        assert_eq!(registry::version_from_prefix("manifests-1.4.1").as_deref(), Some("v1.4.1"));
+        assert_eq!(registry::version_from_prefix("manifests-v1.8.0").as_deref(), Some("v1.8.0"));
+        assert_eq!(registry::version_from_prefix("manifests-master"), None);
+        assert_eq!(registry::version_from_prefix("other-1.4.1"), None);
     }
 }

@@ -282,7 +282,7 @@ pub fn leading_number(part: &str) -> Option<u32> {
 }
 
 /// The version a plain `kfctl init` installs.
-pub const DEFAULT_VERSION: &str = "v1.4.1";
+pub const DEFAULT_VERSION: &str = "26.03";
 
 /// Every release kfctl supports, oldest first (by release date).
 pub static RELEASES: LazyLock<Vec<Release>> = LazyLock::new(|| match parse_catalogs(CATALOG_FILES) {

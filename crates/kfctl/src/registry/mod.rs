@@ -52,6 +52,32 @@ pub enum RegistryError {
     TargetExists { path: PathBuf },
 }
 
+/// The release a local archive holds, by its single top-level directory (`manifests-1.4.1/` is
+/// `v1.4.1`, `manifests-26.03/` is `26.03`), if kfctl has a catalog for it. Reads only the first
+/// entry. Blocking.
+pub fn archive_version(path: &std::path::Path) -> Option<String> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut entries = archive.entries().ok()?;
+    let first = entries.find_map(|e| {
+        let e = e.ok()?;
+        let kind = e.header().entry_type();
+        (!matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader)).then(|| e.path().ok().map(|p| p.into_owned())).flatten()
+    })?;
+    let top = first.components().next()?.as_os_str().to_str()?.to_string();
+    let version = version_from_prefix(&top)?;
+    catalog::release(&version).ok().map(|r| r.version.clone())
+}
+
+/// `manifests-1.4.1` (GitHub's archive prefix) -> `v1.4.1`; `manifests-26.03` -> `v26.03`
+/// (catalog lookups ignore the leading `v`).
+pub fn version_from_prefix(prefix: &str) -> Option<String> {
+    let version = prefix.strip_prefix("manifests-")?;
+    let version = version.strip_prefix('v').unwrap_or(version);
+    version.chars().next().filter(char::is_ascii_digit)?;
+    Some(format!("v{version}"))
+}
+
 /// Check that `actual` (lowercase hex) is the digest the user expected; `expected` may be in any case.
 pub fn verify(source_name: &str, expected: &str, actual: &str) -> Result<(), RegistryError> {
     let expected = normalize_sha256(expected)?;

@@ -55,6 +55,9 @@ pub struct Release {
     /// archive the operator named.
     pub digest: Option<String>,
     pub components: Vec<ComponentChoice>,
+    /// The operator named this release's archive (`kfctl serve --registry`): the wizard
+    /// preselects it.
+    pub operator_archive: bool,
 }
 
 impl Release {
@@ -81,13 +84,19 @@ impl Release {
                         requires: c.depends_on.iter().map(|d| d.to_string()).collect(),
                     })
                     .collect(),
+                operator_archive: false,
             })
             .collect();
         releases.reverse();
+        // Whose archive it is: by its upstream URL, else (a local copy or fixture) by its top-level
+        // directory (`manifests-1.4.1/`), else the default release's.
         let replaced = registry.map(|(source, _)| {
-            crate::registry::catalog::release_for_url(source).map_or(crate::registry::catalog::DEFAULT_VERSION, |r| r.version.as_str())
+            crate::registry::catalog::release_for_url(source)
+                .map(|r| r.version.clone())
+                .or_else(|| crate::registry::archive_version(std::path::Path::new(source.strip_prefix("file://").unwrap_or(source))))
+                .unwrap_or_else(|| crate::registry::catalog::DEFAULT_VERSION.to_string())
         });
-        let replaced = releases.iter_mut().find(|r| Some(r.version.as_str()) == replaced);
+        let replaced = releases.iter_mut().find(|r| Some(r.version.as_str()) == replaced.as_deref());
         if let (Some((source, sha256)), Some(target)) = (registry, replaced) {
             let sha256 = match sha256 {
                 Some(given) => given.to_ascii_lowercase(),
@@ -101,6 +110,7 @@ impl Release {
             };
             target.registry = source.to_string();
             target.digest = Some(format!("sha256:{sha256}"));
+            target.operator_archive = true;
         }
         Ok(releases)
     }

@@ -93,8 +93,9 @@ async fn catalog(State(state): State<Arc<ServerState>>) -> Response {
         .collect();
     Json(serde_json::json!({
         "versions": versions,
-        // Listed newest first, preselected: the version a plain `kfctl init` installs.
-        "default_version": crate::registry::catalog::DEFAULT_VERSION,
+        // Listed newest first; preselected: the release whose archive the operator named, else
+        // the version a plain `kfctl init` installs.
+        "default_version": state.releases.iter().find(|r| r.operator_archive).map_or(crate::registry::catalog::DEFAULT_VERSION, |r| r.version.as_str()),
         "upstream_default_password": wizard::UPSTREAM_DEFAULT_PASSWORD,
     }))
     .into_response()
