@@ -594,7 +594,7 @@ mod tests {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::write(path, text).unwrap();
             }
-            let built = build(dir.path()).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+            let built = crate::build(dir.path()).unwrap_or_else(|e| panic!("{}: {e}", case.name));
             let got: Vec<Value> = built.resources.into_iter().map(|r| Value::Object(r.object)).collect();
             let want = crate::yaml::parse_documents(case.expected, Path::new("expected")).unwrap();
             assert_eq!(got, want, "{}", case.name);
