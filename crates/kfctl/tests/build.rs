@@ -17,12 +17,16 @@ fn kfctl_build(dir: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kfctl")).arg("build").arg(dir).output().expect("run kfctl")
 }
 
-#[test]
-fn fixtures_match_kubectl_kustomize() {
+/// Runs scripts/parity on `tree` (with `extra` arguments) against live `kubectl kustomize`;
+/// asserts every directory matches and at least `min_dirs` were compared.
+fn assert_parity(tree: &Path, extra: &[&str], min_dirs: usize) {
+    let cache = tempfile::tempdir().unwrap();
     let out = Command::new(repo().join("scripts/parity"))
-        .arg(fixtures())
+        .arg(tree)
         .arg("--kfctl")
         .arg(env!("CARGO_BIN_EXE_kfctl"))
+        .args(extra)
+        .env("KFCTL_CACHE_DIR", cache.path())
         .output()
         .expect("run scripts/parity (needs python3 and kubectl)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -30,9 +34,32 @@ fn fixtures_match_kubectl_kustomize() {
     let summary = stdout.lines().find(|l| l.starts_with("parity: ")).unwrap_or_else(|| panic!("no summary:\n{stdout}\n{stderr}"));
     let counts = summary["parity: ".len()..].split_whitespace().next().unwrap();
     let (ok, total) = counts.split_once('/').unwrap();
-    assert!(total.parse::<usize>().unwrap() >= 20, "fixture trees went missing: {summary}");
+    assert!(total.parse::<usize>().unwrap() >= min_dirs, "directories went missing: {summary}");
     assert_eq!(ok, total, "kfctl build differs from kubectl kustomize:\n{stdout}\n{stderr}");
     assert!(out.status.success());
+}
+
+fn shared() -> PathBuf {
+    repo().ancestors().map(|d| d.join("shared/registries")).find(|d| d.is_dir()).expect("shared/registries beside the repository")
+}
+
+#[test]
+fn fixtures_match_kubectl_kustomize() {
+    assert_parity(&fixtures(), &[], 20);
+}
+
+/// Every kustomization directory of 26.03, its remote bases through the mirror (kfctl with
+/// `--mirror`, kubectl on a copy whose URLs point at the mirror's unpacked copies).
+#[test]
+fn kubeflow_26_03_matches_kubectl_kustomize_with_remote_bases_from_the_mirror() {
+    let mirror = shared().join("mirror");
+    assert_parity(&shared().join("kubeflow-manifests-26.03.tar.gz"), &["--mirror", mirror.to_str().unwrap(), "--quiet"], 230);
+}
+
+#[test]
+fn kubeflow_v1_10_2_matches_kubectl_kustomize() {
+    let mirror = shared().join("mirror");
+    assert_parity(&shared().join("kubeflow-manifests-v1.10.2.tar.gz"), &["--mirror", mirror.to_str().unwrap(), "--quiet"], 226);
 }
 
 #[test]
