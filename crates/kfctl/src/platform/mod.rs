@@ -284,7 +284,6 @@ pub mod doctor;
 pub mod host;
 pub mod local;
 pub mod releases;
-pub mod settings;
 pub mod shell;
 pub mod terraform;
 
@@ -562,15 +561,12 @@ pub async fn teardown(dir: &Path, spec: &PlatformSpec, opts: &ProvisionOptions, 
     teardown_in(&mut shell, dir, spec, opts).await
 }
 
-/// Provision the cluster of an app (the contract the CLI and the web app share): the app's
-/// `platform:` for its Kubeflow version, really run. Save `Provisioned::spec` into kfctl.yaml
-/// (`app.config.platform`) so later commands reach the same cluster; connect with
-/// `Provisioned::access`.
-pub async fn provision(
-    app: &crate::app::App,
-    opts: &ProvisionOptions,
-    sink: &dyn ProgressSink,
-) -> Result<Provisioned, PlatformError> {
-    let mut shell = Shell::real(sink);
-    provision_in(&mut shell, &app.dir, &app.config.platform, &app.config.version, opts).await
+#[cfg(test)]
+mod catalog_names {
+    /// The catalogs name platforms by string (they are data); those names are the platform kinds.
+    #[test]
+    fn platform_names_are_the_platform_kinds() {
+        let kinds: Vec<&str> = super::PlatformKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(kinds, crate::registry::catalog::PLATFORM_NAMES);
+    }
 }

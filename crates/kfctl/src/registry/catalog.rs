@@ -619,12 +619,6 @@ mod tests {
     }
 
     #[test]
-    fn platform_names_are_the_platform_kinds() {
-        let kinds: Vec<&str> = crate::platform::PlatformKind::ALL.iter().map(|k| k.as_str()).collect();
-        assert_eq!(kinds, PLATFORM_NAMES);
-    }
-
-    #[test]
     fn unknown_version_lists_supported_ones() {
         let err = release("v0.9").unwrap_err();
         assert_eq!(err.to_string(), "Kubeflow version \"v0.9\" is not supported; supported versions: v1.4.1, v1.10.2, 26.03");

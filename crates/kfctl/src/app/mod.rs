@@ -8,6 +8,8 @@
 //! Every path in kfctl.yaml is relative to DIR, so the directory can be moved, committed to git
 //! and used on another machine, offline.
 
+pub mod settings;
+
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
@@ -318,7 +320,7 @@ impl App {
         }
         // The choices under `cluster:` (auto-configured by the platform, reviewable in kfctl.yaml):
         // storage class or emptyDir, GPU option, gateway Service type.
-        crate::platform::settings::apply_settings(&self.config.cluster, &mut objects);
+        settings::apply_settings(&self.config.cluster, &mut objects);
         Ok(RenderedApp { objects })
     }
 

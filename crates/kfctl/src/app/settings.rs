@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
-use super::{ClusterSettings, GatewayAccess};
-use crate::app::ComponentObject;
+use crate::platform::{ClusterSettings, GatewayAccess};
+use super::ComponentObject;
 
 /// The gateway Service users reach Kubeflow through.
 const GATEWAY: (&str, &str) = ("istio-system", "istio-ingressgateway");
