@@ -27,7 +27,20 @@ impl StandIns {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("calls.log");
         std::fs::write(&log, "").unwrap();
+        // A machine roomy enough for any release (KFCTL_PROC_ROOT): these tests are about the
+        // platforms' commands, not the host checks (tests/platform_doctor.rs has those).
+        let proc = dir.path().join("proc");
+        std::fs::create_dir_all(proc.join("sys/fs/inotify")).unwrap();
+        std::fs::write(proc.join("sys/fs/inotify/max_user_instances"), "8192\n").unwrap();
+        std::fs::write(proc.join("sys/fs/inotify/max_user_watches"), "4194304\n").unwrap();
+        std::fs::write(proc.join("meminfo"), "MemTotal: 67108864 kB\nMemAvailable: 33554432 kB\n").unwrap();
+        std::fs::write(proc.join("cpuinfo"), (0..16).map(|i| format!("processor\t: {i}\n\n")).collect::<String>()).unwrap();
         StandIns { dir, log }
+    }
+
+    /// The roomy fake /proc made by [`StandIns::new`].
+    fn proc_root(&self) -> PathBuf {
+        self.dir.path().join("proc")
     }
 
     /// Write `name` as a shell script that logs `name args...` and then runs `body`.
@@ -159,6 +172,7 @@ fn deploy(stand_ins: &StandIns, app: &Path, kubeconfig: &Path, args: &[&str]) ->
         .arg(app)
         .args(args)
         .env("PATH", stand_ins.path())
+        .env("KFCTL_PROC_ROOT", stand_ins.proc_root())
         .env("KFCTL_STANDIN_KUBECONFIG", kubeconfig)
         // The user's own kubeconfig must not be needed (or touched) by a created cluster.
         .env("KUBECONFIG", "/nonexistent/kubeconfig")
@@ -324,6 +338,7 @@ fn a_failing_terraform_apply_says_what_exists_and_how_to_clean_up() {
         .arg(&app)
         .args(["--platform", "gke", "--project", "p", "--yes"])
         .env("PATH", stand_ins.path())
+        .env("KFCTL_PROC_ROOT", stand_ins.proc_root())
         .env("KFCTL_STANDIN_FAIL_APPLY", "1")
         .output()
         .unwrap();
@@ -387,6 +402,7 @@ fn dry_run_prints_every_command_and_file_in_order_and_changes_nothing() {
         .arg(&app)
         .args(["--platform", "kind", "--registry", ARCHIVE, "--dry-run"])
         .env("PATH", stand_ins.path())
+        .env("KFCTL_PROC_ROOT", stand_ins.proc_root())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
@@ -479,6 +495,7 @@ fn delete(stand_ins: &StandIns, app: &Path, args: &[&str]) -> Output {
         .arg(app)
         .args(args)
         .env("PATH", stand_ins.path())
+        .env("KFCTL_PROC_ROOT", stand_ins.proc_root())
         .output()
         .unwrap()
 }

@@ -315,7 +315,8 @@ async fn claims_of_the_default_storage_class_bind_and_their_pods_run() {
 async fn real_kfctl_binary_reaches_the_testenv_api_server() {
     let ns = TestNamespace::new("kfctl-binary").await;
     let empty_app_dir = tempfile::tempdir().unwrap();
-    let output = ns.kfctl().arg("doctor").arg(empty_app_dir.path()).output().expect("running kfctl");
+    // v1.4.1: the release whose range (1.19 to 1.21) holds this 1.20 server.
+    let output = ns.kfctl().arg("doctor").arg(empty_app_dir.path()).args(["--version", "v1.4.1"]).output().expect("running kfctl");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),

@@ -499,7 +499,7 @@ async fn catalog_offers_the_releases_with_base_set_and_dependencies() {
     // Newest first; the default release preselected.
     let versions: Vec<&str> = catalog["versions"].as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
     assert_eq!(versions, ["26.03", "v1.10.2", "v1.4.1"]);
-    assert_eq!(catalog["default_version"], "v1.4.1");
+    assert_eq!(catalog["default_version"], "26.03");
     let v141 = catalog["versions"].as_array().unwrap().iter().find(|v| v["version"] == "v1.4.1").expect("v1.4.1 offered");
     let components = v141["components"].as_array().unwrap();
     let dex = components.iter().find(|c| c["name"] == "dex").unwrap();

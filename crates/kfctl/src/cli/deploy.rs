@@ -232,7 +232,11 @@ pub fn dry_run_script(args: &DeployArgs) -> anyhow::Result<String> {
         let app = App::open(dir).with_context(|| format!("cannot open the app in {}", dir.display()))?;
         (app.config.platform.clone(), app.config.version.clone())
     } else {
-        let release = args.release.version.clone().unwrap_or_else(|| catalog::DEFAULT_VERSION.to_owned());
+        // As init decides: --version, else the release the registry holds, else the default.
+        let from_registry = args.release.registry.as_deref().and_then(|source| {
+            catalog::release_for_url(source).map(|r| r.version.clone()).or_else(|| crate::registry::archive_version(std::path::Path::new(source)))
+        });
+        let release = args.release.version.clone().or(from_registry).unwrap_or_else(|| catalog::DEFAULT_VERSION.to_owned());
         (PlatformSpec::default(), release)
     };
     let spec = args.platform.over(&base);
