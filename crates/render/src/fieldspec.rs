@@ -287,16 +287,14 @@ impl PathStep {
         if part == "*" {
             return PathStep::Wildcard;
         }
-        if let Some(inner) = part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
-            if let Some((field, value)) = inner.split_once('=') {
+        if let Some(inner) = part.strip_prefix('[').and_then(|p| p.strip_suffix(']'))
+            && let Some((field, value)) = inner.split_once('=') {
                 return PathStep::Match { field: field.to_string(), value: value.to_string() };
             }
-        }
-        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(i) = part.parse() {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(i) = part.parse() {
                 return PathStep::Index(i);
             }
-        }
         PathStep::Field(part.to_string())
     }
 

@@ -73,7 +73,7 @@ pub fn generate(
     };
     let options = merge_options(args.options.as_ref(), global);
 
-    let pairs = load_pairs(args, loader, kustomization_file).map_err(|m| err(m))?;
+    let pairs = load_pairs(args, loader, kustomization_file).map_err(&err)?;
 
     let mut object = Map::new();
     object.insert("apiVersion".into(), Value::String("v1".into()));
@@ -203,7 +203,7 @@ fn parse_file_source(source: &str) -> std::result::Result<(String, String), Stri
                 return Err(format!("file path for key name {key} missing"));
             }
             if path.contains('=') {
-                return Err(format!("key names or file paths cannot contain '='"));
+                return Err("key names or file paths cannot contain '='".to_string());
             }
             Ok((key.to_string(), path.to_string()))
         }

@@ -47,11 +47,7 @@ pub(crate) fn parse_documents_marked(text: &str, dialect: Dialect) -> Option<Vec
                 let first = builder.next()?;
                 let doc = builder.node(first)?;
                 // Paths were built leaf first (see `Builder::bare_keys`).
-                let bare_keys = builder.bare_keys.drain(..).map(|mut path| {
-                    path.reverse();
-                    path
-                });
-                let bare_keys = bare_keys.collect();
+                let bare_keys = builder.bare_keys.drain(..).map(|path| path.into_iter().rev().collect()).collect();
                 match builder.next()? {
                     Event::DocumentEnd => docs.push((doc, bare_keys)),
                     _ => return None,

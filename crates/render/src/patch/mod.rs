@@ -169,7 +169,7 @@ pub fn apply_patches(
 /// YAML, from `path` or inline `patch`) on every resource the `target` selects; the target must
 /// name a resource.
 pub fn apply_patches_json6902(
-    resources: &mut Vec<Resource>,
+    resources: &mut [Resource],
     patches: &[Patch],
     loader: &Loader,
     kustomization: &Path,

@@ -160,15 +160,14 @@ fn update_containers_anywhere(object: &mut Map<String, Value>, matcher: &ImageMa
             Value::Object(map) => {
                 for (key, value) in map.iter_mut() {
                     walk(value, matcher)?;
-                    if key == "containers" || key == "initContainers" {
-                        if let Value::Array(items) = value {
+                    if (key == "containers" || key == "initContainers")
+                        && let Value::Array(items) = value {
                             for item in items.iter_mut() {
                                 if let Some(image) = item.as_object_mut().and_then(|c| c.get_mut("image")) {
                                     matcher.update(image)?;
                                 }
                             }
                         }
-                    }
                 }
                 Ok(())
             }

@@ -132,11 +132,10 @@ pub fn finalize_annotations(res: &mut [Resource]) {
             }
             Some(Value::Object(annotations)) => {
                 for value in annotations.values_mut() {
-                    if !value.is_string() {
-                        if let Some(text) = scalar_text(value) {
+                    if !value.is_string()
+                        && let Some(text) = scalar_text(value) {
                             *value = Value::String(text);
                         }
-                    }
                 }
             }
             _ => {}

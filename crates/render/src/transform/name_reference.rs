@@ -21,12 +21,12 @@ use crate::resource::{ResId, Resource};
 /// Rewrites name references in all objects, using the config's nameReference table.
 pub fn fix_name_references(res: &mut [Resource], cfg: &TransformerConfig) -> Result<()> {
     let candidates: Vec<Candidate> = res.iter().map(Candidate::of).collect();
-    for index in 0..res.len() {
-        let referrer_gvk = gvk_of_id(&original_id(&res[index]));
+    for resource in res.iter_mut() {
+        let referrer_gvk = gvk_of_id(&original_id(resource));
         let mut plans: Vec<(&Gvk, &FieldSpec)> = Vec::new();
         for back_ref in &cfg.name_reference {
             for spec in &back_ref.referrers {
-                if spec.selects(&referrer_gvk) && spec.reaches(&res[index].object) {
+                if spec.selects(&referrer_gvk) && spec.reaches(&resource.object) {
                     plans.push((&back_ref.gvk, spec));
                 }
             }
@@ -34,11 +34,11 @@ pub fn fix_name_references(res: &mut [Resource], cfg: &TransformerConfig) -> Res
         if plans.is_empty() {
             continue;
         }
-        let referrer = Referrer::of(&res[index])?;
+        let referrer = Referrer::of(resource)?;
         let subset = referrer.reachable(&candidates);
         for (target, spec) in plans {
             let fixer = Fixer { referrer: &referrer, target, spec, candidates: &subset };
-            spec.apply_unchecked(&mut res[index].object, None, &mut |node| fixer.set(node)).map_err(|source| {
+            spec.apply_unchecked(&mut resource.object, None, &mut |node| fixer.set(node)).map_err(|source| {
                 TransformError::FieldPath {
                     transformer: "nameReference",
                     resource: referrer.id.to_string(),
@@ -104,8 +104,8 @@ impl Referrer {
             Some(Gvk { group: group.to_string(), version: String::new(), kind: kind.to_string() })
         });
         let mut subject_namespaces = HashSet::new();
-        if r.kind() == "RoleBinding" {
-            if let Some(Value::Array(subjects)) = r.object.get("subjects") {
+        if r.kind() == "RoleBinding"
+            && let Some(Value::Array(subjects)) = r.object.get("subjects") {
                 for subject in subjects.iter().filter_map(Value::as_object) {
                     let (Some(ns), Some(kind)) = (subject.get("namespace"), subject.get("kind")) else { continue };
                     if kind.as_str() != Some("ServiceAccount") {
@@ -124,7 +124,6 @@ impl Referrer {
                     }
                 }
             }
-        }
         Ok(Referrer {
             id,
             prefixes: r.name_prefixes.clone(),
@@ -186,11 +185,10 @@ impl Fixer<'_> {
 
     fn set_scalar(&self, node: &mut Value) -> std::result::Result<(), String> {
         let Value::String(old) = node else { return Ok(()) };
-        if let Some(referral) = self.select(old, self.candidates.to_vec(), false)? {
-            if referral.id.name != *old {
+        if let Some(referral) = self.select(old, self.candidates.to_vec(), false)?
+            && referral.id.name != *old {
                 *node = Value::String(referral.id.name.clone());
             }
-        }
         Ok(())
     }
 
@@ -242,11 +240,10 @@ impl Fixer<'_> {
     ) -> std::result::Result<Option<&'c Candidate>, String> {
         candidates.retain(|c| c.previous_ids.iter().any(|id| id.name == old_name));
         candidates.retain(|c| c.previous_ids.iter().any(|id| gvk_of_id(id).is_selected_by(self.target)));
-        if self.spec.path.ends_with("roleRef/name") {
-            if let Some(role_ref) = &self.referrer.role_ref {
+        if self.spec.path.ends_with("roleRef/name")
+            && let Some(role_ref) = &self.referrer.role_ref {
                 candidates.retain(|c| c.previous_ids.iter().any(|id| gvk_of_id(id).is_selected_by(role_ref)));
             }
-        }
         if !self.referrer.is_cluster_scoped() {
             let own = effective_namespace(&self.referrer.id);
             candidates.retain(|c| {

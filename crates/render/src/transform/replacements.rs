@@ -360,11 +360,10 @@ fn match_path(
             let Value::Array(items) = node else {
                 return Err(format!("index {i} used on a field that is not a list"));
             };
-            if *i == items.len() {
-                if let Some(leaf) = create {
+            if *i == items.len()
+                && let Some(leaf) = create {
                     items.push(new_node(rest.first(), leaf));
                 }
-            }
             let len = items.len();
             let Some(item) = items.get_mut(*i) else {
                 return Err(format!("index {i} specified but only {len} elements found"));
