@@ -556,3 +556,20 @@ fn delete_platform_on_an_existing_cluster_refuses_before_touching_anything() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("kfctl did not create this cluster"), "{}", text(&out));
     assert!(stand_ins.calls(&app).is_empty());
 }
+
+/// A machine whose inotify limits are too low for the release: stopped before any cluster is
+/// created, with the commands that fix it, said once.
+#[test]
+fn low_inotify_limits_stop_a_local_cluster_before_it_is_created() {
+    let stand_ins = StandIns::new();
+    stand_ins.all();
+    std::fs::write(stand_ins.proc_root().join("sys/fs/inotify/max_user_instances"), "128\n").unwrap();
+    let (_holder, app) = new_app();
+    let out = deploy(&stand_ins, &app, Path::new("/nonexistent/kubeconfig"), &["--platform", "kind", "--cluster-only"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(err.contains("fs.inotify.max_user_instances is 128, needs 512"), "{err}");
+    assert!(err.contains("sudo sysctl -w fs.inotify.max_user_instances=512"), "{err}");
+    assert_eq!(err.matches("max_user_instances is 128").count(), 1, "said once:\n{err}");
+    assert!(stand_ins.calls(&app).is_empty(), "a tool ran: {:?}", stand_ins.calls(&app));
+}

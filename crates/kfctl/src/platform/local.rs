@@ -46,14 +46,17 @@ fn require(shell: &mut Shell<'_>, program: &str, kind: PlatformKind, support: Op
 fn check_host(shell: &mut Shell<'_>, support: &KubernetesSupport) -> Result<(), PlatformError> {
     let Ok(release) = crate::registry::catalog::release(&support.release) else { return Ok(()) };
     let findings = super::host::check_host(&super::host::proc_root(), release);
+    let stops = !shell.is_dry_run();
     for finding in &findings {
-        if finding.severity != super::doctor::Severity::Ok {
+        // What stops a real run is said once, by the error itself.
+        let said_by_the_error = stops && finding.severity == super::doctor::Severity::Error;
+        if finding.severity != super::doctor::Severity::Ok && !said_by_the_error {
             let hint = finding.hint.as_deref().map(|h| format!("\n  hint: {h}")).unwrap_or_default();
             shell.step(&format!("{}: {}{hint}", finding.severity, finding.message));
         }
     }
     match findings.into_iter().find(|f| f.severity == super::doctor::Severity::Error) {
-        Some(finding) if !shell.is_dry_run() => Err(PlatformError::HostLimits {
+        Some(finding) if stops => Err(PlatformError::HostLimits {
             message: finding.message,
             hint: finding.hint.unwrap_or_default(),
         }),
