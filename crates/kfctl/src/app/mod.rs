@@ -570,7 +570,7 @@ fn vendor_remotes(
     for fetched in fetcher.fetched() {
         let pin = match fetched {
             Fetched::Repo { spec, dir } => {
-                let rel = Path::new(REMOTE_DIR).join(remote::cache_path(&format!("{}/{}", remote::VendoredRemote::repo_url(&spec), spec.git_ref)).map_err(|message| AppError::Render {
+                let rel = Path::new(REMOTE_DIR).join(remote::repo_path(&spec).map_err(|message| AppError::Render {
                     component: String::new(),
                     dir: dir.clone(),
                     message,

@@ -791,9 +791,9 @@ fn check_apis_served(
         let missing = missing.into_iter().map(|(api, objects)| MissingApi { api, objects }).collect();
         return Err(ApplyError::ApisNotServed { missing, server, release: release.cloned() });
     }
-    let minor = |v: &k8s_openapi::apimachinery::pkg::version::Info| -> Option<(u32, u32)> {
-        Some((v.major.trim_end_matches('+').parse().ok()?, v.minor.trim_end_matches('+').parse().ok()?))
-    };
+    // As doctor reads it: GKE reports minor "20+", k3s "21+k3s1".
+    let number = crate::platform::releases::leading_number;
+    let minor = |v: &k8s_openapi::apimachinery::pkg::version::Info| number(&v.major).zip(number(&v.minor));
     if let (Some(release), Some(at)) = (release, version.as_ref().and_then(minor)) {
         if !release.support.accepts(at) {
             sink.report(Progress::Message {

@@ -121,7 +121,7 @@ impl RemoteSource for RemoteFetcher {
     fn repository(&self, spec: &RepoSpec) -> Result<PathBuf, String> {
         let url = spec.archive_url();
         let dir = self.once(&url, || {
-            let dir = self.cache.join("repos").join(cache_path(&format!("{}/{}", VendoredRemote::repo_url(spec), spec.git_ref))?);
+            let dir = self.cache.join("repos").join(repo_path(spec)?);
             if !dir.is_dir() {
                 let parent = dir.parent().unwrap_or(&self.cache);
                 std::fs::create_dir_all(parent).map_err(|e| format!("cannot create cache {}: {e}", parent.display()))?;
@@ -167,6 +167,11 @@ impl RemoteFetcher {
             all.push(fetched);
         }
     }
+}
+
+/// Where a repository at a ref lives below a cache or an app's `remote/`: `HOST/OWNER/REPO/REF`.
+pub fn repo_path(spec: &RepoSpec) -> Result<PathBuf, String> {
+    cache_path(&format!("{}/{}", VendoredRemote::repo_url(spec), spec.git_ref))
 }
 
 /// `https://HOST/a/b?x` -> `HOST/a/b`, refusing anything that could leave the cache.
