@@ -50,6 +50,54 @@ pub struct AppConfig {
     /// Choices about the cluster, detected by the platform and reviewable here.
     #[serde(default)]
     pub cluster: ClusterSettings,
+    /// Upgrades between releases, oldest first (`kfctl upgrade`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<UpgradeRecord>,
+}
+
+/// One upgrade (or rollback) of the app between Kubeflow releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpgradeRecord {
+    /// The release the app came from.
+    pub from: String,
+    /// The release it went to.
+    pub to: String,
+    /// When the upgrade started (RFC 3339, UTC).
+    pub started: String,
+    /// When it ended, successfully or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    pub outcome: UpgradeOutcome,
+    /// Manual migration steps the user confirmed (`--confirm ID`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub confirmed: Vec<String>,
+    /// Where the release the app came from is vendored, kept for a rollback until `kfctl gc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_registry: Option<RegistryConfig>,
+    /// Why it failed (the error's first line).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// How far an upgrade got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UpgradeOutcome {
+    /// kfctl.yaml names the new release; nothing was applied yet (`kfctl upgrade --prepare`).
+    Prepared,
+    /// Applying (or interrupted while applying): `kfctl upgrade --to` the same release finishes it.
+    Applying,
+    Succeeded,
+    /// Stopped with an error: running it again goes on from where it stopped.
+    Failed,
+}
+
+impl UpgradeRecord {
+    /// Not finished: `kfctl upgrade` to the same release resumes it.
+    pub fn is_open(&self) -> bool {
+        self.outcome != UpgradeOutcome::Succeeded
+    }
 }
 
 /// The registry archive an app was initialised from, and the remote resources vendored with it.
@@ -231,6 +279,7 @@ impl AppConfig {
             registry,
             components: release.components.iter().map(|c| ComponentConfig::named(&c.name, c.base)).collect(),
             cluster: ClusterSettings::default(),
+            history: Vec::new(),
         }
     }
 
@@ -465,6 +514,11 @@ impl AppConfig {
         }
         out.push_str("\n# Cluster settings detected by kfctl (storage class, ...); review and adjust.\n");
         out.push_str(&yaml_entry("cluster", &self.cluster)?);
+        if !self.history.is_empty() {
+            out.push_str("\n# Upgrades between releases (`kfctl upgrade`), oldest first. fromRegistry is the release\n");
+            out.push_str("# the app came from, still vendored for a rollback (`kfctl upgrade --to FROM`) until `kfctl gc`.\n");
+            out.push_str(&yaml_entry("history", &self.history)?);
+        }
         Ok(out)
     }
 

@@ -20,4 +20,5 @@ pub mod platform;
 pub mod progress;
 pub mod registry;
 pub mod tls;
+pub mod upgrade;
 pub mod web;

@@ -67,6 +67,17 @@ pub struct RenderedApp {
     pub objects: Vec<ComponentObject>,
 }
 
+/// A release vendored into an app directory by [`App::vendor_release`].
+#[derive(Debug, Clone)]
+pub struct VendoredRelease {
+    pub release: &'static Release,
+    /// Its registry config, paths relative to the app directory.
+    pub registry: RegistryConfig,
+    /// What this call created in the app directory (to remove again if the upgrade is abandoned
+    /// before kfctl.yaml names it).
+    pub created: Vec<PathBuf>,
+}
+
 /// One rendered object and the component it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentObject {
@@ -130,7 +141,6 @@ impl App {
 
     /// [`App::init`], reporting each step (fetched, verified, unpacked, written) to `sink`.
     pub fn init_with_progress(opts: &InitOptions, sink: &dyn ProgressSink) -> Result<App, AppError> {
-        let say = |text: String| sink.report(Progress::Message { text });
         let dir = &opts.dir;
         if dir.join(config::FILE_NAME).exists() && !opts.force {
             return Err(AppError::AlreadyInitialised { dir: dir.clone() });
@@ -144,100 +154,98 @@ impl App {
             return Err(AppError::NoParent { dir: dir.clone(), parent });
         }
         // Fail on a bad version or digest before touching the disk.
-        let wanted = opts.version.as_deref().map(catalog::release).transpose()?;
-        let by_url = catalog::release_for_url(&opts.registry);
-        let given = opts.digest.as_deref().map(Pin::parse).transpose().map_err(|message| RegistryError::InvalidPin { message })?;
+        let source = ReleaseSource { registry: opts.registry.clone(), digest: opts.digest.clone(), mirror: opts.mirror.clone(), version: opts.version.clone() };
+        source.check()?;
 
         remove_abandoned_staging(&parent);
         // The owner's pid is in the name, so a later init tells this staging directory from one
         // a killed run left behind, whatever the moment it was killed.
         let prefix = format!("{STAGING_PREFIX}{}-", std::process::id());
         let staging = tempfile::Builder::new().prefix(&prefix).tempdir_in(&parent).map_err(io_err(&parent))?;
-        say(format!("fetching {}", opts.registry));
-        let fetched = registry::fetch(&opts.registry, staging.path())?;
-        say(format!("fetched {} bytes", fetched.size));
-        if let Some(Pin::Bytes(expected)) = &given {
-            registry::verify(&opts.registry, expected, &fetched.sha256)?;
-            say("archive sha256 verified".to_string());
-        }
-        let unpacked = staging.path().join("release");
-        let report = registry::unpack(fetched.file.path(), &opts.registry, &unpacked, &UnpackLimits::default())?;
-        say(format!("unpacked {} files ({} bytes), {} directories, {} links", report.files, report.bytes, report.dirs, report.links));
-        drop(fetched);
-
-        let release = match wanted.or(by_url) {
-            Some(r) => r,
-            None => report
-                .stripped_prefix
-                .as_deref()
-                .and_then(registry::version_from_prefix)
-                .and_then(|v| catalog::release(&v).ok())
-                .ok_or_else(|| AppError::UnknownArchiveVersion {
-                    registry: opts.registry.clone(),
-                    supported: catalog::supported_versions(),
-                })?,
-        };
-        let tree = digest::tree_digest(&unpacked).map_err(io_err(&unpacked))?;
-        // The content pin to check: the one given, else the catalog's (the same tree, however
-        // the archive was compressed, from wherever it came).
-        let expected = match &given {
-            Some(pin @ Pin::Tree(_)) => Some(pin.clone()),
-            Some(Pin::Bytes(_)) => None,
-            None => Pin::parse(&release.default_digest).ok(),
-        };
-        if let Some(expected) = &expected {
-            if *expected != tree {
-                return Err(RegistryError::ContentMismatch {
-                    source_name: opts.registry.clone(),
-                    what: format!("Kubeflow {}", release.version),
-                    expected: expected.to_string(),
-                    actual: tree.to_string(),
-                }
-                .into());
-            }
-            say(format!("content verified ({tree})"));
-        }
-        // Every directory the catalog may build, variants included, so a later change of
-        // platform or `variant:` needs nothing the app directory lacks.
-        for (_, path) in release.all_paths() {
-            if !unpacked.join(path).join("kustomization.yaml").is_file() {
-                return Err(AppError::CatalogMismatch {
-                    registry: opts.registry.clone(),
-                    version: release.version.to_string(),
-                    missing: format!("{path}/kustomization.yaml"),
-                });
-            }
-        }
-        let component_dirs: Vec<(String, PathBuf)> =
-            release.all_paths().into_iter().map(|(component, path)| (component.to_string(), unpacked.join(path))).collect();
-        let fetcher = RemoteFetcher::new(opts.mirror.as_deref(), remote::default_cache_dir());
-        let remotes = vendor_remotes(&component_dirs, &fetcher, staging.path(), &say)?;
-
-        let registry_rel = Path::new("registry").join(&release.version);
-        let staged_registry = staging.path().join(&registry_rel);
-        std::fs::create_dir_all(staged_registry.parent().unwrap_or(staging.path())).map_err(io_err(staging.path()))?;
-        std::fs::rename(&unpacked, &staged_registry).map_err(io_err(&staged_registry))?;
-
-        // A local path is recorded absolute: relative to the current directory it would mean nothing later.
-        let url = if opts.registry.contains("://") {
-            opts.registry.clone()
-        } else {
-            std::fs::canonicalize(&opts.registry).map(|p| p.display().to_string()).unwrap_or_else(|_| opts.registry.clone())
-        };
-        let registry_config = RegistryConfig {
-            url,
-            digest: Some(tree.to_string()),
-            sha256: None,
-            path: registry_rel.clone(),
-            mirror: opts.mirror.clone(),
-            remotes,
-        };
+        let (release, registry_config) = stage_release(&source, staging.path(), sink)?;
+        let registry_rel = registry_config.path.clone();
         let name = opts.name.clone().unwrap_or_else(|| "kubeflow".to_string());
         let config = AppConfig::new(&name, release, registry_config, opts.platform.clone().unwrap_or_default());
         config.save(&staging.path().join(config::FILE_NAME))?;
 
         move_into_place(staging, dir, &registry_rel)?;
         Ok(App { dir: dir.clone(), config })
+    }
+
+    /// Vendor another release into this app directory, next to the one it uses, for `kfctl
+    /// upgrade`: `registry/<version>` and its remote resources under `remote/`. A copy already
+    /// there that matches `reuse` (a release this app came from, recorded in its history) is used
+    /// as it is, offline. Otherwise the release is fetched and verified as `kfctl init` does,
+    /// staged, and moved in; a remote resource whose path is taken by different content (another
+    /// release's subset of the same repository) goes next to it. kfctl.yaml is not touched.
+    pub fn vendor_release(&self, source: &ReleaseSource, reuse: Option<&RegistryConfig>, sink: &dyn ProgressSink) -> Result<VendoredRelease, AppError> {
+        let say = |text: String| sink.report(Progress::Message { text });
+        if let Some(recorded) = reuse {
+            if self.verify_vendored(recorded) {
+                let release = catalog::release(source.version.as_deref().unwrap_or_default())?;
+                say(format!("Kubeflow {} is still vendored in {} (verified): nothing to fetch", release.version, recorded.path.display()));
+                return Ok(VendoredRelease { release, registry: recorded.clone(), created: Vec::new() });
+            }
+        }
+        source.check()?;
+        remove_abandoned_staging(&self.dir);
+        let prefix = format!("{STAGING_PREFIX}{}-", std::process::id());
+        let staging = tempfile::Builder::new().prefix(&prefix).tempdir_in(&self.dir).map_err(io_err(&self.dir))?;
+        let (release, mut registry) = stage_release(source, staging.path(), sink)?;
+        let mut created = Vec::new();
+        let target = self.dir.join(&registry.path);
+        let staged = staging.path().join(&registry.path);
+        if target.exists() {
+            // Left by an earlier, interrupted upgrade, or by hand: replaced by the verified copy.
+            std::fs::rename(&target, staging.path().join("replaced-registry")).map_err(io_err(&target))?;
+        }
+        std::fs::create_dir_all(target.parent().unwrap_or(&self.dir)).map_err(io_err(&self.dir))?;
+        std::fs::rename(&staged, &target).map_err(io_err(&target))?;
+        created.push(target);
+        for pin in &mut registry.remotes {
+            let staged = staging.path().join(&pin.path);
+            let mut target = self.dir.join(&pin.path);
+            if target.exists() {
+                let same = match Pin::parse(&pin.digest) {
+                    Ok(Pin::Tree(_)) => digest::tree_digest(&target).ok().map(|d| d.to_string()),
+                    _ => digest::file_digest(&target).ok().map(|d| d.to_string()),
+                };
+                if same.as_deref() == Some(pin.digest.as_str()) {
+                    continue;
+                }
+                let hex = pin.digest.rsplit(':').next().unwrap_or_default();
+                let mut name = target.file_name().unwrap_or_default().to_os_string();
+                name.push(format!("-{}", &hex[..hex.len().min(12)]));
+                target.set_file_name(name);
+                pin.path.set_file_name(target.file_name().unwrap_or_default());
+                if target.exists() {
+                    continue; // the same content, placed by an earlier run
+                }
+            }
+            std::fs::create_dir_all(target.parent().unwrap_or(&self.dir)).map_err(io_err(&self.dir))?;
+            std::fs::rename(&staged, &target).map_err(io_err(&target))?;
+            created.push(target);
+        }
+        Ok(VendoredRelease { release, registry, created })
+    }
+
+    /// Whether the release and remote resources `registry` names are in this app directory and
+    /// match their pins.
+    pub fn verify_vendored(&self, registry: &RegistryConfig) -> bool {
+        let release_dir = self.dir.join(&registry.path);
+        let release_ok = registry.pin().is_some_and(|pin| match pin {
+            Pin::Tree(_) => digest::tree_digest(&release_dir).is_ok_and(|d| d == pin),
+            // An app pinned by archive bytes: the bytes are gone, the directory is what there is.
+            Pin::Bytes(_) => release_dir.is_dir(),
+        });
+        release_ok
+            && registry.vendored_remotes().iter().all(|r| {
+                let path = self.dir.join(&r.path);
+                match &r.digest {
+                    Pin::Tree(_) => digest::tree_digest(&path).is_ok_and(|d| d == r.digest),
+                    Pin::Bytes(_) => digest::file_digest(&path).is_ok_and(|d| d == r.digest),
+                }
+            })
     }
 
     /// Write kfctl.yaml (validated, commented, atomically).
@@ -322,6 +330,14 @@ impl App {
         // storage class or emptyDir, GPU option, gateway Service type.
         settings::apply_settings(&self.config.cluster, &mut objects);
         Ok(RenderedApp { objects })
+    }
+
+    /// Render one component as configured by `component` (which need not be in kfctl.yaml: an
+    /// upgrade asks what a component renders without one of the user's patches). Blocking.
+    pub fn render_component(&self, component: &ComponentConfig) -> Result<Vec<Value>, AppError> {
+        let remotes = VendoredRemotes::new(&self.dir, self.config.registry.vendored_remotes());
+        let scratch = tempfile::Builder::new().prefix("kfctl-render-").tempdir().map_err(io_err(Path::new("/tmp")))?;
+        self.render_job(component, &scratch.path().join(&component.name))?.run(&remotes)
     }
 
     /// Decide what to build for one component: its vendored directories as they are, or an
@@ -515,6 +531,118 @@ impl App {
             .collect();
         Ok((patches, generators))
     }
+}
+
+/// Where a release comes from: the flags `kfctl init` and `kfctl upgrade` share.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseSource {
+    /// The registry archive: `https://` or `file://` URL, or a local path.
+    pub registry: String,
+    /// The expected pin (see [`InitOptions::digest`]).
+    pub digest: Option<String>,
+    /// Read remote resources through this mirror.
+    pub mirror: Option<String>,
+    /// The Kubeflow version; when None, taken from the registry URL or the archive.
+    pub version: Option<String>,
+}
+
+impl ReleaseSource {
+    /// A bad version or digest, found before anything is fetched.
+    fn check(&self) -> Result<(), AppError> {
+        self.version.as_deref().map(catalog::release).transpose()?;
+        self.digest.as_deref().map(Pin::parse).transpose().map_err(|message| RegistryError::InvalidPin { message })?;
+        Ok(())
+    }
+}
+
+/// Fetch, verify and unpack a release into `staging/registry/<version>`, and vendor the remote
+/// resources its kustomizations name into `staging/remote/`. Returns the release and its
+/// registry config (paths relative to `staging`, as they will be in the app directory).
+fn stage_release(source: &ReleaseSource, staging: &Path, sink: &dyn ProgressSink) -> Result<(&'static Release, RegistryConfig), AppError> {
+    let say = |text: String| sink.report(Progress::Message { text });
+    let wanted = source.version.as_deref().map(catalog::release).transpose()?;
+    let by_url = catalog::release_for_url(&source.registry);
+    let given = source.digest.as_deref().map(Pin::parse).transpose().map_err(|message| RegistryError::InvalidPin { message })?;
+    say(format!("fetching {}", source.registry));
+    let fetched = registry::fetch(&source.registry, staging)?;
+    say(format!("fetched {} bytes", fetched.size));
+    if let Some(Pin::Bytes(expected)) = &given {
+        registry::verify(&source.registry, expected, &fetched.sha256)?;
+        say("archive sha256 verified".to_string());
+    }
+    let unpacked = staging.join("release");
+    let report = registry::unpack(fetched.file.path(), &source.registry, &unpacked, &UnpackLimits::default())?;
+    say(format!("unpacked {} files ({} bytes), {} directories, {} links", report.files, report.bytes, report.dirs, report.links));
+    drop(fetched);
+
+    let release = match wanted.or(by_url) {
+        Some(r) => r,
+        None => report
+            .stripped_prefix
+            .as_deref()
+            .and_then(registry::version_from_prefix)
+            .and_then(|v| catalog::release(&v).ok())
+            .ok_or_else(|| AppError::UnknownArchiveVersion {
+                registry: source.registry.clone(),
+                supported: catalog::supported_versions(),
+            })?,
+    };
+    let tree = digest::tree_digest(&unpacked).map_err(io_err(&unpacked))?;
+    // The content pin to check: the one given, else the catalog's (the same tree, however
+    // the archive was compressed, from wherever it came).
+    let expected = match &given {
+        Some(pin @ Pin::Tree(_)) => Some(pin.clone()),
+        Some(Pin::Bytes(_)) => None,
+        None => Pin::parse(&release.default_digest).ok(),
+    };
+    if let Some(expected) = &expected {
+        if *expected != tree {
+            return Err(RegistryError::ContentMismatch {
+                source_name: source.registry.clone(),
+                what: format!("Kubeflow {}", release.version),
+                expected: expected.to_string(),
+                actual: tree.to_string(),
+            }
+            .into());
+        }
+        say(format!("content verified ({tree})"));
+    }
+    // Every directory the catalog may build, variants included, so a later change of
+    // platform or `variant:` needs nothing the app directory lacks.
+    for (_, path) in release.all_paths() {
+        if !unpacked.join(path).join("kustomization.yaml").is_file() {
+            return Err(AppError::CatalogMismatch {
+                registry: source.registry.clone(),
+                version: release.version.to_string(),
+                missing: format!("{path}/kustomization.yaml"),
+            });
+        }
+    }
+    let component_dirs: Vec<(String, PathBuf)> =
+        release.all_paths().into_iter().map(|(component, path)| (component.to_string(), unpacked.join(path))).collect();
+    let fetcher = RemoteFetcher::new(source.mirror.as_deref(), remote::default_cache_dir());
+    let remotes = vendor_remotes(&component_dirs, &fetcher, staging, &say)?;
+
+    let registry_rel = Path::new("registry").join(&release.version);
+    let staged_registry = staging.join(&registry_rel);
+    std::fs::create_dir_all(staged_registry.parent().unwrap_or(staging)).map_err(io_err(staging))?;
+    std::fs::rename(&unpacked, &staged_registry).map_err(io_err(&staged_registry))?;
+
+    // A local path is recorded absolute: relative to the current directory it would mean nothing later.
+    let url = if source.registry.contains("://") {
+        source.registry.clone()
+    } else {
+        std::fs::canonicalize(&source.registry).map(|p| p.display().to_string()).unwrap_or_else(|_| source.registry.clone())
+    };
+    let registry_config = RegistryConfig {
+        url,
+        digest: Some(tree.to_string()),
+        sha256: None,
+        path: registry_rel,
+        mirror: source.mirror.clone(),
+        remotes,
+    };
+    Ok((release, registry_config))
 }
 
 /// One unit of parallel rendering: the directories to build for a component, in order.

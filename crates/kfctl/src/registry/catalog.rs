@@ -39,6 +39,106 @@ pub struct Release {
     pub footprint: Footprint,
     /// The inotify limits a local cluster's host needs for the release's many Pods.
     pub inotify: InotifyLimits,
+    /// How an app of an earlier release becomes one of this release (`kfctl upgrade`).
+    pub upgrade: UpgradeSpec,
+}
+
+/// What changed on the way to a release, as `kfctl upgrade` needs it: components renamed or
+/// removed since earlier releases, and the migrations an upgrade must run or show. Written in the
+/// catalog of the release that made the change; an upgrade from A to B reads the catalogs of every
+/// release after A up to B.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeSpec {
+    /// Components of earlier releases that this release has under another name (or folded into
+    /// another component): an app's settings for `from` move to `to`.
+    #[serde(default)]
+    pub renamed: Vec<RenamedComponent>,
+    /// Components of earlier releases that this release no longer has.
+    #[serde(default)]
+    pub removed: Vec<RemovedComponent>,
+    /// Steps an upgrade into this release takes or shows, in order.
+    #[serde(default)]
+    pub migrations: Vec<Migration>,
+}
+
+/// A component an earlier release called `from`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenamedComponent {
+    pub from: String,
+    /// A component of this release.
+    pub to: String,
+    /// What happened, for the plan.
+    pub why: String,
+}
+
+/// A component of an earlier release that this release dropped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemovedComponent {
+    pub name: String,
+    /// What happened, and what replaces it if anything, for the plan.
+    pub why: String,
+}
+
+/// One step of an upgrade into this release: kfctl replaces an object, or the user must act.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    /// A short name, used by `--confirm ID` and in kfctl.yaml's history.
+    pub id: String,
+    /// The releases an upgrade must come from for this step to apply (empty: any earlier one).
+    #[serde(default)]
+    pub from: Vec<String>,
+    /// Only when the app had this component enabled before the upgrade.
+    #[serde(default)]
+    pub when_component: Option<String>,
+    /// Why the step is needed, for the plan.
+    pub why: String,
+    /// Delete the object and let the upgrade create it again: fields the API server does not
+    /// let an update change (a binding's roleRef, a Deployment's selector).
+    #[serde(default)]
+    pub replace: Option<ReplaceStep>,
+    /// Something kfctl cannot do, such as moving data between stores.
+    #[serde(default)]
+    pub manual: Option<ManualStep>,
+}
+
+/// The object a replace migration deletes before the upgrade applies it again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceStep {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The immutable fields (top-level keys of the object, e.g. `roleRef`, `spec`): the live
+    /// object is replaced only when one of them differs from what the new release renders.
+    pub fields: Vec<String>,
+}
+
+/// What the user does by hand, shown in the plan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualStep {
+    /// The upgrade stops before changing anything until the user confirms the step with
+    /// `--confirm ID` (or at the prompt).
+    #[serde(default)]
+    pub blocking: bool,
+    /// What to do, as shell commands and prose.
+    pub instructions: String,
+    /// What to do on the way back (`kfctl upgrade` to an older release); none: nothing.
+    #[serde(default)]
+    pub rollback: Option<String>,
+}
+
+impl Migration {
+    /// Whether this step applies to an upgrade that starts at `from`, given what the app had enabled.
+    pub fn applies(&self, from: &str, enabled_before: &dyn Fn(&str) -> bool) -> bool {
+        (self.from.is_empty() || self.from.iter().any(|v| bare(v) == bare(from)))
+            && self.when_component.as_deref().is_none_or(enabled_before)
+    }
 }
 
 /// Supported Kubernetes versions of one Kubeflow release and what kfctl creates for it.
@@ -284,13 +384,59 @@ pub fn leading_number(part: &str) -> Option<u32> {
 /// The version a plain `kfctl init` installs.
 pub const DEFAULT_VERSION: &str = "26.03";
 
-/// Every release kfctl supports, oldest first (by release date).
-pub static RELEASES: LazyLock<Vec<Release>> = LazyLock::new(|| match parse_catalogs(CATALOG_FILES) {
-    Ok(releases) => releases,
-    // The files are embedded at build time and every one is parsed by the unit tests, so this
-    // only happens to a build whose catalogs were never tested.
-    Err(err) => panic!("kfctl's embedded release catalogs are invalid: {err}"),
+/// The environment variable naming a directory of extra release catalogs (`*.yaml`, the same
+/// format as `crates/kfctl/catalogs/`): a fork or distribution of Kubeflow that kfctl should
+/// install and upgrade, without rebuilding kfctl.
+pub const EXTRA_CATALOGS_ENV: &str = "KFCTL_CATALOGS";
+
+/// Every release kfctl supports, oldest first (by release date): the embedded catalogs, plus
+/// those in `$KFCTL_CATALOGS`.
+pub static RELEASES: LazyLock<Vec<Release>> = LazyLock::new(|| {
+    let mut releases = match parse_catalogs(CATALOG_FILES) {
+        Ok(releases) => releases,
+        // The files are embedded at build time and every one is parsed by the unit tests, so
+        // this only happens to a build whose catalogs were never tested.
+        Err(err) => panic!("kfctl's embedded release catalogs are invalid: {err}"),
+    };
+    if let Some(dir) = std::env::var_os(EXTRA_CATALOGS_ENV).filter(|d| !d.is_empty()) {
+        // A bad extra file is said once and skipped: the embedded releases still work, and a
+        // command naming the skipped version then says it is not supported.
+        for problem in add_extra_catalogs(&mut releases, std::path::Path::new(&dir)) {
+            eprintln!("warning: {problem}; the file is skipped ({EXTRA_CATALOGS_ENV})");
+        }
+        releases.sort_by(|a, b| a.released.cmp(&b.released));
+    }
+    releases
 });
+
+/// Read every `*.yaml` in `dir` as a catalog into `releases`; what cannot be used, as messages
+/// naming the file (and the field).
+fn add_extra_catalogs(releases: &mut Vec<Release>, dir: &std::path::Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut files: Vec<std::path::PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "yaml")).collect(),
+        Err(e) => return vec![format!("cannot read {}: {e}", dir.display())],
+    };
+    files.sort();
+    for path in files {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(format!("cannot read {}: {e}", path.display()));
+                continue;
+            }
+        };
+        let name = path.display().to_string();
+        match parse_catalog(&name, &text) {
+            Ok(release) if releases.iter().any(|r| bare(&r.version) == bare(&release.version)) => {
+                problems.push(format!("{name}: version: {:?} is already a release kfctl knows", release.version))
+            }
+            Ok(release) => releases.push(release),
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    problems
+}
 
 /// A version kfctl has no catalog for.
 #[derive(Debug, thiserror::Error)]
@@ -340,10 +486,12 @@ pub struct CatalogError {
 
 impl fmt::Display for CatalogError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Embedded catalogs are named by file name, extra ones by their path.
+        let file = if self.file.contains('/') { self.file.clone() } else { format!("catalogs/{}", self.file) };
         if self.field.is_empty() {
-            write!(f, "catalogs/{}: {}", self.file, self.message)
+            write!(f, "{file}: {}", self.message)
         } else {
-            write!(f, "catalogs/{}: {}: {}", self.file, self.field, self.message)
+            write!(f, "{file}: {}: {}", self.field, self.message)
         }
     }
 }
@@ -359,6 +507,8 @@ struct CatalogFile {
     footprint: Footprint,
     inotify: InotifyLimits,
     components: Vec<ComponentSpec>,
+    #[serde(default)]
+    upgrade: UpgradeSpec,
 }
 
 #[derive(Debug, Deserialize)]
@@ -454,6 +604,7 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Release, CatalogError> {
         kubernetes,
         footprint: raw.footprint,
         inotify: raw.inotify,
+        upgrade: raw.upgrade,
     })
 }
 
@@ -475,7 +626,8 @@ impl Problems<'_> {
     }
 
     fn check(&mut self, raw: &CatalogFile) -> Result<(), CatalogError> {
-        let stem = self.file.strip_suffix(".yaml").unwrap_or(self.file);
+        let file_name = self.file.rsplit('/').next().unwrap_or(self.file);
+        let stem = file_name.strip_suffix(".yaml").unwrap_or(file_name);
         if raw.version != stem {
             self.fail("version".into(), format!("{:?} differs from the file name; name the file {}.yaml", raw.version, raw.version));
         }
@@ -564,9 +716,52 @@ impl Problems<'_> {
                 }
             }
         }
+        self.check_upgrade(&raw.upgrade, &names);
         match self.first.take() {
             Some(err) => Err(err),
             None => Ok(()),
+        }
+    }
+
+    /// Renames end at a component of this release and start at one it does not have; removed
+    /// components are gone; each migration does one thing and has a unique id.
+    fn check_upgrade(&mut self, upgrade: &UpgradeSpec, names: &[&str]) {
+        for (i, r) in upgrade.renamed.iter().enumerate() {
+            let at = format!("upgrade.renamed[{i}]");
+            if !names.contains(&r.to.as_str()) {
+                self.fail(format!("{at}.to"), format!("unknown component {:?}; known: {}", r.to, names.join(", ")));
+            }
+            if names.contains(&r.from.as_str()) {
+                self.fail(format!("{at}.from"), format!("{:?} is a component of this release; a rename starts at an earlier release's name", r.from));
+            }
+            if r.why.trim().is_empty() {
+                self.fail(format!("{at}.why"), "must not be empty".into());
+            }
+        }
+        for (i, r) in upgrade.removed.iter().enumerate() {
+            if names.contains(&r.name.as_str()) {
+                self.fail(format!("upgrade.removed[{i}].name"), format!("{:?} is a component of this release", r.name));
+            }
+        }
+        let mut ids = HashSet::new();
+        for (i, m) in upgrade.migrations.iter().enumerate() {
+            let at = format!("upgrade.migrations[{i}]");
+            if !is_name(&m.id) || !ids.insert(m.id.as_str()) {
+                self.fail(format!("{at}.id"), format!("{:?} is not a lowercase name or is listed twice", m.id));
+            }
+            match (&m.replace, &m.manual) {
+                (Some(replace), None) => {
+                    if replace.fields.is_empty() {
+                        self.fail(format!("{at}.replace.fields"), "name the immutable fields that decide a replace".into());
+                    }
+                }
+                (None, Some(manual)) => {
+                    if manual.instructions.trim().is_empty() {
+                        self.fail(format!("{at}.manual.instructions"), "must not be empty".into());
+                    }
+                }
+                _ => self.fail(at, "a migration is either `replace:` or `manual:`".into()),
+            }
         }
     }
 
@@ -706,6 +901,66 @@ components:
         for (text, expected) in cases {
             assert_eq!(error_of(&text), expected);
         }
+    }
+
+    #[test]
+    fn upgrade_sections_name_components_and_releases_that_exist() {
+        for (i, release) in RELEASES.iter().enumerate() {
+            let earlier = &RELEASES[..i];
+            let had = |name: &str| earlier.iter().any(|r| r.component(name).is_some());
+            for r in &release.upgrade.renamed {
+                assert!(had(&r.from), "{}: renamed from unknown {}", release.version, r.from);
+            }
+            for r in &release.upgrade.removed {
+                assert!(had(&r.name), "{}: removed unknown {}", release.version, r.name);
+            }
+            for m in &release.upgrade.migrations {
+                for v in &m.from {
+                    assert!(earlier.iter().any(|r| bare(&r.version) == bare(v)), "{}: {} from unknown or newer {v}", release.version, m.id);
+                }
+                if let Some(c) = &m.when_component {
+                    assert!(had(c), "{}: {} when unknown {c}", release.version, m.id);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_upgrade_sections_name_the_field() {
+        let with = |section: &str| error_of(&format!("{GOOD}upgrade:\n{section}"));
+        assert_eq!(
+            with("  renamed: [{from: old, to: c, why: w}]\n"),
+            "catalogs/9.9.yaml: upgrade.renamed[0].to: unknown component \"c\"; known: a, b"
+        );
+        assert_eq!(
+            with("  renamed: [{from: a, to: b, why: w}]\n"),
+            "catalogs/9.9.yaml: upgrade.renamed[0].from: \"a\" is a component of this release; a rename starts at an earlier release's name"
+        );
+        assert_eq!(
+            with("  migrations: [{id: x, why: w}]\n"),
+            "catalogs/9.9.yaml: upgrade.migrations[0]: a migration is either `replace:` or `manual:`"
+        );
+        assert_eq!(
+            with("  migrations: [{id: x, why: w, replace: {kind: K, name: n, fields: []}}]\n"),
+            "catalogs/9.9.yaml: upgrade.migrations[0].replace.fields: name the immutable fields that decide a replace"
+        );
+    }
+
+    #[test]
+    fn extra_catalogs_are_read_from_a_directory_and_bad_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("9.9.yaml"), GOOD).unwrap();
+        std::fs::write(dir.path().join("9.8.yaml"), GOOD.replace("9.9", "9.8").replace("depends_on: [a]", "depends_on: [z]")).unwrap();
+        std::fs::write(dir.path().join("v1.4.1.yaml"), GOOD.replace("\"9.9\"", "v1.4.1")).unwrap();
+        let mut releases = parse_catalogs(CATALOG_FILES).unwrap();
+        let problems = add_extra_catalogs(&mut releases, dir.path());
+        assert!(releases.iter().any(|r| r.version == "9.9"));
+        assert!(!releases.iter().any(|r| r.version == "9.8"));
+        let path = |f: &str| dir.path().join(f).display().to_string();
+        assert_eq!(problems, [
+            format!("{}: components[1].depends_on[0]: unknown component \"z\"; known: a, b", path("9.8.yaml")),
+            format!("{}: version: \"v1.4.1\" is already a release kfctl knows", path("v1.4.1.yaml")),
+        ]);
     }
 
     #[test]
