@@ -1,6 +1,7 @@
 //! Server-side apply of a plan, phase by phase: bounded parallelism, retries with backoff for
 //! errors that pass, a preflight for RBAC, the inventory, pruning and deletion.
 
+pub mod changes;
 pub mod diff;
 pub mod normalize;
 pub mod protocol;
@@ -24,6 +25,7 @@ use crate::plan::{
     APP_LABEL, AppTarget, FIELD_MANAGER, InventoryEntry, KindTable, PhaseName, Plan, PlanError, PlannedObject,
 };
 use crate::progress::{Progress, ProgressSink, StageTimes};
+pub use changes::{AppDiff, FieldChange, ObjectDiff, diff_app, diff_rendered};
 pub use delete::{DeleteReport, delete_target};
 
 /// An object's identity: (group, kind, namespace, name).
