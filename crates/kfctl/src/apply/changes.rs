@@ -412,20 +412,38 @@ async fn pruned(client: &Client, resolver: &KindResolver, target: &AppTarget, pr
     // Kinds only the old config had are not in the plan's discovery.
     let gvs: BTreeSet<String> = prune.iter().map(|e| e.reference.api_version()).collect();
     let _ = resolver.refresh(gvs).await;
-    let checked: Vec<(&InventoryEntry, Result<(), Result<delete::KeepReason, String>>)> = stream::iter(prune)
-        .map(|e| async move { (e, delete::deletable(client, resolver, target, e, false).await.map(|_| ())) })
+    let checked: Vec<Option<Pruned>> = stream::iter(prune)
+        .map(|e| async move {
+            let entry = |reason: Option<String>| ObjectDiff {
+                component: e.component.clone(),
+                object: e.reference.to_string(),
+                fields: Vec::new(),
+                reason,
+            };
+            match delete::deletable(client, resolver, target, e, false).await {
+                Ok(_) => Some(Pruned::Deleted(entry(None))),
+                Err(Ok(delete::KeepReason::Gone)) => None,
+                Err(Ok(why)) => Some(Pruned::Kept(entry(Some(why.to_string())))),
+                Err(Err(reason)) => {
+                    Some(Pruned::Deleted(entry(Some(format!("cannot read it to check whether it may be deleted: {reason}")))))
+                }
+            }
+        })
         .buffered(16)
         .collect()
         .await;
-    for (e, checked) in checked {
-        let entry = |reason: Option<String>| ObjectDiff { component: e.component.clone(), object: e.reference.to_string(), fields: Vec::new(), reason };
-        match checked {
-            Ok(()) => diff.prune.push(entry(None)),
-            Err(Ok(delete::KeepReason::Gone)) => {}
-            Err(Ok(why)) => diff.keep.push(entry(Some(why.to_string()))),
-            Err(Err(reason)) => diff.prune.push(entry(Some(format!("cannot read it to check whether it may be deleted: {reason}")))),
+    for pruned in checked.into_iter().flatten() {
+        match pruned {
+            Pruned::Deleted(o) => diff.prune.push(o),
+            Pruned::Kept(o) => diff.keep.push(o),
         }
     }
+}
+
+/// What prune would do with one inventory entry.
+enum Pruned {
+    Deleted(ObjectDiff),
+    Kept(ObjectDiff),
 }
 
 #[cfg(test)]

@@ -190,10 +190,11 @@ pub(crate) async fn deletable(
     if !is_kfctl_owned(labels, &target.name) {
         return Err(Ok(KeepReason::NotOwned));
     }
-    if r.group.is_empty() && r.kind == "Namespace" {
-        if let Some(foreign) = foreign_object_in(client, &r.name, &target.name).await {
-            return Err(Ok(KeepReason::HoldsForeignObjects(foreign)));
-        }
+    if r.group.is_empty()
+        && r.kind == "Namespace"
+        && let Some(foreign) = foreign_object_in(client, &r.name, &target.name).await
+    {
+        return Err(Ok(KeepReason::HoldsForeignObjects(foreign)));
     }
     Ok((api, live.metadata.uid))
 }
