@@ -61,8 +61,12 @@ impl Fixture {
 
     /// Component `extra`: a namespace of its own, a ConfigMap, a PVC and a CRD.
     fn extra(&self) {
+        self.app.component("extra", &self.extra_objects());
+    }
+
+    fn extra_objects(&self) -> Vec<Value> {
         let ns = &self.ns;
-        self.app.component("extra", &[
+        vec![
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.extra_namespace()}}),
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "extra-1", "namespace": ns}, "data": {"k": "v"}}),
             json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "extra-data", "namespace": ns},
@@ -73,6 +77,17 @@ impl Fixture {
                     "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"},
                     "versions": [{"name": "v1", "served": true, "storage": true,
                         "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}),
+        ]
+    }
+
+    /// Component `gadgets`: a CRD of this test's group and one custom resource of its kind.
+    fn gadgets(&self) {
+        let mut crd = self.extra_objects().pop().unwrap();
+        crd["metadata"]["name"] = json!(format!("gadgets.{}", self.group()));
+        self.app.component("gadgets", &[
+            crd,
+            json!({"apiVersion": format!("{}/v1", self.group()), "kind": "Gadget", "metadata": {"name": "g1", "namespace": self.ns},
+                "spec": {"size": 3}}),
         ]);
     }
 
@@ -319,6 +334,28 @@ async fn diff_lists_a_removed_components_objects_as_pruned_or_kept() {
     let (_, json) = fx.diff(1);
     let kept = entry(&json, "keep", &format!("Namespace {}", fx.extra_namespace()));
     assert!(kept["reason"].as_str().unwrap().contains("users-own"), "{kept:#}");
+}
+
+/// What an upgrade meets: a component new to the app brings a CRD and objects of its kind, which
+/// the server does not serve yet. They are creates, not errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn diff_lists_a_new_crd_and_its_custom_resources_as_creates() {
+    let fx = Fixture::new("newcrd").await;
+    fx.web("web", "s3cret");
+    fx.config(&["web"], "1", None);
+    fx.kfctl_ok(&["apply"]);
+    let before = fx.resource_versions().await;
+
+    fx.gadgets();
+    fx.config(&["web", "gadgets"], "1", None);
+    let (text, json) = fx.diff(1);
+    let crd = format!("CustomResourceDefinition.apiextensions.k8s.io gadgets.{}", fx.group());
+    let gadget = format!("Gadget.{} {}/g1", fx.group(), fx.ns);
+    for object in [&crd, &gadget] {
+        assert!(text.contains(&format!("+ create {object}")), "{text}");
+        assert_eq!(entry(&json, "create", object)["component"], "gadgets");
+    }
+    assert_eq!(fx.resource_versions().await, before, "kfctl diff wrote to the cluster");
 }
 
 #[tokio::test(flavor = "multi_thread")]

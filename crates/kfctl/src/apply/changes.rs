@@ -232,6 +232,9 @@ async fn examine(client: &Client, resolver: &KindResolver, o: &PlannedObject, li
             // get_opt says None for 404: the object, its namespace's object or its kind (a CRD
             // this apply installs) is not there yet.
             Ok(None) => return Examined::Create,
+            // A kind not served yet answers with a bare "404 page not found", which get_opt
+            // does not take for NotFound.
+            Err(kube::Error::Api(s)) if s.code == 404 => return Examined::Create,
             Err(e) => return Examined::Failed(format!("cannot read it: {}", crate::cluster::error_chain(&e))),
         },
     };
