@@ -3,10 +3,8 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-
 use super::AppArgs;
-use super::common::{ClusterArgs, connect, open_target, runtime};
+use super::common::{ClusterArgs, connect_and_render, open_target, runtime};
 use crate::apply::{AppDiff, ApplyOptions, ReleaseRange, diff_rendered};
 
 #[derive(Debug, clap::Args)]
@@ -33,14 +31,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let (app, target) = open_target(&args.app.dir, &args.cluster)?;
     let opts = ApplyOptions { release: ReleaseRange::of(&app.config.version), ..ApplyOptions::default() };
     let diff = runtime()?.block_on(async {
-        let mut times = crate::progress::StageTimes::from_env();
-        let client = connect(&args.app, &args.cluster, &app).await?;
-        times.mark("connect", "");
-        let rendered = tokio::task::spawn_blocking(move || app.render())
-            .await
-            .context("rendering panicked")?
-            .context("cannot render the app")?;
-        times.mark("render", "");
+        let (client, rendered) = connect_and_render(&args.app, &args.cluster, app).await?;
         anyhow::Ok(diff_rendered(&client, &target, &rendered, &opts).await?)
     })?;
     if args.app.output == super::OutputFormat::Json {
