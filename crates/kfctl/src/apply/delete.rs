@@ -152,6 +152,24 @@ async fn delete_one(
     e: &InventoryEntry,
     purge: bool,
 ) -> Result<Option<String>, Result<KeepReason, String>> {
+    let (api, uid) = deletable(client, resolver, target, e, purge).await?;
+    match api.delete(&e.reference.name, &DeleteParams::background()).await {
+        Ok(_) => Ok(uid),
+        Err(kube::Error::Api(s)) if s.code == 404 => Err(Ok(KeepReason::Gone)),
+        Err(err) => Err(Err(crate::cluster::error_chain(&err))),
+    }
+}
+
+/// Whether deleting `e` goes ahead, found by reading only: Ok(its API and uid) when it would be
+/// deleted; Err(Ok(reason)) when it is kept; Err(Err(text)) when it cannot be read. `delete_one`
+/// acts on it, `kfctl diff` shows it.
+pub(crate) async fn deletable(
+    client: &Client,
+    resolver: &KindResolver,
+    target: &AppTarget,
+    e: &InventoryEntry,
+    purge: bool,
+) -> Result<(Api<DynamicObject>, Option<String>), Result<KeepReason, String>> {
     let r = &e.reference;
     let keep_without_purge = (r.group == "apiextensions.k8s.io" && r.kind == "CustomResourceDefinition")
         || (r.group.is_empty() && r.kind == "PersistentVolumeClaim");
@@ -172,16 +190,13 @@ async fn delete_one(
     if !is_kfctl_owned(labels, &target.name) {
         return Err(Ok(KeepReason::NotOwned));
     }
-    if r.group.is_empty() && r.kind == "Namespace" {
-        if let Some(foreign) = foreign_object_in(client, &r.name, &target.name).await {
-            return Err(Ok(KeepReason::HoldsForeignObjects(foreign)));
-        }
+    if r.group.is_empty()
+        && r.kind == "Namespace"
+        && let Some(foreign) = foreign_object_in(client, &r.name, &target.name).await
+    {
+        return Err(Ok(KeepReason::HoldsForeignObjects(foreign)));
     }
-    match api.delete(&r.name, &DeleteParams::background()).await {
-        Ok(_) => Ok(live.metadata.uid),
-        Err(kube::Error::Api(s)) if s.code == 404 => Err(Ok(KeepReason::Gone)),
-        Err(err) => Err(Err(crate::cluster::error_chain(&err))),
-    }
+    Ok((api, live.metadata.uid))
 }
 
 /// An object in `namespace` that kfctl does not own and that nothing owns (controllers' children

@@ -1,6 +1,7 @@
 //! Server-side apply of a plan, phase by phase: bounded parallelism, retries with backoff for
 //! errors that pass, a preflight for RBAC, the inventory, pruning and deletion.
 
+pub mod changes;
 pub mod diff;
 pub mod normalize;
 pub mod protocol;
@@ -24,6 +25,7 @@ use crate::plan::{
     APP_LABEL, AppTarget, FIELD_MANAGER, InventoryEntry, KindTable, PhaseName, Plan, PlanError, PlannedObject,
 };
 use crate::progress::{Progress, ProgressSink, StageTimes};
+pub use changes::{AppDiff, FieldChange, ObjectDiff, diff_app, diff_rendered};
 pub use delete::{DeleteReport, delete_target};
 
 /// An object's identity: (group, kind, namespace, name).
@@ -295,6 +297,60 @@ pub async fn apply_rendered(
     sink: &dyn ProgressSink,
 ) -> Result<ApplyReport, ApplyError> {
     let mut times = StageTimes::from_env();
+    let Assessment { resolver, plan, previous, desired, records, live: _, pending, prune } =
+        assess(client, target, rendered, opts, sink, &mut times).await?;
+
+    let mut report = ApplyReport::default();
+    if pending.is_empty() && prune.is_empty() && previous == desired {
+        for phase in &plan.phases {
+            sink.report(Progress::PhaseStarted { phase: phase.name.to_string(), objects: phase.objects.len() });
+            for o in &phase.objects {
+                report_applied(sink, o, Outcome::Unchanged);
+            }
+            sink.report(Progress::PhaseFinished { phase: phase.name.to_string(), applied: phase.objects.len(), changed: 0, failed: 0 });
+        }
+        report.unchanged = plan.len();
+        sink.report(Progress::Finished { ok: true, summary: format!("nothing to change: {}", report.summary()) });
+        return Ok(report);
+    }
+
+    preflight(client, &resolver, &plan, &pending).await?;
+
+    let events = EventRecorder::new(client.clone(), target.clone(), sink);
+    let written = write_plan(client, &resolver, target, &plan, &pending, opts, sink, &events, records, previous, desired, prune, report).await;
+    events.flush().await;
+    times.mark("write", "");
+    written
+}
+
+/// What the next apply has to do, found without writing anything: `apply_rendered` acts on it,
+/// `diff_rendered` shows it, so the two never disagree about what is pending.
+struct Assessment {
+    resolver: KindResolver,
+    plan: Plan,
+    /// The inventory's entries (namespaces placed by scope) and the plan's.
+    previous: Vec<InventoryEntry>,
+    desired: Vec<InventoryEntry>,
+    records: Records,
+    /// Full live copies of the objects that were read (those no record proves unchanged).
+    live: HashMap<Identity, Value>,
+    /// Objects that need a write, with their live resourceVersion (None: not read, or absent).
+    pending: HashMap<Identity, Option<String>>,
+    /// Inventory entries that left the config (empty without `opts.prune`).
+    prune: Vec<InventoryEntry>,
+}
+
+/// The first half of an apply: discovery, the inventory and the API preflight at once, the plan,
+/// the records, the live reads (metadata lists where records can prove objects unchanged, full
+/// reads of the rest), then which objects are pending and what is pruned.
+async fn assess(
+    client: &Client,
+    target: &AppTarget,
+    rendered: &RenderedApp,
+    opts: &ApplyOptions,
+    sink: &dyn ProgressSink,
+    times: &mut StageTimes,
+) -> Result<Assessment, ApplyError> {
     let resolver = KindResolver::new(client.clone());
     let mut objects = rendered.objects.clone();
     objects.extend(health::application::objects(target, &rendered.objects));
@@ -350,7 +406,7 @@ pub async fn apply_rendered(
     };
 
     // Which objects need a write at all.
-    let mut pending: HashMap<(String, String, Option<String>, String), Option<String>> = HashMap::new();
+    let mut pending: HashMap<Identity, Option<String>> = HashMap::new();
     for o in plan.phases.iter().flat_map(|p| &p.objects) {
         let identity = o.reference.identity();
         if certain.contains(&identity) {
@@ -369,28 +425,7 @@ pub async fn apply_rendered(
         pending.insert(o.reference.identity(), rv);
     }
     let prune = if opts.prune { crate::plan::prune_set(&previous, &desired) } else { Vec::new() };
-
-    let mut report = ApplyReport::default();
-    if pending.is_empty() && prune.is_empty() && previous == desired {
-        for phase in &plan.phases {
-            sink.report(Progress::PhaseStarted { phase: phase.name.to_string(), objects: phase.objects.len() });
-            for o in &phase.objects {
-                report_applied(sink, o, Outcome::Unchanged);
-            }
-            sink.report(Progress::PhaseFinished { phase: phase.name.to_string(), applied: phase.objects.len(), changed: 0, failed: 0 });
-        }
-        report.unchanged = plan.len();
-        sink.report(Progress::Finished { ok: true, summary: format!("nothing to change: {}", report.summary()) });
-        return Ok(report);
-    }
-
-    preflight(client, &resolver, &plan, &pending).await?;
-
-    let events = EventRecorder::new(client.clone(), target.clone(), sink);
-    let written = write_plan(client, &resolver, target, &plan, &pending, opts, sink, &events, Records { state, recorded, planned_keys, hashes }, previous, desired, prune, report).await;
-    events.flush().await;
-    times.mark("write", "");
-    written
+    Ok(Assessment { resolver, plan, previous, desired, records: Records { state, recorded, planned_keys, hashes }, live, pending, prune })
 }
 
 /// What an apply knows of its objects' records: the state it writes back, what it read, and the

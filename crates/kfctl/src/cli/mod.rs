@@ -11,6 +11,7 @@ mod common;
 mod component;
 mod delete;
 mod deploy;
+mod diff;
 mod doctor;
 mod init;
 mod open;
@@ -37,6 +38,8 @@ pub enum Command {
     Component(component::ComponentCommand),
     /// Apply the app to its cluster in ordered phases, pruning what left the config.
     Apply(apply::ApplyArgs),
+    /// Show what `kfctl apply` would change, without changing anything.
+    Diff(diff::DiffArgs),
     /// Show per-component readiness.
     Status(status::StatusArgs),
     /// Wait until every component is ready.
@@ -79,11 +82,16 @@ pub struct AppArgs {
 /// Parse arguments, run the command, map errors to exit codes.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `kfctl diff` exits 1 for "there are changes", so its errors need a code of their own.
+    let failure = match cli.command {
+        Command::Diff(_) => ExitCode::from(diff::ERROR_EXIT),
+        _ => ExitCode::FAILURE,
+    };
     match run(cli) {
         Ok(code) => code,
         Err(err) => {
             report_error(&err);
-            ExitCode::FAILURE
+            failure
         }
     }
 }
@@ -102,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => build::run(args),
         Command::Component(cmd) => component::run(cmd),
         Command::Apply(args) => apply::run(args),
+        Command::Diff(args) => diff::run(args),
         Command::Status(args) => status::run(args),
         Command::Wait(args) => wait::run(args),
         Command::Deploy(args) => deploy::run(args),
