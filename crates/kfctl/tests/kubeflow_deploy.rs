@@ -16,195 +16,21 @@
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use support::kubeflow::{APP, APP_LABEL, APP_NAMESPACE, INVENTORY, Kfctl, inventory, kinds_of, labelled, namespaces, summary, tail, wait_namespaces_gone};
+
+use std::collections::BTreeSet;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace};
-use kfctl::config::{AppConfig, PatchConfig};
-use kfctl::plan::InventoryEntry;
+use k8s_openapi::api::core::v1::{ConfigMap, Event};
+use kfctl::config::AppConfig;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
-use kube::Client;
 use serde_json::Value;
 
-const APP: &str = "kubeflow";
-const APP_NAMESPACE: &str = "kubeflow";
-const APP_LABEL: &str = "kfctl.kubeflow.org/app";
-const COMPONENT_LABEL: &str = "kfctl.kubeflow.org/component";
-const INVENTORY: &str = "kfctl-inventory-kubeflow";
 /// A leaf of the base set of every release: nothing depends on it.
 const REMOVED_COMPONENT: &str = "tensorboard";
 
-/// The TEST-ONLY overlay of `version` for the simulated cluster (see its README).
-fn sim_cluster_overlay(version: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sim-cluster").join(version)
-}
-
 /// The releases share the cluster's `kubeflow` namespaces: one deploys at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Copies the overlay of `version` into the app and lists each of its patches under its
-/// component in kfctl.yaml (`patches.yaml` there says which, with kustomize targets).
-fn add_sim_cluster_overlay(app: &Path, version: &str) -> Vec<String> {
-    let overlay = sim_cluster_overlay(version);
-    std::fs::create_dir_all(app.join("sim-cluster")).unwrap();
-    for file in std::fs::read_dir(&overlay).unwrap().map(|f| f.unwrap().path()) {
-        if file.extension().is_some_and(|e| e == "yaml") {
-            std::fs::copy(&file, app.join("sim-cluster").join(file.file_name().unwrap())).unwrap();
-        }
-    }
-    let index = std::fs::read_to_string(overlay.join("patches.yaml")).unwrap();
-    let index: indexmap::IndexMap<String, Vec<PatchConfig>> = serde_saphyr::from_str(&index).expect("patches.yaml");
-    let config_path = app.join("kfctl.yaml");
-    let mut config = AppConfig::load(&config_path).expect("kfctl.yaml");
-    let mut patched = Vec::new();
-    for (component, patches) in index {
-        let c = config.component_mut(&component).unwrap_or_else(|| panic!("the overlay patches {component}, which the app lacks"));
-        assert!(c.enabled, "{component} is not in the base set");
-        for mut patch in patches {
-            assert!(overlay.join(&patch.path).is_file(), "{version}/patches.yaml names {}, which is not there", patch.path.display());
-            patch.path = Path::new("sim-cluster").join(&patch.path);
-            c.patches.push(patch);
-        }
-        patched.push(component);
-    }
-    config.save(&config_path).expect("save kfctl.yaml");
-    patched
-}
-
-/// Runs the real kfctl against the testenv.
-struct Kfctl {
-    kubeconfig: PathBuf,
-    app: PathBuf,
-}
-
-impl Kfctl {
-    /// `kfctl ARGS...` (the app directory is added by the caller where the command takes it):
-    /// (succeeded, stdout + stderr).
-    fn run(&self, args: &[&str]) -> (bool, String) {
-        let out = support::kfctl_command(&self.kubeconfig).args(args).output().expect("run kfctl");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.success(), text)
-    }
-
-    #[track_caller]
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, text) = self.run(args);
-        assert!(ok, "kfctl {args:?} failed:\n{}", tail(&text, 60));
-        text
-    }
-
-    fn app(&self) -> &str {
-        self.app.to_str().expect("utf-8 path")
-    }
-}
-
-/// Whatever happens, leave no Kubeflow behind for the test binaries that run after this one.
-impl Drop for Kfctl {
-    fn drop(&mut self) {
-        if self.app.join("kfctl.yaml").is_file() {
-            let app = self.app().to_owned();
-            let _ = self.run(&["delete", &app, "--purge"]);
-        }
-    }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// `done: N created, ...` of an apply: the numbers by word.
-fn summary(output: &str) -> BTreeMap<String, usize> {
-    let line = output.lines().rev().find(|l| l.starts_with("done:")).unwrap_or_else(|| panic!("no summary line in:\n{}", tail(output, 30)));
-    let mut words = BTreeMap::new();
-    for part in line.trim_start_matches("done:").trim_start_matches(" nothing to change:").split(',') {
-        let mut it = part.split_whitespace();
-        if let (Some(n), Some(word)) = (it.next(), it.next())
-            && let Ok(n) = n.parse()
-        {
-            words.insert(word.to_owned(), n);
-        }
-    }
-    words
-}
-
-async fn inventory(client: &Client) -> Vec<InventoryEntry> {
-    let cm = Api::<ConfigMap>::namespaced(client.clone(), APP_NAMESPACE).get(INVENTORY).await.expect("kfctl's inventory ConfigMap");
-    serde_json::from_str(&cm.data.expect("inventory data")["objects.json"]).expect("inventory entries")
-}
-
-/// One live object kfctl labelled as the app's.
-#[derive(Debug, Clone, PartialEq)]
-struct Live {
-    resource_version: String,
-    component: String,
-    /// An aggregated ClusterRole: its rules (and so its resourceVersion) belong to a controller.
-    aggregated: bool,
-    /// kfctl's own server-side-apply entry in managedFields (fields and time), as JSON: it
-    /// changes exactly when kfctl writes the object.
-    kfctl_entry: String,
-    /// Whether anyone but kfctl (a controller writing status) has written the object.
-    other_writers: bool,
-}
-
-/// The API resources of the kinds the app applied, resolved once (while their CRDs exist).
-async fn kinds_of(client: &Client, entries: &[InventoryEntry]) -> Vec<ApiResource> {
-    let gvks: BTreeSet<(String, String, String)> =
-        entries.iter().map(|e| (e.reference.group.clone(), e.reference.version.clone(), e.reference.kind.clone())).collect();
-    let mut out = Vec::new();
-    for (g, v, k) in gvks {
-        let (ar, _) = kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(&g, &v, &k))
-            .await
-            .unwrap_or_else(|e| panic!("discovery of {g}/{v} {k}: {e}"));
-        out.push(ar);
-    }
-    out
-}
-
-/// Every object of `kinds` carrying the app label, by `Kind.group ns/name`.
-async fn labelled(client: &Client, kinds: &[ApiResource]) -> BTreeMap<String, Live> {
-    let lp = ListParams::default().labels(&format!("{APP_LABEL}={APP}"));
-    let mut out = BTreeMap::new();
-    for ar in kinds {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
-        let items = match api.list(&lp).await {
-            Ok(list) => list.items,
-            // The kind went away with its CRD (delete --purge): none of its objects are left.
-            Err(kube::Error::Api(s)) if s.code == 404 => continue,
-            Err(e) => panic!("listing {}: {e}", ar.plural),
-        };
-        for o in items {
-            let m = &o.metadata;
-            let key = format!("{}.{} {}/{}", ar.kind, ar.group, m.namespace.clone().unwrap_or_default(), m.name.clone().unwrap_or_default());
-            let component = m.labels.as_ref().and_then(|l| l.get(COMPONENT_LABEL)).cloned().unwrap_or_default();
-            let aggregated = ar.kind == "ClusterRole" && o.data.get("aggregationRule").is_some_and(|r| !r.is_null());
-            let entries = m.managed_fields.clone().unwrap_or_default();
-            let kfctl_entry = entries.iter().find(|e| e.manager.as_deref() == Some("kfctl") && e.operation.as_deref() == Some("Apply"));
-            let kfctl_entry = serde_json::to_string(&kfctl_entry).unwrap_or_default();
-            let other_writers = entries.iter().any(|e| !e.manager.as_deref().is_some_and(|m| m.starts_with("kfctl")));
-            let resource_version = m.resource_version.clone().unwrap_or_default();
-            out.insert(key, Live { resource_version, component, aggregated, kfctl_entry, other_writers });
-        }
-    }
-    out
-}
-
-/// The Kubeflow namespaces kfctl creates, from the rendered set.
-fn namespaces(entries: &[InventoryEntry]) -> Vec<String> {
-    entries.iter().filter(|e| e.reference.group.is_empty() && e.reference.kind == "Namespace").map(|e| e.reference.name.clone()).collect()
-}
-
-async fn wait_namespaces_gone(client: &Client, names: &[String]) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    for name in names {
-        support::wait_until(&format!("namespace {name} to be gone"), Duration::from_secs(300), || async {
-            matches!(api.get_opt(name).await, Ok(None))
-        })
-        .await;
-    }
-}
 
 /// One release's base set, from init to delete (see the module doc).
 async fn deploy_release(version: &str, min_patched: usize) {
@@ -262,7 +88,7 @@ async fn deploy_release(version: &str, min_patched: usize) {
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), APP_NAMESPACE);
         assert!(matches!(cms.get_opt(INVENTORY).await, Ok(None) | Err(_)), "the refused apply wrote the inventory");
     }
-    let patched = add_sim_cluster_overlay(&kfctl.app, version);
+    let patched = support::sim_cluster::add(&kfctl.app, version);
     assert!(patched.len() >= min_patched, "overlay components: {patched:?}");
 
     let dry_run = kfctl.ok(&["apply", app, "--dry-run"]);

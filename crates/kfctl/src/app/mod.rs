@@ -180,12 +180,12 @@ impl App {
     /// release's subset of the same repository) goes next to it. kfctl.yaml is not touched.
     pub fn vendor_release(&self, source: &ReleaseSource, reuse: Option<&RegistryConfig>, sink: &dyn ProgressSink) -> Result<VendoredRelease, AppError> {
         let say = |text: String| sink.report(Progress::Message { text });
-        if let Some(recorded) = reuse {
-            if self.verify_vendored(recorded) {
-                let release = catalog::release(source.version.as_deref().unwrap_or_default())?;
-                say(format!("Kubeflow {} is still vendored in {} (verified): nothing to fetch", release.version, recorded.path.display()));
-                return Ok(VendoredRelease { release, registry: recorded.clone(), created: Vec::new() });
-            }
+        if let Some(recorded) = reuse
+            && self.verify_vendored(recorded)
+        {
+            let release = catalog::release(source.version.as_deref().unwrap_or_default())?;
+            say(format!("Kubeflow {} is still vendored in {} (verified): nothing to fetch", release.version, recorded.path.display()));
+            return Ok(VendoredRelease { release, registry: recorded.clone(), created: Vec::new() });
         }
         source.check()?;
         remove_abandoned_staging(&self.dir);

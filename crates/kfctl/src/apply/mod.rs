@@ -27,6 +27,7 @@ use crate::plan::{
 use crate::progress::{Progress, ProgressSink, StageTimes};
 pub use changes::{AppDiff, FieldChange, ObjectDiff, diff_app, diff_rendered};
 pub use delete::{DeleteReport, delete_target};
+pub(crate) use delete::api_for;
 
 /// An object's identity: (group, kind, namespace, name).
 type Identity = (String, String, Option<String>, String);

@@ -47,6 +47,15 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(open) = crate::upgrade::open_upgrade(&app.config) {
+        anyhow::bail!(
+            "the upgrade from Kubeflow {} to {} is not finished ({}); a plain apply would skip its migrations\n  hint: run `kfctl upgrade --to {}` to finish it",
+            open.from,
+            open.to,
+            format!("{:?}", open.outcome).to_lowercase(),
+            open.to
+        );
+    }
     let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, gate_timeout: args.gate_timeout, release: ReleaseRange::of(&app.config.version) };
     runtime()?.block_on(async {
         let (client, rendered) = connect_and_render(&args.app, &args.cluster, app).await?;

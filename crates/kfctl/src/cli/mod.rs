@@ -17,6 +17,7 @@ mod init;
 mod open;
 mod serve;
 mod status;
+mod upgrade;
 mod wait;
 
 /// Kubeflow in one command.
@@ -54,6 +55,10 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Serve the click-to-deploy web app.
     Serve(serve::ServeArgs),
+    /// Move the app to another Kubeflow release: show the plan, then apply it.
+    Upgrade(upgrade::UpgradeArgs),
+    /// Remove vendored releases the app no longer uses (kept by `upgrade` for a rollback).
+    Gc(upgrade::GcArgs),
 }
 
 /// How results are printed.
@@ -118,5 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Open(args) => open::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Upgrade(args) => upgrade::run(args),
+        Command::Gc(args) => upgrade::run_gc(args),
     }
 }

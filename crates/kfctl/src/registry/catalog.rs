@@ -634,8 +634,9 @@ impl Problems<'_> {
         if !is_date(&raw.released) {
             self.fail("released".into(), format!("{:?} is not a month like 2026-03", raw.released));
         }
-        if !raw.archive.url.starts_with("https://") {
-            self.fail("archive.url".into(), format!("{:?} is not an https:// URL", raw.archive.url));
+        // file:// for a catalog of one's own next to its archive (a fork, an air gap).
+        if !raw.archive.url.starts_with("https://") && !raw.archive.url.starts_with("file://") {
+            self.fail("archive.url".into(), format!("{:?} is not an https:// (or file://) URL", raw.archive.url));
         }
         match Pin::parse(&raw.archive.digest) {
             Ok(Pin::Tree(_)) => {}

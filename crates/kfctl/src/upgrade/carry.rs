@@ -35,7 +35,7 @@ impl CarryNote {
     pub fn line(&self) -> String {
         match self {
             CarryNote::Renamed { from, to, why } => format!("{from} -> {to}: {why}"),
-            CarryNote::Removed { component, why } => format!("{component}: removed ({why}); its objects are pruned"),
+            CarryNote::Removed { component, why } => format!("{component}: {why}; its objects are pruned"),
             CarryNote::Added { component, enabled: true } => format!("{component}: new, in the base set: enabled"),
             CarryNote::Added { component, enabled: false } => {
                 format!("{component}: new, optional: listed disabled (`kfctl component add {component}`)")
@@ -70,7 +70,7 @@ fn step(name: &str, x: &Release, y: &Release) -> Result<(String, Option<CarryNot
             return Ok((r.to.clone(), Some(note)));
         }
         if let Some(r) = y.upgrade.removed.iter().find(|r| r.name == name) {
-            return Err(format!("{} ({})", r.why, y.version));
+            return Err(format!("removed in {}: {}", y.version, r.why));
         }
         return Err(format!("Kubeflow {} has no component {name}", y.version));
     }
@@ -204,16 +204,16 @@ fn check_settings(c: &mut ComponentConfig, spec: &catalog::ComponentSpec, versio
             c.parameters.shift_remove(&key);
         }
     }
-    if let Some(variant) = &c.variant {
-        if !spec.variant_names().contains(&variant.as_str()) {
-            notes.push(CarryNote::NoLongerApplies {
-                component: c.name.clone(),
-                setting: format!("variant {variant}"),
-                why: format!("Kubeflow {version} has {}", if spec.variants.is_empty() { "no variants of it".to_string() } else { format!("variants {}", spec.variant_names().join(", ")) }),
-            });
-            if force {
-                c.variant = None;
-            }
+    if let Some(variant) = &c.variant
+        && !spec.variant_names().contains(&variant.as_str())
+    {
+        notes.push(CarryNote::NoLongerApplies {
+            component: c.name.clone(),
+            setting: format!("variant {variant}"),
+            why: format!("Kubeflow {version} has {}", if spec.variants.is_empty() { "no variants of it".to_string() } else { format!("variants {}", spec.variant_names().join(", ")) }),
+        });
+        if force {
+            c.variant = None;
         }
     }
 }
@@ -278,7 +278,7 @@ mod tests {
         let lines: Vec<String> = notes.iter().map(CarryNote::line).collect();
         assert!(new.component("oauth2-proxy").is_some_and(|c| c.enabled && c.images.len() == 1), "{lines:?}");
         assert!(new.component("kserve").is_some_and(|c| c.enabled), "kfserving became kserve: {lines:?}");
-        assert!(lines.iter().any(|l| l.starts_with("mpi-operator: removed (the training operator runs MPIJobs")), "{lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("mpi-operator: removed in v1.10.2: the training operator runs MPIJobs")), "{lines:?}");
         assert!(!lines.iter().any(|l| l.starts_with("seldon")), "seldon was disabled: nothing to say: {lines:?}");
     }
 

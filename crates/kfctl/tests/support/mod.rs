@@ -19,7 +19,10 @@
 //! `#[tokio::test]` has its own runtime).
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod fixture_release;
+pub mod kubeflow;
 pub mod mirror;
+pub mod sim_cluster;
 pub mod webhook;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,293 @@
+//! `kfctl upgrade` between two small fixture releases on the real API server of scripts/testenv:
+//! one test per kind of migration (an immutable field replaced, a component removed, one renamed,
+//! a blocking manual step), and a rollback with `kfctl gc`.
+//!
+//! The fixture releases are real release archives (tar.gz with a top-level directory, verified by
+//! their tree digest) with catalogs that kfctl reads from `$KFCTL_CATALOGS`, the directory a fork
+//! of Kubeflow uses for its own releases. Each test makes its own pair, named after its namespace,
+//! so tests run in parallel. Run inside the testenv:
+//! `scripts/testenv exec -- cargo test -p kfctl --test upgrade`.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use kube::api::{Api, DeleteParams};
+use support::TestNamespace;
+use support::fixture_release::FixtureReleases;
+
+/// Two releases of a fixture "Kubeflow": `old` and `new`, their archives and catalogs.
+struct Fixture {
+    ns: TestNamespace,
+    /// The app directory (created by `kfctl init` inside the releases' directory).
+    app: PathBuf,
+    releases: FixtureReleases,
+    old: String,
+    new: String,
+}
+
+impl Fixture {
+    /// Both releases of a fixture for this test, and the app initialised at the old one.
+    async fn new(test: &str) -> Fixture {
+        let ns = TestNamespace::new(test).await;
+        let releases = FixtureReleases::build(&ns.name);
+        let app = releases.work.path().join("app");
+        let fixture = Fixture { old: releases.old.clone(), new: releases.new.clone(), ns, app, releases };
+        fixture.run_ok(&["init"], &[fixture.app.to_str().unwrap(), "--registry", fixture.archive("old").to_str().unwrap(), "--version", &fixture.old, "--name", &fixture.ns.name]);
+        fixture
+    }
+
+    fn archive(&self, which: &str) -> PathBuf {
+        self.releases.archive(which)
+    }
+
+    /// kfctl with the fixture catalogs; `args` then, for commands on the app, the app directory
+    /// and its Application's namespace.
+    fn run(&self, command: &[&str], args: &[&str]) -> Output {
+        let mut cmd = self.ns.kfctl();
+        cmd.env("KFCTL_CATALOGS", self.releases.catalogs()).args(command).args(args);
+        match command[0] {
+            "init" => {}
+            "component" => {
+                cmd.arg("--app").arg(&self.app);
+            }
+            "gc" => {
+                cmd.arg(&self.app);
+            }
+            _ => {
+                cmd.arg(&self.app).args(["--app-namespace", &self.ns.name]);
+            }
+        }
+        cmd.output().expect("run kfctl")
+    }
+
+    fn run_ok(&self, command: &[&str], args: &[&str]) -> String {
+        let out = self.run(command, args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "kfctl {command:?} {args:?} failed:\n{text}");
+        text
+    }
+
+    fn run_err(&self, command: &[&str], args: &[&str]) -> String {
+        let out = self.run(command, args);
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.status.success(), "kfctl {command:?} {args:?} should have failed:\n{text}");
+        text
+    }
+
+    fn upgrade(&self, extra: &[&str]) -> Output {
+        let new_archive = self.archive("new");
+        let mut args = vec!["--to", &self.new, "--registry", new_archive.to_str().unwrap(), "--timeout", "3m"];
+        args.extend_from_slice(extra);
+        self.run(&["upgrade"], &args)
+    }
+
+    fn kfctl_yaml(&self) -> String {
+        std::fs::read_to_string(self.app.join("kfctl.yaml")).unwrap()
+    }
+
+    async fn config_map(&self, name: &str) -> Option<ConfigMap> {
+        self.ns.api::<ConfigMap>().get_opt(name).await.unwrap()
+    }
+
+    fn cluster_api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::ClusterResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        Api::all(self.ns.client.clone())
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // Cluster-scoped objects outlive the namespace: delete them by name.
+        let client = self.ns.client.clone();
+        let n = self.ns.name.clone();
+        let cleanup = async move {
+            for role in ["view", "edit"] {
+                let _ = Api::<ClusterRole>::all(client.clone()).delete(&format!("{n}-{role}"), &DeleteParams::default()).await;
+            }
+            let _ = Api::<ClusterRoleBinding>::all(client.clone()).delete(&format!("{n}-binding"), &DeleteParams::default()).await;
+        };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            tokio::task::block_in_place(|| handle.block_on(cleanup));
+        }
+    }
+}
+
+fn text_of(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn immutable_fields_are_replaced_by_the_catalog_and_by_what_the_server_refuses() {
+    let fx = Fixture::new("upgrade-replace").await;
+    fx.run_ok(&["apply"], &[]);
+    let bindings = fx.cluster_api::<ClusterRoleBinding>();
+    let old_binding = bindings.get(&format!("{}-binding", fx.ns.name)).await.unwrap();
+    let old_web = fx.ns.api::<Deployment>().get("web").await.unwrap();
+
+    let out = fx.upgrade(&["--yes"]);
+    let text = text_of(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains(&format!("kfctl deletes and recreates ClusterRoleBinding.rbac.authorization.k8s.io {}-binding (auth-binding): the binding grants the edit role now", fx.ns.name)), "{text}");
+    assert!(text.contains("kfctl deletes and recreates Deployment.apps ") && text.contains("web: the API server refuses the change"), "{text}");
+
+    let new_binding = bindings.get(&format!("{}-binding", fx.ns.name)).await.unwrap();
+    assert_ne!(new_binding.metadata.uid, old_binding.metadata.uid, "the binding was recreated");
+    assert_eq!(new_binding.role_ref.name, format!("{}-edit", fx.ns.name));
+    let new_web = fx.ns.api::<Deployment>().get("web").await.unwrap();
+    assert_ne!(new_web.metadata.uid, old_web.metadata.uid, "the Deployment was recreated");
+    assert_eq!(new_web.spec.unwrap().selector.match_labels.unwrap().get("tier").map(String::as_str), Some("front"));
+    // The old role is pruned: only the old release had it.
+    assert!(fx.cluster_api::<ClusterRole>().get_opt(&format!("{}-view", fx.ns.name)).await.unwrap().is_none());
+    // Nothing left to do.
+    let diff = fx.run(&["diff"], &[]);
+    assert_eq!(diff.status.code(), Some(0), "{}", text_of(&diff));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_component_is_pruned_and_its_settings_stop_the_upgrade_unless_forced() {
+    let fx = Fixture::new("upgrade-removed").await;
+    let patch = fx.app.join("legacy-patch.yaml");
+    std::fs::write(&patch, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: legacy\n  namespace: {}\ndata:\n  mine: \"1\"\n", fx.ns.name)).unwrap();
+    let config = fx.kfctl_yaml().replace("- name: legacy\n", "- name: legacy\n  patches:\n  - path: legacy-patch.yaml\n");
+    std::fs::write(fx.app.join("kfctl.yaml"), config).unwrap();
+    fx.run_ok(&["apply"], &[]);
+    assert_eq!(fx.config_map("legacy").await.unwrap().data.unwrap()["mine"], "1");
+
+    // The user's patch on the removed component no longer applies: stop, change nothing.
+    let before = fx.kfctl_yaml();
+    let out = fx.upgrade(&["--yes"]);
+    let text = text_of(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("legacy: patch legacy-patch.yaml no longer applies"), "{text}");
+    assert!(text.contains("--force"), "{text}");
+    assert_eq!(fx.kfctl_yaml(), before, "kfctl.yaml is untouched");
+    assert!(!fx.app.join(format!("registry/{}", fx.new)).exists(), "the new release was vendored and removed again");
+
+    let text = fx.run_ok(&["upgrade"], &["--to", &fx.new, "--registry", fx.archive("new").to_str().unwrap(), "--yes", "--force"]);
+    assert!(text.contains(&format!("legacy: removed in {}: nothing uses it any more; its objects are pruned", fx.new)), "{text}");
+    assert!(fx.config_map("legacy").await.is_none(), "legacy's ConfigMap is pruned");
+    assert!(fx.config_map("extra").await.is_some(), "the new base component is applied");
+    let yaml = fx.kfctl_yaml();
+    assert!(!yaml.contains("name: legacy") && yaml.contains("name: extra"), "{yaml}");
+    assert!(patch.is_file(), "the patch file stays");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_renamed_component_keeps_its_parameters_and_its_objects() {
+    let fx = Fixture::new("upgrade-renamed").await;
+    fx.run_ok(&["component", "set"], &["auth-old", "mode=relaxed"]);
+    fx.run_ok(&["apply"], &[]);
+    let before = fx.config_map("auth-config").await.unwrap();
+    assert_eq!(before.data.as_ref().unwrap()["mode"], "relaxed");
+
+    let text = fx.run_ok(&["upgrade"], &["--to", &fx.new, "--registry", fx.archive("new").to_str().unwrap(), "--yes"]);
+    assert!(text.contains("auth-old -> auth: auth-old is auth now"), "{text}");
+    let after = fx.config_map("auth-config").await.unwrap();
+    assert_eq!(after.metadata.uid, before.metadata.uid, "the same object, not recreated");
+    let data = after.data.unwrap();
+    assert_eq!((data["mode"].as_str(), data["version"].as_str()), ("relaxed", "2"), "the parameter carried over onto the new release's object");
+    let yaml = fx.kfctl_yaml();
+    assert!(yaml.contains("- name: auth\n") && yaml.contains("mode: relaxed") && !yaml.contains("auth-old"), "{yaml}");
+    let labels = after.metadata.labels.unwrap();
+    assert_eq!(labels.get("kfctl.kubeflow.org/component").map(String::as_str), Some("auth"), "{labels:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blocking_manual_step_stops_the_upgrade_until_confirmed_then_a_rollback_and_gc() {
+    let fx = Fixture::new("upgrade-manual").await;
+    fx.run_ok(&["component", "add"], &["store"]);
+    fx.run_ok(&["apply"], &[]);
+    let claim = fx.ns.api::<PersistentVolumeClaim>().get("store-data").await.unwrap();
+
+    let before = fx.kfctl_yaml();
+    let out = fx.upgrade(&["--yes"]);
+    let text = text_of(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("[you, BEFORE the upgrade (blocking)] move-store-data: the store keeps its data in object storage now"), "{text}");
+    assert!(text.contains("copy the files of PVC store-data into the bucket"), "{text}");
+    assert!(text.contains("1 manual step must be done before the upgrade; nothing was changed") && text.contains("--confirm move-store-data"), "{text}");
+    assert_eq!(fx.kfctl_yaml(), before);
+    assert_eq!(fx.config_map("store-settings").await.unwrap().data.unwrap()["backend"], "disk", "nothing applied");
+
+    fx.run_ok(&["upgrade"], &["--to", &fx.new, "--registry", fx.archive("new").to_str().unwrap(), "--yes", "--confirm", "move-store-data"]);
+    assert_eq!(fx.config_map("store-settings").await.unwrap().data.unwrap()["backend"], "object");
+    let yaml = fx.kfctl_yaml();
+    assert!(yaml.contains(&format!("from: {}", fx.old)) && yaml.contains("outcome: succeeded") && yaml.contains("- move-store-data"), "{yaml}");
+    let events = fx.ns.api::<k8s_openapi::api::core::v1::Event>().list(&Default::default()).await.unwrap();
+    let reasons: Vec<&str> = events.items.iter().filter_map(|e| e.reason.as_deref()).collect();
+    assert!(reasons.contains(&"UpgradeStarted") && reasons.contains(&"UpgradeSucceeded"), "{reasons:?}");
+
+    // Back: the old release comes from the app directory (its archive is gone), the manual step
+    // shows its rollback text and does not block, and the data's claim is the same one.
+    std::fs::remove_file(fx.archive("old")).unwrap();
+    let text = fx.run_ok(&["upgrade"], &["--to", &fx.old, "--yes"]);
+    assert!(text.contains("still vendored") && text.contains("copy the bucket back into PVC store-data"), "{text}");
+    assert_eq!(fx.config_map("store-settings").await.unwrap().data.unwrap()["backend"], "disk");
+    assert!(fx.config_map("legacy").await.is_some(), "the old release's component is back");
+    assert_eq!(fx.ns.api::<PersistentVolumeClaim>().get("store-data").await.unwrap().metadata.uid, claim.metadata.uid);
+
+    // gc removes the release the app no longer uses, and the history forgets its copy.
+    let text = fx.run_ok(&["gc"], &[]);
+    assert!(text.contains(&format!("removed registry/{}", fx.new)), "{text}");
+    assert!(!fx.app.join(format!("registry/{}", fx.new)).exists());
+    assert!(fx.app.join(format!("registry/{}", fx.old)).exists());
+    assert!(!fx.kfctl_yaml().contains("fromRegistry:"), "{}", fx.kfctl_yaml());
+    let text = fx.run_ok(&["gc"], &[]);
+    assert!(text.contains("nothing to remove"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prepared_upgrade_blocks_plain_apply_and_finishes_after_an_interruption() {
+    let fx = Fixture::new("upgrade-resume").await;
+    fx.run_ok(&["apply"], &[]);
+    let text = fx.run_ok(&["upgrade"], &["--to", &fx.new, "--registry", fx.archive("new").to_str().unwrap(), "--prepare"]);
+    assert!(text.contains("kfctl.yaml now names"), "{text}");
+    assert!(fx.kfctl_yaml().contains("outcome: prepared"), "{}", fx.kfctl_yaml());
+    assert!(fx.config_map("extra").await.is_none(), "--prepare touches no cluster");
+    let text = fx.run_err(&["apply"], &[]);
+    assert!(text.contains("is not finished (prepared)") && text.contains(&format!("kfctl upgrade --to {}", fx.new)), "{text}");
+
+    // Killed once the upgrade is under way (its start is recorded), then run again.
+    let mut child = fx.ns.kfctl();
+    child
+        .env("KFCTL_CATALOGS", fx.releases.catalogs())
+        .args(["upgrade", "--to", &fx.new, "--yes", "--output", "json"])
+        .arg(&fx.app)
+        .args(["--app-namespace", &fx.ns.name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = child.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let killed_after = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("UpgradeStarted") {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Some(line);
+            }
+        }
+        let _ = child.wait();
+        None
+    })
+    .await
+    .unwrap();
+    assert!(killed_after.is_some(), "the upgrade never said it started");
+    assert!(fx.kfctl_yaml().contains("outcome: applying"), "{}", fx.kfctl_yaml());
+
+    let text = fx.run_ok(&["upgrade"], &["--to", &fx.new, "--yes"]);
+    assert!(text.contains("Finishing the upgrade"), "{text}");
+    assert!(fx.config_map("extra").await.is_some());
+    assert!(fx.kfctl_yaml().contains("outcome: succeeded"));
+    let text = fx.run_err(&["upgrade"], &["--to", &fx.new, "--yes"]);
+    assert!(text.contains("nothing to upgrade"), "{text}");
+    fx.run_ok(&["apply"], &[]);
+}
