@@ -10,6 +10,8 @@
 //! Run inside the testenv, with the browser installed:
 //! `scripts/install-browser && scripts/testenv up && scripts/testenv exec -- cargo test -p kfctl --offline --test web_e2e`
 
+#[allow(dead_code)]
+mod support;
 mod webdriver;
 
 use std::io::{BufRead, BufReader, Read};
@@ -132,11 +134,20 @@ impl Drop for Server {
 
 impl Server {
     fn start(state_dir: &Path, registry: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(state_dir)
-            .arg("--registry")
-            .arg(registry)
+        Server::start_with(state_dir, Some(registry), None)
+    }
+
+    /// `kfctl serve`, with the operator's archive if any, and extra release catalogs if any.
+    fn start_with(state_dir: &Path, registry: Option<&Path>, catalogs: Option<&Path>) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_kfctl"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state_dir);
+        if let Some(registry) = registry {
+            command.arg("--registry").arg(registry);
+        }
+        if let Some(catalogs) = catalogs {
+            command.env("KFCTL_CATALOGS", catalogs);
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -479,4 +490,99 @@ async fn the_wizard_in_headless_chromium_deploys_to_ready_and_downloads_the_app(
 
     assert_login_set(&client, &name, &email).await;
     cleanup(&client, &job_app_dir(&state, &id)).await;
+}
+
+/// A deployment made through the web app, upgraded from its page: the plan shown as a
+/// confirmation page, the blocking manual step ticked, then an upgrade job of its own. Two small
+/// fixture releases (tests/support/fixture_release.rs) stand in for Kubeflow's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deployed_app_is_upgraded_from_its_page_after_the_plan_is_confirmed() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let kubeconfig = testenv_kubeconfig();
+    let _turn = CLUSTER.lock().await;
+    let client = kfctl::cluster::connect(Some(&kubeconfig), None).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let name = unique_name("web-upgrade");
+    // The fixture's objects live in a namespace named after the app; the Application in kubeflow.
+    let namespaces = kube::Api::<Namespace>::all(client.clone());
+    for ns in [name.as_str(), "kubeflow"] {
+        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        let _ = namespaces.create(&Default::default(), &namespace).await;
+    }
+    let releases = support::fixture_release::FixtureReleases::build(&name);
+    let server = Server::start_with(&state, None, Some(&releases.catalogs()));
+
+    let mut deploy = form(&name, &kubeconfig);
+    deploy["version"] = json!(releases.old);
+    deploy["components"] = json!(["web", "auth-old", "legacy", "store"]);
+    let response = server.post("/api/jobs", &deploy).await;
+    assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+    let id = json_of(response).await["id"].as_str().unwrap().to_string();
+    let events = follow(&server, &id).await;
+    assert_eq!(events.last().unwrap()["ok"], true, "{:#?}", events.iter().rev().take(20).collect::<Vec<_>>());
+
+    // The plan changes nothing; an upgrade job without the blocking step confirmed stops.
+    let plan = json_of(server.post(&format!("/api/jobs/{id}/upgrade/plan"), &json!({"to": releases.new})).await).await;
+    let text = plan["text"].as_str().unwrap();
+    assert!(text.contains("auth-old -> auth") && text.contains("kfctl deletes and recreates ClusterRoleBinding"), "{text}");
+    assert_eq!(plan["manual"][0]["id"], "move-store-data");
+    assert!(!job_app_dir(&state, &id).join(format!("registry/{}", releases.new)).exists(), "planning vendored nothing for good");
+    let stopped = json_of(server.post(&format!("/api/jobs/{id}/upgrade"), &json!({"to": releases.new})).await).await;
+    let stopped_events = follow(&server, stopped["id"].as_str().unwrap()).await;
+    let last = stopped_events.last().unwrap();
+    assert_eq!(last["ok"], false);
+    assert!(last["summary"].as_str().unwrap().contains("move-store-data"), "{last}");
+    let configs = kube::Api::<ConfigMap>::namespaced(client.clone(), &name);
+    assert!(configs.get_opt("extra").await.unwrap().is_none(), "the stopped upgrade applied something");
+
+    // In the browser: the deployment's page offers the upgrade; the plan, the box, the job.
+    let downloads = work.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let browser = Browser::start(&downloads).await;
+    let shots = artifacts_dir();
+    browser.goto(&format!("{}/?token={}", server.base, server.token)).await;
+    browser.wait_for("fieldset[data-step=platform]", Duration::from_secs(20)).await;
+    browser.goto(&format!("{}/#/job/{id}", server.base)).await;
+    browser.wait_until("return !document.querySelector('#job-upgrade').hidden", Duration::from_secs(30), "the upgrade offered").await;
+    assert_eq!(browser.text(&browser.find("#upgrade-current").await).await, releases.old);
+    browser.execute("const s = document.querySelector('#upgrade-to'); s.value = arguments[0]; s.dispatchEvent(new Event('change'))", json!([releases.new])).await;
+    browser.click(&browser.find("#upgrade-plan").await).await;
+    browser.wait_until("return !document.querySelector('#upgrade-review').hidden", LIMIT, "the plan shown").await;
+    let shown = browser.text(&browser.find("#upgrade-text").await).await;
+    assert!(shown.contains("auth-old -> auth"), "{shown}");
+    browser.execute("document.querySelector('#job-upgrade').scrollIntoView()", json!([])).await;
+    browser.screenshot(&shots.join("upgrade-1-plan.png")).await;
+    assert_eq!(browser.execute("return document.querySelector('#upgrade-start').disabled", json!([])).await, json!(true), "blocked until the step is ticked");
+    browser.click(&browser.find("#upgrade-steps input[value=move-store-data]").await).await;
+    browser.click(&browser.find("#upgrade-start").await).await;
+    browser.wait_until(&format!("return location.hash !== '#/job/{id}'"), Duration::from_secs(30), "the upgrade job opened").await;
+    browser.wait_until("return document.querySelector('#job-state').textContent === 'succeeded' || document.querySelector('#job-state').textContent === 'failed'", LIMIT, "the upgrade finished").await;
+    browser.screenshot(&shots.join("upgrade-2-done.png")).await;
+    let log = browser.text(&browser.find("#job-log").await).await;
+    assert_eq!(browser.text(&browser.find("#job-state").await).await, "succeeded", "{log}");
+    let upgrade_id = browser.url().await.rsplit('/').next().unwrap().to_string();
+
+    // The cluster is at the new release; each job's app directory is as that job left it.
+    assert_eq!(configs.get("store-settings").await.unwrap().data.unwrap()["backend"], "object");
+    assert!(configs.get_opt("extra").await.unwrap().is_some() && configs.get_opt("legacy").await.unwrap().is_none());
+    // (Read without validating: this test process has no $KFCTL_CATALOGS, the server has.)
+    let config_of = |job: &str| {
+        let text = std::fs::read_to_string(job_app_dir(&state, job).join("kfctl.yaml")).unwrap();
+        kfctl::config::AppConfig::from_yaml(&text).unwrap()
+    };
+    assert_eq!(config_of(&id).version, releases.old);
+    let upgraded = config_of(&upgrade_id);
+    assert_eq!(upgraded.version, releases.new);
+    assert_eq!(upgraded.history.last().unwrap().confirmed, ["move-store-data"]);
+
+    let delete = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+        .env("KFCTL_CATALOGS", releases.catalogs())
+        .env("KUBECONFIG", &kubeconfig)
+        .args(["delete", "--purge"])
+        .arg(job_app_dir(&state, &upgrade_id))
+        .output()
+        .unwrap();
+    assert!(delete.status.success(), "{}", String::from_utf8_lossy(&delete.stderr));
+    let _ = namespaces.delete(&name, &Default::default()).await;
 }

@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod events;
 pub mod jobs;
 mod routes;
+pub mod upgrade;
 pub mod wizard;
 
 use std::collections::HashMap;

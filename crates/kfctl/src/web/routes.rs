@@ -14,6 +14,8 @@
 //! | GET    | /api/jobs/{id}               | one job                                           |
 //! | GET    | /api/jobs/{id}/events        | its progress (SSE, resumable)                     |
 //! | GET    | /api/jobs/{id}/download      | its app directory as .tar.gz, without credentials |
+//! | POST   | /api/jobs/{id}/upgrade/plan  | the plan for upgrading its app (changes nothing)  |
+//! | POST   | /api/jobs/{id}/upgrade       | start upgrading its app (a new job)               |
 
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ use serde::Deserialize;
 use super::access::{self, refusal};
 use super::archive::{self, KnownSecrets};
 use super::deploy;
+use super::upgrade::{self, UpgradeRequest, UpgradeWebError};
 use super::events;
 use super::jobs::{Job, JobId};
 use super::wizard::{self, DeploymentForm, KubeconfigSource};
@@ -50,6 +53,8 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/jobs/{id}", get(job))
         .route("/api/jobs/{id}/events", get(job_events))
         .route("/api/jobs/{id}/download", get(download))
+        .route("/api/jobs/{id}/upgrade/plan", post(upgrade_plan))
+        .route("/api/jobs/{id}/upgrade", post(start_upgrade))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), access::guard))
@@ -242,5 +247,42 @@ async fn download(State(state): State<Arc<ServerState>>, Path(id): Path<String>)
             refusal(StatusCode::CONFLICT, "the app directory does not exist yet", "wait until the deployment has written it")
         }
         Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), "see the server's output"),
+    }
+}
+
+fn upgrade_refusal(err: UpgradeWebError) -> Response {
+    match err {
+        UpgradeWebError::NotDeployed(_) => refusal(StatusCode::CONFLICT, &err.to_string(), "upgrade a deployment that succeeded"),
+        UpgradeWebError::Upgrade(message) => refusal(StatusCode::UNPROCESSABLE_ENTITY, &message, "see the message; the app was not changed"),
+    }
+}
+
+async fn upgrade_plan(State(state): State<Arc<ServerState>>, Path(id): Path<String>, body: Result<Json<UpgradeRequest>, JsonRejection>) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    let job = match lookup(&state, &id) {
+        Ok(job) => job,
+        Err(response) => return response,
+    };
+    match upgrade::plan(&job, &request).await {
+        Ok(view) => Json(view).into_response(),
+        Err(err) => upgrade_refusal(err),
+    }
+}
+
+async fn start_upgrade(State(state): State<Arc<ServerState>>, Path(id): Path<String>, body: Result<Json<UpgradeRequest>, JsonRejection>) -> Response {
+    let Json(request) = match body {
+        Ok(body) => body,
+        Err(rejection) => return bad_json(rejection),
+    };
+    let job = match lookup(&state, &id) {
+        Ok(job) => job,
+        Err(response) => return response,
+    };
+    match upgrade::start(state.clone(), &job, request) {
+        Ok(new_job) => (StatusCode::ACCEPTED, Json(new_job.record())).into_response(),
+        Err(err) => upgrade_refusal(err),
     }
 }

@@ -14,6 +14,7 @@ const state = {
   kubeconfigContent: null,
   events: null,
   lastPreview: null,
+  upgradeJob: null,
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -347,6 +348,59 @@ function setJobState(record) {
       link.command ? el("div", { class: "help" }, "First run: ", el("code", { text: link.command })) : null)));
     $("#job-download").setAttribute("href", `/api/jobs/${record.id}/download`);
     $("#job-done").hidden = false;
+    showUpgrade(record);
+  }
+}
+
+// ---- upgrading a deployed app: the plan, confirmed, then a job of its own ----
+
+function showUpgrade(record) {
+  const section = $("#job-upgrade");
+  const others = state.catalog.versions.map((v) => v.version).filter((v) => v !== record.version);
+  section.hidden = record.state !== "succeeded" || others.length === 0;
+  if (section.hidden) return;
+  state.upgradeJob = record.id;
+  $("#upgrade-current").textContent = record.version;
+  $("#upgrade-to").replaceChildren(...others.map((v) => el("option", { value: v, text: v })));
+  $("#upgrade-review").hidden = true;
+}
+
+function upgradeReady() {
+  const boxes = $$("#upgrade-steps input[type=checkbox][data-blocking]");
+  $("#upgrade-start").disabled = !boxes.every((box) => box.checked);
+}
+
+async function planUpgrade() {
+  const button = $("#upgrade-plan");
+  const to = $("#upgrade-to").value;
+  button.disabled = true;
+  showBanner("");
+  try {
+    const plan = await api("POST", `/api/jobs/${state.upgradeJob}/upgrade/plan`, { to });
+    $("#upgrade-text").textContent = plan.text;
+    $("#upgrade-target").textContent = plan.to;
+    $("#upgrade-steps").replaceChildren(...plan.manual.filter((m) => m.blocking && !m.confirmed).map((m) => el("li", {},
+      el("label", {}, el("input", { type: "checkbox", value: m.id, "data-blocking": true }), ` I have done step ${m.id}: ${m.why}`))));
+    for (const box of $$("#upgrade-steps input")) box.addEventListener("change", upgradeReady);
+    $("#upgrade-review").hidden = false;
+    upgradeReady();
+  } catch (error) {
+    showBanner(`${error.message}${error.data && error.data.hint ? " — " + error.data.hint : ""}`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function startUpgrade() {
+  const button = $("#upgrade-start");
+  button.disabled = true;
+  const confirm = $$("#upgrade-steps input:checked").map((box) => box.value);
+  try {
+    const job = await api("POST", `/api/jobs/${state.upgradeJob}/upgrade`, { to: $("#upgrade-target").textContent, confirm });
+    location.hash = `#/job/${job.id}`;
+  } catch (error) {
+    showBanner(`${error.message}${error.data && error.data.hint ? " — " + error.data.hint : ""}`);
+    button.disabled = false;
   }
 }
 
@@ -472,6 +526,8 @@ function wire() {
   $("#version").addEventListener("change", fillComponents);
   $("#components-base").addEventListener("click", () => selectComponents(false));
   $("#components-all").addEventListener("click", () => selectComponents(true));
+  $("#upgrade-plan").addEventListener("click", planUpgrade);
+  $("#upgrade-start").addEventListener("click", startUpgrade);
   window.addEventListener("hashchange", route);
 }
 
