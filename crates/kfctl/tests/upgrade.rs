@@ -16,6 +16,9 @@ use std::process::Output;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use serde_json::json;
 use kube::api::{Api, DeleteParams};
 use support::TestNamespace;
 use support::fixture_release::FixtureReleases;
@@ -113,6 +116,7 @@ impl Drop for Fixture {
                 let _ = Api::<ClusterRole>::all(client.clone()).delete(&format!("{n}-{role}"), &DeleteParams::default()).await;
             }
             let _ = Api::<ClusterRoleBinding>::all(client.clone()).delete(&format!("{n}-binding"), &DeleteParams::default()).await;
+            let _ = Api::<CustomResourceDefinition>::all(client.clone()).delete(&format!("gadgets.{n}.kfctl.test"), &DeleteParams::default()).await;
         };
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             tokio::task::block_in_place(|| handle.block_on(cleanup));
@@ -290,4 +294,32 @@ async fn a_prepared_upgrade_blocks_plain_apply_and_finishes_after_an_interruptio
     let text = fx.run_err(&["upgrade"], &["--to", &fx.new, "--yes"]);
     assert!(text.contains("nothing to upgrade"), "{text}");
     fx.run_ok(&["apply"], &[]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crd_that_stops_serving_a_stored_version_has_its_objects_moved_first() {
+    let fx = Fixture::new("upgrade-storage").await;
+    fx.run_ok(&["apply"], &[]);
+    // The user's object, stored at v1alpha1 (the old storage version).
+    let group = format!("{}.kfctl.test", fx.ns.name);
+    let at = |version: &str| ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, version, "Gadget"), "gadgets");
+    let old_api = Api::<DynamicObject>::namespaced_with(fx.ns.client.clone(), &fx.ns.name, &at("v1alpha1"));
+    let gadget: DynamicObject = serde_json::from_value(json!({"apiVersion": format!("{group}/v1alpha1"), "kind": "Gadget",
+        "metadata": {"name": "mine", "namespace": fx.ns.name}, "spec": {"size": 3}}))
+    .unwrap();
+    let created = old_api.create(&PostParams::default(), &gadget).await.unwrap();
+    let crds = fx.cluster_api::<CustomResourceDefinition>();
+    let crd_name = format!("gadgets.{group}");
+    let stored = |crd: CustomResourceDefinition| crd.status.and_then(|s| s.stored_versions).unwrap_or_default();
+    assert_eq!(stored(crds.get(&crd_name).await.unwrap()), ["v1alpha1"]);
+
+    let text = fx.run_ok(&["upgrade"], &["--to", &fx.new, "--registry", fx.archive("new").to_str().unwrap(), "--yes"]);
+    assert!(text.contains(&format!("kfctl moves the objects of CRD {crd_name} from stored version v1alpha1 to v1")), "{text}");
+    let crd = crds.get(&crd_name).await.unwrap();
+    let served: Vec<String> = crd.spec.versions.iter().map(|v| v.name.clone()).collect();
+    assert_eq!(served, ["v1"], "the new CRD is installed");
+    assert_eq!(stored(crd), ["v1"]);
+    let now = Api::<DynamicObject>::namespaced_with(fx.ns.client.clone(), &fx.ns.name, &at("v1")).get("mine").await.unwrap();
+    assert_eq!(now.metadata.uid, created.metadata.uid);
+    assert_eq!(now.data["spec"], json!({"size": 3}));
 }

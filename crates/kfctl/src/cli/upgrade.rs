@@ -193,17 +193,20 @@ fn prepare_only(prepared: Prepared, json: bool) -> anyhow::Result<ExitCode> {
 
 #[derive(Debug, clap::Args)]
 pub struct GcArgs {
-    #[command(flatten)]
-    pub app: AppArgs,
+    /// The app directory (holding kfctl.yaml).
+    #[arg(default_value = ".")]
+    pub dir: std::path::PathBuf,
+    #[arg(long, value_enum, default_value_t)]
+    pub output: super::OutputFormat,
     /// Only say what would be removed.
     #[arg(long)]
     pub dry_run: bool,
 }
 
 pub fn run_gc(args: GcArgs) -> anyhow::Result<ExitCode> {
-    let mut app = App::open(&args.app.dir).with_context(|| format!("cannot open app directory {}", args.app.dir.display()))?;
+    let mut app = App::open(&args.dir).with_context(|| format!("cannot open app directory {}", args.dir.display()))?;
     let collected = upgrade::gc::collect(&mut app, args.dry_run)?;
-    if args.app.output == super::OutputFormat::Json {
+    if args.output == super::OutputFormat::Json {
         println!("{}", serde_json::to_string(&collected)?);
         return Ok(ExitCode::SUCCESS);
     }

@@ -19,6 +19,7 @@
 
 pub mod carry;
 pub mod gc;
+pub mod storage;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,6 +72,8 @@ pub enum UpgradeError {
     Unconfirmed { steps: Vec<ManualAction> },
     #[error("cannot replace {object}: {reason}\n  hint: delete it by hand (`kubectl delete {kubectl}`), then run the upgrade again")]
     Replace { object: String, kubectl: String, reason: String },
+    #[error("cannot move the objects of CRD {crd} to its new stored version: {reason}\n  hint: fix the cause and run the upgrade again; objects already rewritten stay as they are")]
+    Storage { crd: String, reason: String },
     #[error("the upgrade to Kubeflow {to} applied, but the app is not ready: {reason}\n  hint: `kfctl status` shows what is not ready; `kfctl upgrade --to {to}` again waits once more")]
     NotReady { to: String, reason: String },
 }
@@ -128,6 +131,8 @@ pub struct UpgradePlan {
     pub resuming: bool,
     pub components: Vec<CarryNote>,
     pub replace: Vec<ReplaceAction>,
+    /// CRDs whose objects kfctl moves to a new stored version first.
+    pub storage: Vec<storage::StorageMigration>,
     pub manual: Vec<ManualAction>,
     pub diff: AppDiff,
 }
@@ -366,6 +371,7 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
         let why = format!("the API server refuses the change: {}", d.reason.as_deref().unwrap_or("a field is immutable"));
         replace.push(ReplaceAction { object: d.object.clone(), migration: None, why, target });
     }
+    let storage = storage::find(client, rendered).await.map_err(|e| UpgradeError::Apply(ApplyError::Api { reason: crate::cluster::error_chain(&e) }))?;
     Ok(UpgradePlan {
         app: prepared.new.config.name.clone(),
         from: prepared.from.clone(),
@@ -373,6 +379,7 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
         resuming: prepared.resuming,
         components: prepared.notes.clone(),
         replace,
+        storage,
         manual,
         diff,
     })
@@ -437,8 +444,11 @@ impl UpgradePlan {
             }
         }
         out.push_str("\nMigrations:\n");
-        if self.replace.is_empty() && self.manual.is_empty() {
+        if self.replace.is_empty() && self.manual.is_empty() && self.storage.is_empty() {
             out.push_str("  none\n");
+        }
+        for m in &self.storage {
+            out.push_str(&format!("  {}\n", m.line()));
         }
         for r in &self.replace {
             let id = r.migration.as_deref().map(|id| format!(" ({id})")).unwrap_or_default();
@@ -619,6 +629,11 @@ async fn run_upgrade(
     sink: &dyn ProgressSink,
     events: &EventRecorder<'_>,
 ) -> Result<Upgraded, UpgradeError> {
+    for m in &plan.storage {
+        sink.report(Progress::Message { text: m.line() });
+        let rewritten = storage::migrate(client, m).await.map_err(|reason| UpgradeError::Storage { crd: m.crd.clone(), reason })?;
+        events.record(false, "StorageMigrated", &format!("CRD {}: {rewritten} objects rewritten at {}; stored versions: {}", m.crd, m.to, m.to));
+    }
     let resolver = KindResolver::new(client.clone());
     let mut replaced = Vec::new();
     for r in &plan.replace {

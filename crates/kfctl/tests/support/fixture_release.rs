@@ -6,7 +6,8 @@
 //! The old release has components web, auth-old, legacy and store (optional); the new one changes
 //! web's selector (immutable), renames auth-old to auth and binds another role (an immutable
 //! roleRef, replaced by a catalog migration), drops legacy, adds extra, and makes moving the
-//! store's data the user's job (a blocking manual step).
+//! store's data the user's job (a blocking manual step). Web's CRD (gadgets) stores v1alpha1 in the
+//! old release and no longer serves it in the new one (a stored-version migration).
 
 #![allow(dead_code)]
 
@@ -41,6 +42,18 @@ pub fn binding(ns: &str, name: &str, role: &str) -> Value {
     json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
         "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": ns}]})
+}
+
+/// CRD `gadgets.<n>.kfctl.test` serving `versions` (name, storage), one schema for all.
+pub fn gadget_crd(n: &str, versions: &[(&str, bool)]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|(name, storage)| json!({"name": name, "served": true, "storage": storage,
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}))
+        .collect();
+    json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": format!("gadgets.{n}.kfctl.test")},
+        "spec": {"group": format!("{n}.kfctl.test"), "scope": "Namespaced",
+            "names": {"kind": "Gadget", "plural": "gadgets", "singular": "gadget", "listKind": "GadgetList"}, "versions": versions}})
 }
 
 pub fn pvc(ns: &str, name: &str) -> Value {
@@ -106,7 +119,10 @@ impl FixtureReleases {
 
         // The old release: web, auth-old (renamed auth later), legacy (removed later), store (optional).
         let tree = work.path().join("src-old").join(format!("fixture-{old}"));
-        write_component(&tree, "web", &[("deployment.yaml", deployment(&n, "web", json!({"app": "web"}), "example.invalid/web:1"))]);
+        write_component(&tree, "web", &[
+            ("deployment.yaml", deployment(&n, "web", json!({"app": "web"}), "example.invalid/web:1")),
+            ("crd.yaml", gadget_crd(&n, &[("v1alpha1", true), ("v1", false)])),
+        ]);
         write_component(&tree, "auth", &[
             ("config.yaml", config_map(&n, "auth-config", json!({"mode": "strict"}))),
             ("role.yaml", cluster_role(&format!("{n}-view"), &["get"])),
@@ -130,7 +146,10 @@ impl FixtureReleases {
         // role (immutable roleRef: a catalog migration), legacy is gone, extra is new, moving the
         // store's data is the user's (a blocking manual step).
         let tree = work.path().join("src-new").join(format!("fixture-{new}"));
-        write_component(&tree, "web", &[("deployment.yaml", deployment(&n, "web", json!({"app": "web", "tier": "front"}), "example.invalid/web:2"))]);
+        write_component(&tree, "web", &[
+            ("deployment.yaml", deployment(&n, "web", json!({"app": "web", "tier": "front"}), "example.invalid/web:2")),
+            ("crd.yaml", gadget_crd(&n, &[("v1", true)])),
+        ]);
         write_component(&tree, "auth", &[
             ("config.yaml", config_map(&n, "auth-config", json!({"mode": "strict", "version": "2"}))),
             ("role.yaml", cluster_role(&format!("{n}-edit"), &["get", "update"])),
