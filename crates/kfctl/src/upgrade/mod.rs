@@ -362,14 +362,29 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
             });
         }
     }
-    // Changes the API server refuses as immutable, which no catalog foresaw.
-    for d in &diff.replace {
+    // Changes the API server refuses to make in place, which no catalog foresaw: an immutable
+    // field, or an update it finds invalid though a fresh object is not (removing a probe leaves
+    // its defaulted fields behind). Workloads, Services and bindings are recreated; an object
+    // that holds data or other objects never is: the user decides.
+    let refused = diff.replace.iter().chain(diff.change.iter().filter(|d| d.reason.as_deref().is_some_and(refused_as_invalid)));
+    for d in refused {
         if replace.iter().any(|r| r.object == d.object) {
             continue;
         }
         let Some(target) = rendered.objects.iter().map(|o| target_of(&o.object)).find(|t| display(t) == d.object) else { continue };
-        let why = format!("the API server refuses the change: {}", d.reason.as_deref().unwrap_or("a field is immutable"));
-        replace.push(ReplaceAction { object: d.object.clone(), migration: None, why, target });
+        let reason = d.reason.as_deref().unwrap_or("a field is immutable");
+        if RECREATED_KINDS.contains(&target.kind.as_str()) {
+            let why = format!("the API server refuses the change in place: {reason}");
+            replace.push(ReplaceAction { object: d.object.clone(), migration: None, why, target });
+        } else {
+            manual.push(ManualAction {
+                id: format!("replace-{}-{}", target.kind.to_lowercase(), target.name),
+                why: format!("the API server refuses to change {} in place ({reason}), and kfctl does not delete a {} for you", d.object, target.kind),
+                instructions: format!("Keep what it holds (back it up), delete it (`kubectl delete {}`), and confirm: the upgrade creates it anew.", target.kubectl()),
+                blocking: true,
+                confirmed: prepared.confirmed.iter().any(|c| *c == format!("replace-{}-{}", target.kind.to_lowercase(), target.name)),
+            });
+        }
     }
     let storage = storage::find(client, rendered).await.map_err(|e| UpgradeError::Apply(ApplyError::Api { reason: crate::cluster::error_chain(&e) }))?;
     Ok(UpgradePlan {
@@ -383,6 +398,16 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
         manual,
         diff,
     })
+}
+
+/// Kinds an upgrade deletes and creates again when the API server refuses to change them in
+/// place: nothing of the user's lives in them (pods are recreated by their controllers anyway).
+const RECREATED_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet", "Job", "Service", "RoleBinding", "ClusterRoleBinding", "PodDisruptionBudget"];
+
+/// A dry-run refusal of an update as invalid (the API server's 422 says "KIND NAME is invalid: ..."),
+/// as `kfctl diff` reports it.
+fn refused_as_invalid(reason: &str) -> bool {
+    reason.contains(" is invalid: ")
 }
 
 fn find_rendered<'a>(rendered: &'a RenderedApp, kind: &str, name: &str, namespace: Option<&str>) -> Option<&'a Value> {

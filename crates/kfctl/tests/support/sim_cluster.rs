@@ -33,8 +33,10 @@ pub fn add(app: &Path, version: &str) -> Vec<String> {
     let mut config = AppConfig::load(&config_path).expect("kfctl.yaml");
     let mut patched = Vec::new();
     for (component, patches) in index {
-        let c = config.component_mut(&component).unwrap_or_else(|| panic!("the overlay patches {component}, which the app lacks"));
-        assert!(c.enabled, "{component} is not in the base set");
+        let c = config.component_mut(&component).unwrap_or_else(|| panic!("the overlay patches {component}, which the release lacks"));
+        if !c.enabled {
+            continue; // an optional component this app does not enable
+        }
         for mut patch in patches {
             assert!(overlay.join(&patch.path).is_file(), "{version}/patches.yaml names {}, which is not there", patch.path.display());
             patch.path = Path::new(DIR).join(version).join(&patch.path);
