@@ -153,6 +153,28 @@ fn shown(value: &Value) -> String {
 /// What the next apply of `rendered` as `target` would do (see the module documentation).
 /// Writes nothing.
 pub async fn diff_rendered(client: &Client, target: &AppTarget, rendered: &RenderedApp, opts: &ApplyOptions) -> Result<AppDiff, ApplyError> {
+    diff_assessed(client, target, rendered, opts, None).await
+}
+
+/// [`diff_rendered`] with the cluster reads [`prefetch`](super::prefetch) made while the app
+/// rendered.
+pub async fn diff_prefetched(
+    client: &Client,
+    target: &AppTarget,
+    rendered: &RenderedApp,
+    opts: &ApplyOptions,
+    warm: super::Prefetched,
+) -> Result<AppDiff, ApplyError> {
+    diff_assessed(client, target, rendered, opts, Some(warm)).await
+}
+
+async fn diff_assessed(
+    client: &Client,
+    target: &AppTarget,
+    rendered: &RenderedApp,
+    opts: &ApplyOptions,
+    warm: Option<super::Prefetched>,
+) -> Result<AppDiff, ApplyError> {
     let mut times = StageTimes::from_env();
     let warnings = Mutex::new(Vec::new());
     let sink = |p: Progress| {
@@ -160,7 +182,7 @@ pub async fn diff_rendered(client: &Client, target: &AppTarget, rendered: &Rende
             warnings.lock().expect("warnings lock").push(text);
         }
     };
-    let Assessment { resolver, plan, live, pending, prune, .. } = assess(client, target, rendered, opts, &sink, &mut times).await?;
+    let Assessment { resolver, plan, live, pending, prune, .. } = assess(client, target, rendered, opts, &sink, &mut times, warm).await?;
     let mut diff = AppDiff { warnings: warnings.into_inner().expect("warnings lock"), ..AppDiff::default() };
 
     let objects: Vec<&PlannedObject> = plan.phases.iter().flat_map(|p| &p.objects).collect();

@@ -25,7 +25,7 @@ use crate::plan::{
     APP_LABEL, AppTarget, FIELD_MANAGER, InventoryEntry, KindTable, PhaseName, Plan, PlanError, PlannedObject,
 };
 use crate::progress::{Progress, ProgressSink, StageTimes};
-pub use changes::{AppDiff, FieldChange, ObjectDiff, diff_app, diff_rendered};
+pub use changes::{AppDiff, FieldChange, ObjectDiff, diff_app, diff_prefetched, diff_rendered};
 pub use delete::{DeleteReport, delete_target};
 pub(crate) use delete::api_for;
 
@@ -299,7 +299,7 @@ pub async fn apply_rendered(
 ) -> Result<ApplyReport, ApplyError> {
     let mut times = StageTimes::from_env();
     let Assessment { resolver, plan, previous, desired, records, live: _, pending, prune } =
-        assess(client, target, rendered, opts, sink, &mut times).await?;
+        assess(client, target, rendered, opts, sink, &mut times, None).await?;
 
     let mut report = ApplyReport::default();
     if pending.is_empty() && prune.is_empty() && previous == desired {
@@ -351,17 +351,35 @@ async fn assess(
     opts: &ApplyOptions,
     sink: &dyn ProgressSink,
     times: &mut StageTimes,
+    warm: Option<Prefetched>,
 ) -> Result<Assessment, ApplyError> {
-    let resolver = KindResolver::new(client.clone());
+    let (resolver, warm_group_versions, warm_inventory, warm_version, warm_metadata) = match warm {
+        Some(w) => (w.resolver, w.group_versions, Some(w.inventory), Some(w.version), w.metadata),
+        None => (KindResolver::new(client.clone()), BTreeSet::new(), None, None, MetadataLists::new()),
+    };
     let mut objects = rendered.objects.clone();
     objects.extend(health::application::objects(target, &rendered.objects));
     let group_versions: BTreeSet<String> = objects
         .iter()
         .filter_map(|o| o.object.get("apiVersion").and_then(Value::as_str).map(str::to_owned))
+        .filter(|gv| !warm_group_versions.contains(gv))
         .collect();
     // Discovery, the inventory and the server's version at once: none needs the others.
-    let (discovered, inventory, version) =
-        tokio::join!(resolver.refresh(group_versions), inventory::read_with_applied(client, target), client.apiserver_version());
+    let (discovered, inventory, version) = tokio::join!(
+        resolver.refresh(group_versions),
+        async {
+            match warm_inventory {
+                Some(inventory) => inventory,
+                None => inventory::read_with_applied(client, target).await,
+            }
+        },
+        async {
+            match warm_version {
+                Some(version) => version,
+                None => client.apiserver_version().await,
+            }
+        },
+    );
     discovered.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
     let (mut previous, recorded) = inventory?;
     resolver.add_crds(objects.iter().map(|o| &o.object));
@@ -386,7 +404,7 @@ async fn assess(
         times.mark("full lists", &format!("{} objects", live.len()));
         (live, HashSet::new())
     } else {
-        let metas = fetch_metadata(client, &resolver, &plan).await?;
+        let metas = fetch_metadata(client, &resolver, &plan, warm_metadata).await?;
         times.mark("metadata lists", &format!("{} objects", metas.len()));
         let tracked = applied::generation_tracked_kinds(&plan);
         let mut certain = HashSet::new();
@@ -703,14 +721,31 @@ fn typed_value(item: DynamicObject, resource: &ApiResource) -> Value {
     v
 }
 
+/// Metadata-only lists by (apiVersion, kind): identity and metadata of each object listed.
+type MetadataLists = HashMap<(String, String), Vec<(Identity, ObjectMeta)>>;
+
 /// The metadata of this app's live objects, one metadata-only list per kind (label-selected),
-/// keyed by identity. Shared objects are left out (they carry no app label; they are read in
-/// full).
-async fn fetch_metadata(client: &Client, resolver: &KindResolver, plan: &Plan) -> Result<HashMap<Identity, ObjectMeta>, ApplyError> {
-    let selector = format!("{APP_LABEL}={}", plan.app);
-    let lists: Vec<Vec<(Identity, ObjectMeta)>> = stream::iter(planned_kinds(plan))
-        .filter_map(|(gv, kind)| async move { resolver.resolve(&gv, &kind) })
-        .map(|resolved| {
+/// keyed by identity; kinds in `known` were listed already. Shared objects are left out (they
+/// carry no app label; they are read in full).
+async fn fetch_metadata(client: &Client, resolver: &KindResolver, plan: &Plan, mut known: MetadataLists) -> Result<HashMap<Identity, ObjectMeta>, ApplyError> {
+    let kinds = planned_kinds(plan);
+    let todo: BTreeSet<(String, String)> = kinds.iter().filter(|k| !known.contains_key(*k)).cloned().collect();
+    let listed = list_metadata(client, resolver, todo, &plan.app).await.map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
+    let known: Vec<Vec<(Identity, ObjectMeta)>> = kinds.iter().filter_map(|k| known.remove(k)).collect();
+    Ok(listed.into_values().chain(known).flatten().collect())
+}
+
+/// One metadata-only list of app `app`'s objects (label-selected) per kind of `kinds`.
+async fn list_metadata(
+    client: &Client,
+    resolver: &KindResolver,
+    kinds: BTreeSet<(String, String)>,
+    app: &str,
+) -> Result<MetadataLists, kube::Error> {
+    let selector = format!("{APP_LABEL}={app}");
+    stream::iter(kinds)
+        .filter_map(|(gv, kind)| async move { resolver.resolve(&gv, &kind).map(|resolved| ((gv, kind), resolved)) })
+        .map(|(key, resolved)| {
             let selector = selector.clone();
             async move {
                 let api: Api<DynamicObject> = Api::all_with(client.clone(), &resolved.resource);
@@ -718,27 +753,60 @@ async fn fetch_metadata(client: &Client, resolver: &KindResolver, plan: &Plan) -
                     Ok(list) => list,
                     // As in `fetch_live`: not allowed to list means everything is applied, and
                     // a kind not served yet has no objects.
-                    Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => return Ok(Vec::new()),
+                    Err(kube::Error::Api(s)) if s.code == 403 || s.code == 404 => return Ok((key, Vec::new())),
                     Err(e) => return Err(e),
                 };
                 let ar = resolved.resource;
-                Ok::<_, kube::Error>(
-                    list.items
-                        .into_iter()
-                        .map(|item| {
-                            let m = item.metadata;
-                            let identity = (ar.group.clone(), ar.kind.clone(), m.namespace.clone(), m.name.clone().unwrap_or_default());
-                            (identity, m)
-                        })
-                        .collect(),
-                )
+                let items = list
+                    .items
+                    .into_iter()
+                    .map(|item| {
+                        let m = item.metadata;
+                        let identity = (ar.group.clone(), ar.kind.clone(), m.namespace.clone(), m.name.clone().unwrap_or_default());
+                        (identity, m)
+                    })
+                    .collect();
+                Ok((key, items))
             }
         })
         .buffer_unordered(16)
         .try_collect()
         .await
-        .map_err(|e| ApplyError::Api { reason: crate::cluster::error_chain(&e) })?;
-    Ok(lists.into_iter().flatten().collect())
+}
+
+/// The cluster reads of an apply that need only the app's inventory, not its render, so they can
+/// run while the app renders (see [`prefetch`]).
+pub struct Prefetched {
+    resolver: KindResolver,
+    /// The group-versions `resolver` has discovered.
+    group_versions: BTreeSet<String>,
+    inventory: Result<(Vec<InventoryEntry>, applied::AppliedState), InventoryError>,
+    version: Result<k8s_openapi::apimachinery::pkg::version::Info, kube::Error>,
+    /// Metadata lists of the kinds the inventory records.
+    metadata: MetadataLists,
+}
+
+/// Read what the assessment of `target` needs before its render exists: the inventory, the
+/// server's version, discovery and metadata lists of the kinds the inventory records (with
+/// records, these are the kinds of a no-change apply). A read that fails is left out here; the
+/// assessment does it again and reports its error.
+pub async fn prefetch(client: &Client, target: &AppTarget) -> Prefetched {
+    let resolver = KindResolver::new(client.clone());
+    let (inventory, version) = tokio::join!(inventory::read_with_applied(client, target), client.apiserver_version());
+    let mut group_versions = BTreeSet::new();
+    let mut metadata = MetadataLists::new();
+    // Without records the assessment lists objects in full, not their metadata.
+    if let Ok((entries, recorded)) = &inventory
+        && !recorded.is_empty()
+    {
+        let gvs: BTreeSet<String> = entries.iter().map(|e| e.reference.api_version()).collect();
+        if resolver.refresh(gvs.clone()).await.is_ok() {
+            group_versions = gvs;
+            let kinds = entries.iter().map(|e| (e.reference.api_version(), e.reference.kind.clone())).collect();
+            metadata = list_metadata(client, &resolver, kinds, &target.name).await.unwrap_or_default();
+        }
+    }
+    Prefetched { resolver, group_versions, inventory, version, metadata }
 }
 
 /// Apply one object with retries; the outcome compares resourceVersions before and after. Also

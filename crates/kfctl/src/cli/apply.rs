@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::AppArgs;
-use super::common::{ClusterArgs, connect_and_render, open_target, parse_duration, runtime};
+use super::common::{ClusterArgs, connect, open_target, parse_duration, render, runtime};
 use crate::apply::{ApplyOptions, ReleaseRange, apply_rendered, plan_for};
 use crate::plan::KindTable;
 use crate::progress::Printer;
@@ -58,7 +58,11 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
     }
     let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, gate_timeout: args.gate_timeout, release: ReleaseRange::of(&app.config.version) };
     runtime()?.block_on(async {
-        let (client, rendered) = connect_and_render(&args.app, &args.cluster, app).await?;
+        let mut times = crate::progress::StageTimes::from_env();
+        let client = connect(&args.app, &args.cluster, &app).await?;
+        times.mark("connect", "");
+        let rendered = render(app).await?;
+        times.mark("render", "");
         let report = apply_rendered(&client, &target, &rendered, &opts, &printer).await?;
         if report.wrote {
             // Show the fresh objects in the Application right away; `kfctl wait` follows them.

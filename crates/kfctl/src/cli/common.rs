@@ -44,18 +44,9 @@ pub(super) async fn connect(args: &AppArgs, cluster: &ClusterArgs, app: &App) ->
     Ok(crate::cluster::connect(kubeconfig.as_deref(), context.as_deref()).await?)
 }
 
-/// Connect to the app's cluster, then render the app on a blocking thread (stage times with
-/// `KFCTL_STAGE_TIMES`): what `apply` and `diff` start with.
-pub(super) async fn connect_and_render(args: &AppArgs, cluster: &ClusterArgs, app: App) -> anyhow::Result<(kube::Client, crate::app::RenderedApp)> {
-    let mut times = crate::progress::StageTimes::from_env();
-    let client = connect(args, cluster, &app).await?;
-    times.mark("connect", "");
-    let rendered = tokio::task::spawn_blocking(move || app.render())
-        .await
-        .context("rendering panicked")?
-        .context("cannot render the app")?;
-    times.mark("render", "");
-    Ok((client, rendered))
+/// Render the app on a blocking thread: the render is CPU work, the cluster reads can go on.
+pub(super) async fn render(app: App) -> anyhow::Result<crate::app::RenderedApp> {
+    tokio::task::spawn_blocking(move || app.render()).await.context("rendering panicked")?.context("cannot render the app")
 }
 
 /// "90", "90s", "15m", "1h".

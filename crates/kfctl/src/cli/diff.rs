@@ -4,8 +4,8 @@
 use std::process::ExitCode;
 
 use super::AppArgs;
-use super::common::{ClusterArgs, connect_and_render, open_target, runtime};
-use crate::apply::{AppDiff, ApplyOptions, ReleaseRange, diff_rendered};
+use super::common::{ClusterArgs, connect, open_target, render, runtime};
+use crate::apply::{AppDiff, ApplyOptions, ReleaseRange, diff_prefetched, prefetch};
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
@@ -31,8 +31,14 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
     let (app, target) = open_target(&args.app.dir, &args.cluster)?;
     let opts = ApplyOptions { release: ReleaseRange::of(&app.config.version), ..ApplyOptions::default() };
     let diff = runtime()?.block_on(async {
-        let (client, rendered) = connect_and_render(&args.app, &args.cluster, app).await?;
-        anyhow::Ok(diff_rendered(&client, &target, &rendered, &opts).await?)
+        let mut times = crate::progress::StageTimes::from_env();
+        let client = connect(&args.app, &args.cluster, &app).await?;
+        times.mark("connect", "");
+        // The inventory, discovery and metadata lists of the recorded kinds while the app renders.
+        let (rendered, warm) = tokio::join!(render(app), prefetch(&client, &target));
+        let rendered = rendered?;
+        times.mark("render (and reads meanwhile)", "");
+        anyhow::Ok(diff_prefetched(&client, &target, &rendered, &opts, warm).await?)
     })?;
     if args.app.output == super::OutputFormat::Json {
         let json = JsonDiff { changes: !diff.is_empty(), summary: diff.summary(), diff: &diff };
