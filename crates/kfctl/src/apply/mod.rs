@@ -304,9 +304,12 @@ pub async fn apply_rendered(
         .collect();
     // Discovery, the inventory and the server's version at once: none needs the others.
     let (discovered, inventory, version) =
-        tokio::join!(resolver.refresh(group_versions), inventory::read_with_applied(client, target), client.apiserver_version());
+        tokio::join!(resolver.refresh(group_versions), inventory::read_reconciled(client, target, true), client.apiserver_version());
     discovered.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
-    let (mut previous, recorded) = inventory?;
+    // Everything the app owns, by its label too (an interrupted run may not have recorded it).
+    let owned = inventory?;
+    owned.report(sink);
+    let (mut previous, recorded) = (owned.entries, owned.applied);
     resolver.add_crds(objects.iter().map(|o| &o.object));
     check_apis_served(&resolver, &objects, version.ok(), opts.release.as_ref(), sink)?;
     let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
