@@ -227,7 +227,7 @@ fn mutate(rng: &mut StdRng, text: &mut Vec<u8>, is_kustomization: bool, dir_name
             format!("{what} nested {depth} deep under {key}")
         }
         8 => {
-            let what = match rng.random_range(0..4) {
+            match rng.random_range(0..4) {
                 0 => {
                     // Aliases that expand exponentially ("billion laughs").
                     let mut s = String::from("\nx0: &a0 [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n");
@@ -254,8 +254,7 @@ fn mutate(rng: &mut StdRng, text: &mut Vec<u8>, is_kustomization: bool, dir_name
                     text.extend_from_slice(docs.as_bytes());
                     format!("{n} more documents")
                 }
-            };
-            what
+            }
         }
         9 => {
             let entry = match rng.random_range(0..3) {
