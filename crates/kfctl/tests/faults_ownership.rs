@@ -86,6 +86,8 @@ impl Fixture {
     fn kfctl(&self, args: &[&str]) -> Command {
         let mut cmd = support::kfctl_command(&self.kubeconfig);
         cmd.args(args).arg(self.app.path()).args(["--app-namespace", &self.app_ns()]);
+        // A killed apply leaves its lock: the next step takes it over once it expires.
+        cmd.env("KFCTL_LOCK_LEASE_SECONDS", "3");
         cmd
     }
 
@@ -232,6 +234,12 @@ impl Fixture {
                 self.run(&["delete", "--purge"]);
                 let left = self.settled().await;
                 assert!(left.is_empty(), "{trace}: delete --purge left objects of the app: {left:?}");
+                // Nor the app namespace (the lock, which lives there, recreates it for the run).
+                let namespaces: Api<Namespace> = Api::all(self.client.clone());
+                support::wait_until("the app namespace to go after purge", Duration::from_secs(60), || async {
+                    namespaces.get_opt(&self.app_ns()).await.unwrap().is_none()
+                })
+                .await;
             }
             Step::Kill(writes) => {
                 let (written, killed) = self.apply_killed(writes);

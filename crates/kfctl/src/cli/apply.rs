@@ -34,6 +34,10 @@ pub struct ApplyArgs {
     /// `List`, without contacting the cluster.
     #[arg(long)]
     pub dry_run: bool,
+    /// Fail at once when another kfctl run (or a web-app job) holds the app's lock, instead of
+    /// waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -57,8 +61,10 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             .context("rendering panicked")?
             .context("cannot render the app")?;
         times.mark("render", "");
-        let report = apply_rendered(&client, &target, &rendered, &opts, &printer).await?;
-        if report.wrote {
+        let lock = crate::lock::acquire(&client, &target, "kfctl apply", !args.no_wait, &printer).await?;
+        let applied = apply_rendered(&client, &target, &rendered, &opts, &printer).await;
+        lock.release().await;
+        if applied?.wrote {
             // Show the fresh objects in the Application right away; `kfctl wait` follows them.
             crate::health::refresh(&client, &target, &printer).await?;
         }
