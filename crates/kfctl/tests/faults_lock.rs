@@ -182,3 +182,127 @@ async fn the_lock_of_a_killed_holder_is_taken_over_once_it_expires() {
         assert!(cms.get_opt(name).await.unwrap().is_some(), "ConfigMap {name} missing after the apply that took over");
     }
 }
+
+/// A `kfctl serve` deploying from `registry`, killed on drop.
+struct WebServer {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl WebServer {
+    fn start(state: &std::path::Path, registry: &std::path::Path, lease_seconds: u32) -> WebServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(state)
+            .arg("--registry")
+            .arg(registry)
+            .env("KFCTL_LOCK_LEASE_SECONDS", lease_seconds.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kfctl serve");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let url = stdout.lines().map_while(Result::ok).find(|l| l.starts_with("http://")).expect("kfctl serve printed its URL");
+        let (base, token) = url.split_once("/?token=").unwrap();
+        WebServer { child, base: base.into(), token: token.into() }
+    }
+
+    /// Starts a deployment job; returns its id.
+    async fn deploy(&self, form: &serde_json::Value) -> String {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let session = http.get(format!("{}/api/session", self.base)).bearer_auth(&self.token).send().await.unwrap().bytes().await.unwrap();
+        let session: serde_json::Value = serde_json::from_slice(&session).unwrap();
+        let response = http
+            .post(format!("{}/api/jobs", self.base))
+            .bearer_auth(&self.token)
+            .header("x-kfctl-csrf", session["csrf_token"].as_str().unwrap())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(form.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
+        body["id"].as_str().unwrap().to_string()
+    }
+}
+
+/// The messages of a job's log so far, and whether it has ended.
+fn job_log(state: &std::path::Path, id: &str) -> (Vec<String>, bool) {
+    let text = std::fs::read_to_string(state.join("jobs").join(id).join("events.jsonl")).unwrap_or_default();
+    let mut ended = false;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        ended |= event["last"] == true;
+        let p = &event["progress"];
+        lines.push(p["text"].as_str().or(p["summary"].as_str()).map_or_else(|| p.to_string(), str::to_owned));
+    }
+    (lines, ended)
+}
+
+/// A web-app deployment job of an app whose lock a CLI run holds waits, naming the CLI run; the
+/// CLI run killed, the job takes the lock over once it expires and deploys. Then a CLI
+/// `delete --no-wait` runs at once (the job released the lock) and removes what the job made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_web_app_job_waits_for_a_cli_holder_and_takes_its_lock_over_once_it_dies() {
+    let ns = TestNamespace::new("lock-web").await;
+    let work = tempfile::tempdir().unwrap();
+    let registry = support::registry::fixture_registry(&work.path().join("fixture"), &ns.name);
+    // The web app's apps live in namespace kubeflow; the CLI's app has the same name and place.
+    let cli_app = AppDir::new(&ns.name);
+    cli_app.component("settings", &[json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "from-the-cli", "namespace": ns.name}, "data": {"k": "v"}})]);
+    cli_app.config(&["settings"]);
+    let mut cmd = ns.kfctl();
+    cmd.args(["apply", "--output", "json"]).arg(cli_app.path()).args(["--app-namespace", "kubeflow"]).env("KFCTL_LOCK_LEASE_SECONDS", "10");
+    let mut cli = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let cli_pid = format!("pid {}", cli.id());
+    for line in BufReader::new(cli.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        if line.contains("\"object_applied\"") {
+            cli.kill().unwrap();
+            break;
+        }
+    }
+    cli.wait().unwrap();
+
+    let state = work.path().join("state");
+    let server = WebServer::start(&state, &registry, 3);
+    let form = json!({
+        "name": ns.name,
+        "version": "v1.4.1",
+        "platform": {"kind": "existing", "kubeconfig": {"source": "server_path", "path": ns.env.kubeconfig}, "context": null},
+        "components": kfctl::registry::catalog::release("v1.4.1").unwrap().components.iter().filter(|c| c.base).map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        "user": {"email": "lock@example.com", "password": "lock-Correct-Horse-42"},
+    });
+    let id = server.deploy(&form).await;
+    let mut log = Vec::new();
+    support::wait_until("the web-app job to end", Duration::from_secs(300), || {
+        let (lines, ended) = job_log(&state, &id);
+        log = lines;
+        async move { ended }
+    })
+    .await;
+    let text = log.join("\n");
+    let waited = log.iter().any(|l| l.starts_with(&format!("waiting for the lock of app {}: held by", ns.name)) && l.contains(&cli_pid) && l.contains("(kfctl apply)"));
+    assert!(waited, "the job did not say it waited for the CLI run:\n{text}");
+    assert!(text.contains(&format!("took over the lock of app {}: its holder", ns.name)), "{text}");
+    assert!(text.contains("Kubeflow v1.4.1 is ready"), "the job did not deploy after taking the lock:\n{text}");
+
+    // The job released the lock: a CLI delete of its app runs at once.
+    let job_app = state.join("jobs").join(&id).join("app");
+    let out = ns.kfctl().args(["delete", "--purge", "--no-wait"]).arg(&job_app).output().unwrap();
+    assert!(out.status.success(), "{}", text_of(&out));
+    let cms = ns.api::<ConfigMap>();
+    assert!(cms.get_opt("from-the-cli").await.unwrap().is_none(), "the CLI run's object outlived the job's prune and the delete");
+}

@@ -20,6 +20,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod mirror;
+pub mod registry;
 pub mod webhook;
 
 use std::collections::BTreeMap;
