@@ -14,6 +14,7 @@ pub mod config;
 pub mod deploy;
 pub mod discovery;
 pub mod health;
+pub mod interrupt;
 pub mod inventory;
 pub mod lock;
 pub mod plan;

@@ -463,7 +463,9 @@ async fn write_plan(
                 name: o.reference.name.clone(),
                 reason: reason.clone(),
             });
-            events.record(true, "ApplyFailed", &format!("{} [{}]: {reason}", o.reference, o.component));
+            if reason != crate::interrupt::NOT_STARTED {
+                events.record(true, "ApplyFailed", &format!("{} [{}]: {reason}", o.reference, o.component));
+            }
             report.failed.push(FailedObject { component: o.component.clone(), object: o.reference.to_string(), reason });
         }
         schedule::Written::HeldBack(webhook) => {
