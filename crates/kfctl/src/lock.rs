@@ -30,6 +30,8 @@ const PURPOSE_ANNOTATION: &str = "kfctl.kubeflow.org/purpose";
 pub enum LockError {
     #[error("app {app} is locked by {holder} ({purpose}), renewed {renewed} ago, Lease {namespace}/{lease}\n  hint: wait for it to finish (run again without --no-wait to wait), or, if that process is gone, the lock expires {expires}")]
     Held { app: String, namespace: String, lease: String, holder: String, purpose: String, renewed: String, expires: String },
+    #[error("not allowed to use the app's lock (Lease {namespace}/{lease}): {reason}")]
+    Forbidden { namespace: String, lease: String, reason: String },
     #[error("cannot take the lock of app {app} (Lease {namespace}/{lease}): {reason}\n  hint: kfctl needs to get, create, update and delete Leases (coordination.k8s.io) in namespace {namespace}; check the cluster is reachable and `kubectl auth can-i create leases -n {namespace}`")]
     Api { app: String, namespace: String, lease: String, reason: String },
 }
@@ -54,6 +56,12 @@ pub fn holder_identity() -> String {
 
 /// The lock, held until [`LockGuard::release`] (or, if the process dies, until it expires).
 pub struct LockGuard {
+    /// None when the user may not use Leases there: the run goes on without a lock.
+    held: Option<HeldLease>,
+}
+
+/// A Lease this process holds.
+struct HeldLease {
     api: Api<Lease>,
     name: String,
     /// The last Lease this process wrote (renewals replace it).
@@ -67,6 +75,13 @@ pub struct LockGuard {
 impl LockGuard {
     /// Stop renewing and delete the Lease (only if it is still this process's).
     pub async fn release(self) {
+        let Some(held) = self.held else { return };
+        held.release().await;
+    }
+}
+
+impl HeldLease {
+    async fn release(self) {
         self.renewer.abort();
         // An aborted renewal may still be mid-request: let it end before reading what it wrote.
         while !self.renewer.is_finished() {
@@ -80,7 +95,7 @@ impl LockGuard {
     }
 }
 
-impl Drop for LockGuard {
+impl Drop for HeldLease {
     fn drop(&mut self) {
         // Not released (an error path): stop renewing; the Lease expires on its own.
         self.renewer.abort();
@@ -91,15 +106,37 @@ impl Drop for LockGuard {
 /// holder has it: with `wait`, say who and wait until it is released or expires; without, fail
 /// at once naming the holder. A missing app namespace is created (the app's own apply would).
 pub async fn acquire(client: &Client, target: &AppTarget, purpose: &str, wait: bool, sink: &dyn ProgressSink) -> Result<LockGuard, LockError> {
+    match acquire_lease(client, target, purpose, wait, sink).await {
+        Ok(held) => Ok(LockGuard { held: Some(held) }),
+        // A user who may not use Leases can still be allowed to write the app (the RBAC
+        // preflight says what else is missing): go on without the lock, and say so.
+        Err(LockError::Forbidden { reason, namespace, .. }) => {
+            sink.report(Progress::Message {
+                text: format!(
+                    "warning: running without the app's lock (another kfctl run could write at the same time): {reason}\n  hint: allow get, create, update and delete on leases.coordination.k8s.io in namespace {namespace}"
+                ),
+            });
+            Ok(LockGuard { held: None })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn acquire_lease(client: &Client, target: &AppTarget, purpose: &str, wait: bool, sink: &dyn ProgressSink) -> Result<HeldLease, LockError> {
     let name = lease_name(target);
     let api: Api<Lease> = Api::namespaced(client.clone(), &target.namespace);
     let duration = lease_duration();
     let me = holder_identity();
-    let api_error = |e: kube::Error| LockError::Api {
-        app: target.name.clone(),
-        namespace: target.namespace.clone(),
-        lease: name.clone(),
-        reason: crate::cluster::error_chain(&e),
+    let api_error = |e: kube::Error| match e {
+        kube::Error::Api(s) if s.code == 403 => {
+            LockError::Forbidden { namespace: target.namespace.clone(), lease: name.clone(), reason: s.message.clone() }
+        }
+        e => LockError::Api {
+            app: target.name.clone(),
+            namespace: target.namespace.clone(),
+            lease: name.clone(),
+            reason: crate::cluster::error_chain(&e),
+        },
     };
     let mut said_waiting: Option<String> = None;
     loop {
@@ -165,7 +202,7 @@ pub async fn acquire(client: &Client, target: &AppTarget, purpose: &str, wait: b
             }
             let lease = Arc::new(Mutex::new(lease));
             let renewer = tokio::spawn(renew(api.clone(), name.clone(), lease.clone(), duration, sink_text(target)));
-            return Ok(LockGuard { api, name, lease, renewer, client: client.clone(), namespace: target.namespace.clone() });
+            return Ok(HeldLease { api, name, lease, renewer, client: client.clone(), namespace: target.namespace.clone() });
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
