@@ -77,6 +77,8 @@ pub struct DeployOptions {
     /// How long Kubeflow may take to become ready.
     pub ready_timeout: Duration,
     pub words: Words,
+    /// Who writes, for the app's lock (see [`crate::lock`]): `kfctl deploy`, `web-app job ID`.
+    pub purpose: String,
 }
 
 /// A finished deployment.
@@ -125,6 +127,8 @@ pub enum InstallError {
     Apply(ApplyError),
     #[error(transparent)]
     Wait(HealthError),
+    #[error(transparent)]
+    Lock(crate::lock::LockError),
 }
 
 /// Run the whole deployment (see the module's documentation), reporting into `sink`.
@@ -169,7 +173,7 @@ pub async fn deploy(opts: DeployOptions, sink: &dyn ProgressSink) -> Result<Depl
     }
 
     // 4. Kubeflow: the Kubernetes resources.
-    match install(&client, &app, opts.ready_timeout, &say, sink).await {
+    match install(&client, &app, opts.ready_timeout, &opts.purpose, &say, sink).await {
         Ok(status) => Ok(Deployed { app, client, access: provisioned.access, created, status: Some(status) }),
         Err(source) => Err(DeployError::Install { dir: app.dir.clone(), created, source }),
     }
@@ -204,6 +208,7 @@ async fn install(
     client: &Client,
     app: &App,
     timeout: Duration,
+    purpose: &str,
     say: &dyn Fn(Step<'_>),
     sink: &dyn ProgressSink,
 ) -> Result<AppStatus, InstallError> {
@@ -213,7 +218,11 @@ async fn install(
         .map_err(InstallError::RenderStopped)?
         .map_err(|source| InstallError::Render { dir: app.dir.clone(), source })?;
     say(Step::Rendered { objects: rendered.objects.len() });
-    apply::apply_app(client, app, &rendered, &ApplyOptions::default(), sink).await.map_err(InstallError::Apply)?;
+    // One writer per app: held while writing, not while waiting for readiness.
+    let lock = crate::lock::acquire(client, &crate::plan::AppTarget::for_app(app), purpose, true, sink).await.map_err(InstallError::Lock)?;
+    let applied = apply::apply_app(client, app, &rendered, &ApplyOptions::default(), sink).await;
+    lock.release().await;
+    applied.map_err(InstallError::Apply)?;
     say(Step::Applied);
     health::wait_ready(client, app, timeout, sink).await.map_err(InstallError::Wait)
 }

@@ -10,7 +10,6 @@
 //! Run inside the testenv, with the browser installed:
 //! `scripts/install-browser && scripts/testenv up && scripts/testenv exec -- cargo test -p kfctl --offline --test web_e2e`
 
-#[allow(dead_code)]
 mod support;
 mod webdriver;
 
@@ -53,69 +52,6 @@ fn unique_name(prefix: &str) -> String {
     let mut bytes = [0u8; 3];
     rand::rng().fill_bytes(&mut bytes);
     format!("{prefix}-{}", hex::encode(bytes))
-}
-
-/// Writes a Kubeflow-v1.4.1-shaped registry archive whose objects live in namespace `ns`.
-fn fixture_registry(dir: &Path, ns: &str) -> PathBuf {
-    let release = catalog::release("v1.4.1").unwrap();
-    let root = dir.join("src/manifests-1.4.1");
-    let write = |rel: &str, text: String| {
-        let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    };
-    let kustomization = |resources: &[&str], extra: &str| {
-        format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n{}{extra}", resources.iter().map(|r| format!("- {r}\n")).collect::<String>())
-    };
-    let deployment = |name: &str| {
-        format!(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      labels: {{app: {name}}}\n    spec:\n      containers:\n      - name: main\n        image: registry.invalid/kfctl-e2e/{name}:1\n"
-        )
-    };
-    for component in &release.components {
-        for path in &component.paths {
-            let slug = path.replace('/', "-").replace('.', "-");
-            let configmap = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {slug}\n  namespace: {ns}\ndata:\n  component: {}\n", component.name);
-            match component.name.as_str() {
-                "kubeflow-namespace" => {
-                    write(&format!("{path}/namespaces.yaml"), format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: kubeflow\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n"));
-                    write(&format!("{path}/kustomization.yaml"), kustomization(&["namespaces.yaml"], ""));
-                }
-                "dex" => {
-                    write(
-                        "common/dex/base/config-map.yaml",
-                        format!(
-                            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dex\n  namespace: {ns}\ndata:\n  config.yaml: |\n    issuer: http://dex.auth.svc.cluster.local:5556/dex\n    staticPasswords:\n    - email: user@example.com\n      hash: $2y$12$4K/VkmDd1q1Orb3xAt82zu8gk7Ad6ReFR4LCP9UeYE90NLiN9Df72\n      username: user\n      userID: \"15841185641784\"\n"
-                        ),
-                    );
-                    write("common/dex/base/kustomization.yaml", kustomization(&["config-map.yaml"], ""));
-                    write(&format!("{path}/kustomization.yaml"), kustomization(&["../../base"], ""));
-                }
-                "user-namespace" => {
-                    write(
-                        &format!("{path}/kustomization.yaml"),
-                        format!(
-                            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {ns}\nconfigMapGenerator:\n- name: default-install-config\n  literals:\n  - user=user@example.com\n  - profile-name=kubeflow-user-example-com\ngeneratorOptions:\n  disableNameSuffixHash: true\n"
-                        ),
-                    );
-                }
-                "istio" | "central-dashboard" | "notebooks" if path == &component.paths[0] => {
-                    write(&format!("{path}/objects.yaml"), format!("{configmap}---\n{}", deployment(&format!("{}-e2e", component.name))));
-                    write(&format!("{path}/kustomization.yaml"), kustomization(&["objects.yaml"], ""));
-                }
-                _ => {
-                    write(&format!("{path}/objects.yaml"), configmap);
-                    write(&format!("{path}/kustomization.yaml"), kustomization(&["objects.yaml"], ""));
-                }
-            }
-        }
-    }
-    let archive = dir.join("fixture-registry.tar.gz");
-    let file = std::fs::File::create(&archive).unwrap();
-    let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(file, flate2::Compression::default()));
-    tar.append_dir_all("manifests-1.4.1", &root).unwrap();
-    tar.into_inner().unwrap().finish().unwrap();
-    archive
 }
 
 /// A running `kfctl serve` deploying from the fixture registry, killed on drop.
@@ -310,7 +246,7 @@ async fn two_deployments_at_once_through_the_api_each_keep_their_own_outcome_and
     let state = work.path().join("state");
     let good = unique_name("web-api");
     let bad = unique_name("web-api-down");
-    let registry = fixture_registry(&work.path().join("fixture"), &good);
+    let registry = support::registry::fixture_registry(&work.path().join("fixture"), &good);
     let server = Server::start(&state, &registry);
 
     // Both start at once: one to the test cluster, one to a cluster that does not answer.
@@ -379,7 +315,7 @@ async fn the_wizard_in_headless_chromium_deploys_to_ready_and_downloads_the_app(
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("state");
     let name = unique_name("web-ui");
-    let registry = fixture_registry(&work.path().join("fixture"), &name);
+    let registry = support::registry::fixture_registry(&work.path().join("fixture"), &name);
     let server = Server::start(&state, &registry);
     let shots = artifacts_dir();
     let downloads = work.path().join("downloads");

@@ -182,7 +182,7 @@ async fn diff_assessed(
             warnings.lock().expect("warnings lock").push(text);
         }
     };
-    let Assessment { resolver, plan, live, pending, prune, .. } = assess(client, target, rendered, opts, &sink, &mut times, warm).await?;
+    let Assessment { resolver, plan, live, pending, prune, .. } = assess(client, target, rendered, opts, &sink, &mut times, warm, false).await?;
     let mut diff = AppDiff { warnings: warnings.into_inner().expect("warnings lock"), ..AppDiff::default() };
 
     let objects: Vec<&PlannedObject> = plan.phases.iter().flat_map(|p| &p.objects).collect();
@@ -437,6 +437,7 @@ async fn pruned(client: &Client, resolver: &KindResolver, target: &AppTarget, pr
     // Kinds only the old config had are not in the plan's discovery.
     let gvs: BTreeSet<String> = prune.iter().map(|e| e.reference.api_version()).collect();
     let _ = resolver.refresh(gvs).await;
+    let kept_claims = &delete::kept_claims(prune, false);
     let checked: Vec<Option<Pruned>> = stream::iter(prune)
         .map(|e| async move {
             let entry = |reason: Option<String>| ObjectDiff {
@@ -445,7 +446,7 @@ async fn pruned(client: &Client, resolver: &KindResolver, target: &AppTarget, pr
                 fields: Vec::new(),
                 reason,
             };
-            match delete::deletable(client, resolver, target, e, false).await {
+            match delete::deletable(client, resolver, target, e, false, kept_claims).await {
                 Ok(_) => Some(Pruned::Deleted(entry(None))),
                 Err(Ok(delete::KeepReason::Gone)) => None,
                 Err(Ok(why)) => Some(Pruned::Kept(entry(Some(why.to_string())))),

@@ -1,8 +1,10 @@
 //! Deleting what kfctl applied: prune (objects that left the config) and `kfctl delete`.
 //!
-//! Only objects that are both in kfctl's inventory and still carry the app's label are deleted.
+//! Only objects that carry the app's label are deleted: those the inventory lists, and (for
+//! `kfctl delete`) those it no longer lists, found by the label (see `inventory::labelled`).
 //! CRDs (deleting one deletes every custom resource of its kind) and PersistentVolumeClaims (user
-//! data) are kept unless purging; a Namespace holding objects kfctl does not own is kept too.
+//! data) are kept unless purging; a Namespace holding objects kfctl does not own, or a claim kept
+//! that way, is kept too (deleting it would delete them).
 //! The Application CRD that all apps share is in no app's inventory: `delete --purge` removes it
 //! only when no other Application is left on the cluster.
 
@@ -17,7 +19,7 @@ use kube::Client;
 use super::ApplyError;
 use crate::discovery::{KindResolver, ResolvedKind};
 use crate::inventory;
-use crate::plan::{AppTarget, InventoryEntry, MANAGED_BY_LABEL, PhaseName, SHARED_CRDS, is_builtin_group, is_kfctl_owned, sort_for_deletion};
+use crate::plan::{APP_LABEL, AppTarget, COMPONENT_LABEL, InventoryEntry, MANAGED_BY_LABEL, PhaseName, SHARED_CRDS, is_builtin_group, is_kfctl_owned, sort_for_deletion};
 use crate::progress::{Progress, ProgressSink};
 
 /// How long kfctl waits for one group of deletions to finish before going on.
@@ -30,6 +32,8 @@ pub enum KeepReason {
     KeptWithoutPurge,
     /// A Namespace that still holds objects kfctl does not own (one of them named).
     HoldsForeignObjects(String),
+    /// A Namespace that holds a PersistentVolumeClaim kept without --purge (one of them named).
+    HoldsKeptClaims(String),
     /// Someone removed kfctl's label: it is not kfctl's any more.
     NotOwned,
     /// Already gone.
@@ -39,7 +43,7 @@ pub enum KeepReason {
 impl KeepReason {
     /// Whether the entry stays in the inventory (kfctl still owns it).
     pub fn keeps_inventory(&self) -> bool {
-        matches!(self, KeepReason::KeptWithoutPurge | KeepReason::HoldsForeignObjects(_))
+        matches!(self, KeepReason::KeptWithoutPurge | KeepReason::HoldsForeignObjects(_) | KeepReason::HoldsKeptClaims(_))
     }
 }
 
@@ -48,6 +52,7 @@ impl std::fmt::Display for KeepReason {
         match self {
             KeepReason::KeptWithoutPurge => f.write_str("kept: CRDs and PVCs are removed only with --purge"),
             KeepReason::HoldsForeignObjects(o) => write!(f, "kept: it holds {o}, which kfctl does not own"),
+            KeepReason::HoldsKeptClaims(o) => write!(f, "kept: it holds {o}, kept without --purge (deleting the namespace would delete it)"),
             KeepReason::NotOwned => f.write_str("left alone: it no longer carries kfctl's label"),
             KeepReason::Gone => f.write_str("already gone"),
         }
@@ -83,6 +88,7 @@ pub async fn delete_entries(
 ) -> DeleteOutcome {
     let mut entries = entries.to_vec();
     sort_for_deletion(&mut entries);
+    let kept_claims = &kept_claims(&entries, purge);
     let gvs: BTreeSet<String> = entries.iter().map(|e| e.reference.api_version()).collect();
     let _ = resolver.refresh(gvs).await;
     let mut groups: BTreeMap<(std::cmp::Reverse<PhaseName>, bool), Vec<InventoryEntry>> = BTreeMap::new();
@@ -91,9 +97,9 @@ pub async fn delete_entries(
     }
     let mut outcome = DeleteOutcome::default();
     for ((_, _), group) in groups {
-        let results: Vec<(InventoryEntry, Result<Option<String>, Result<KeepReason, String>>)> = stream::iter(group)
+        let results: Vec<(InventoryEntry, DeleteResult)> = stream::iter(group)
             .map(|e| async move {
-                let r = delete_one(client, resolver, target, &e, purge).await;
+                let r = delete_one(client, resolver, target, &e, purge, kept_claims).await;
                 (e, r)
             })
             .buffer_unordered(16)
@@ -136,6 +142,25 @@ pub async fn delete_entries(
     outcome
 }
 
+/// Claims among `entries` kept without --purge, by namespace (one named per namespace): their
+/// namespace must stay too.
+pub(crate) fn kept_claims(entries: &[InventoryEntry], purge: bool) -> BTreeMap<String, String> {
+    if purge {
+        return BTreeMap::new();
+    }
+    entries
+        .iter()
+        .filter(|e| is_kept_without_purge(&e.reference) && e.reference.kind == "PersistentVolumeClaim")
+        .filter_map(|e| e.reference.namespace.clone().map(|ns| (ns, e.reference.to_string())))
+        .collect()
+}
+
+/// CRDs (deleting one deletes every custom resource of its kind) and PersistentVolumeClaims
+/// (user data) stay unless purging.
+fn is_kept_without_purge(r: &crate::plan::ObjectRef) -> bool {
+    (r.group == "apiextensions.k8s.io" && r.kind == "CustomResourceDefinition") || (r.group.is_empty() && r.kind == "PersistentVolumeClaim")
+}
+
 /// The API of a resolved kind, namespaced where the kind is.
 pub(crate) fn api_for(client: &Client, resolved: &ResolvedKind, namespace: Option<&str>) -> Api<DynamicObject> {
     match (namespace, resolved.namespaced) {
@@ -145,14 +170,18 @@ pub(crate) fn api_for(client: &Client, resolved: &ResolvedKind, namespace: Optio
 }
 
 /// Ok(uid) when deletion was requested; Err(Ok(reason)) when kept; Err(Err(text)) on failure.
+type DeleteResult = Result<Option<String>, Result<KeepReason, String>>;
+
+/// See [`DeleteResult`].
 async fn delete_one(
     client: &Client,
     resolver: &KindResolver,
     target: &AppTarget,
     e: &InventoryEntry,
     purge: bool,
-) -> Result<Option<String>, Result<KeepReason, String>> {
-    let (api, uid) = deletable(client, resolver, target, e, purge).await?;
+    kept_claims: &BTreeMap<String, String>,
+) -> DeleteResult {
+    let (api, uid) = deletable(client, resolver, target, e, purge, kept_claims).await?;
     match api.delete(&e.reference.name, &DeleteParams::background()).await {
         Ok(_) => Ok(uid),
         Err(kube::Error::Api(s)) if s.code == 404 => Err(Ok(KeepReason::Gone)),
@@ -162,19 +191,24 @@ async fn delete_one(
 
 /// Whether deleting `e` goes ahead, found by reading only: Ok(its API and uid) when it would be
 /// deleted; Err(Ok(reason)) when it is kept; Err(Err(text)) when it cannot be read. `delete_one`
-/// acts on it, `kfctl diff` shows it.
+/// acts on it, `kfctl diff` shows it. `kept_claims`: see [`kept_claims`].
 pub(crate) async fn deletable(
     client: &Client,
     resolver: &KindResolver,
     target: &AppTarget,
     e: &InventoryEntry,
     purge: bool,
+    kept_claims: &BTreeMap<String, String>,
 ) -> Result<(Api<DynamicObject>, Option<String>), Result<KeepReason, String>> {
     let r = &e.reference;
-    let keep_without_purge = (r.group == "apiextensions.k8s.io" && r.kind == "CustomResourceDefinition")
-        || (r.group.is_empty() && r.kind == "PersistentVolumeClaim");
-    if keep_without_purge && !purge {
+    if is_kept_without_purge(r) && !purge {
         return Err(Ok(KeepReason::KeptWithoutPurge));
+    }
+    if r.group.is_empty()
+        && r.kind == "Namespace"
+        && let Some(claim) = kept_claims.get(&r.name)
+    {
+        return Err(Ok(KeepReason::HoldsKeptClaims(claim.clone())));
     }
     let Some(resolved) = resolver.resolve(&r.api_version(), &r.kind) else {
         // The kind is gone (its CRD was deleted): so is the object.
@@ -234,21 +268,39 @@ async fn foreign_object_in(client: &Client, namespace: &str, app: &str) -> Optio
     None
 }
 
-/// `kfctl delete`: remove everything in the app's inventory, in reverse order; with `purge`, also
-/// the shared Application CRD when this app's Application was the last one.
+/// `kfctl delete`: remove everything the app owns (its inventory and whatever else carries its
+/// label), in reverse order; with `purge`, also the shared Application CRD when this app's
+/// Application was the last one.
 pub async fn delete_target(client: &Client, target: &AppTarget, purge: bool, sink: &dyn ProgressSink) -> Result<DeleteReport, ApplyError> {
-    let entries = inventory::read(client, target).await?;
+    let owned = inventory::read_reconciled(client, target, true).await?;
+    owned.report(sink);
+    let entries = owned.entries;
     let resolver = KindResolver::new(client.clone());
     // Inventories written before the Application CRD was shared still list it: never one app's.
     let own: Vec<InventoryEntry> = entries.iter().filter(|e| !e.reference.is_shared()).cloned().collect();
     let outcome = delete_entries(client, &resolver, target, &own, purge, sink).await;
-    let mut report = DeleteReport::default();
-    report.deleted = outcome.deleted.iter().map(|e| e.reference.to_string()).collect();
+    let mut report = DeleteReport { deleted: outcome.deleted.iter().map(|e| e.reference.to_string()).collect(), ..Default::default() };
     if purge {
         purge_shared_crds(client, target, sink, &mut report).await;
     }
     let mut remaining: Vec<InventoryEntry> = Vec::new();
     for (e, why) in &outcome.kept {
+        if purge && matches!(why, KeepReason::HoldsForeignObjects(_)) {
+            // Purged, the app leaves nothing labelled as its own: the namespace stays for what
+            // it holds, but is no longer kfctl's (a later apply takes it back).
+            match release(client, &resolver, e).await {
+                Ok(()) => {
+                    let text = format!("{}: {why}; released (kfctl's labels removed)", e.reference);
+                    sink.report(Progress::Message { text: text.clone() });
+                    report.kept.push(text);
+                }
+                Err(reason) => {
+                    report.failed.push(format!("{}: {why}; could not remove kfctl's labels: {reason}", e.reference));
+                    remaining.push(e.clone());
+                }
+            }
+            continue;
+        }
         if why.keeps_inventory() {
             report.kept.push(format!("{}: {why}", e.reference));
             remaining.push(e.clone());
@@ -264,13 +316,31 @@ pub async fn delete_target(client: &Client, target: &AppTarget, purge: bool, sin
         .iter()
         .any(|e| e.reference.group.is_empty() && e.reference.kind == "Namespace" && e.reference.name == target.namespace);
     if !namespace_deleted {
-        if remaining.is_empty() {
-            inventory::remove(client, target).await?;
+        let written = if remaining.is_empty() {
+            inventory::remove(client, target).await
         } else {
-            inventory::write(client, target, &entries, &remaining).await?;
+            inventory::write(client, target, &entries, &remaining).await.map(|_| ())
+        };
+        match written {
+            Ok(()) => {}
+            // The app namespace is gone (an earlier delete): what is left is found by its label.
+            Err(inventory::InventoryError::Write { source: kube::Error::Api(s), .. }) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(report)
+}
+
+/// Remove kfctl's labels from `e` (it stays on the cluster, no longer any app's).
+async fn release(client: &Client, resolver: &KindResolver, e: &InventoryEntry) -> Result<(), String> {
+    let r = &e.reference;
+    let resolved = resolver.resolve(&r.api_version(), &r.kind).ok_or_else(|| format!("the server does not serve {}", r.api_version()))?;
+    let api = api_for(client, &resolved, r.namespace.as_deref());
+    let patch = serde_json::json!({"metadata": {"labels": {APP_LABEL: null, COMPONENT_LABEL: null, MANAGED_BY_LABEL: null}}});
+    api.patch(&r.name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| crate::cluster::error_chain(&e))
 }
 
 /// With `delete --purge`: delete each shared CRD kfctl installed, unless an Application other than

@@ -299,7 +299,7 @@ pub async fn apply_rendered(
 ) -> Result<ApplyReport, ApplyError> {
     let mut times = StageTimes::from_env();
     let Assessment { resolver, plan, previous, desired, records, live: _, pending, prune } =
-        assess(client, target, rendered, opts, sink, &mut times, None).await?;
+        assess(client, target, rendered, opts, sink, &mut times, None, true).await?;
 
     let mut report = ApplyReport::default();
     if pending.is_empty() && prune.is_empty() && previous == desired {
@@ -352,6 +352,7 @@ async fn assess(
     sink: &dyn ProgressSink,
     times: &mut StageTimes,
     warm: Option<Prefetched>,
+    record: bool,
 ) -> Result<Assessment, ApplyError> {
     let (resolver, warm_group_versions, warm_inventory, warm_version, warm_metadata) = match warm {
         Some(w) => (w.resolver, w.group_versions, Some(w.inventory), Some(w.version), w.metadata),
@@ -370,7 +371,7 @@ async fn assess(
         async {
             match warm_inventory {
                 Some(inventory) => inventory,
-                None => inventory::read_with_applied(client, target).await,
+                None => inventory::read_reconciled(client, target, record).await,
             }
         },
         async {
@@ -381,7 +382,10 @@ async fn assess(
         },
     );
     discovered.map_err(|e| ApplyError::Discovery { reason: crate::cluster::error_chain(&e) })?;
-    let (mut previous, recorded) = inventory?;
+    // Everything the app owns, by its label too (an interrupted run may not have recorded it).
+    let owned = inventory?;
+    owned.report(sink);
+    let (mut previous, recorded) = (owned.entries, owned.applied);
     resolver.add_crds(objects.iter().map(|o| &o.object));
     check_apis_served(&resolver, &objects, version.ok(), opts.release.as_ref(), sink)?;
     let plan = prepare_plan(target, &objects, &resolver.kind_table())?;
@@ -514,7 +518,9 @@ async fn write_plan(
                 name: o.reference.name.clone(),
                 reason: reason.clone(),
             });
-            events.record(true, "ApplyFailed", &format!("{} [{}]: {reason}", o.reference, o.component));
+            if reason != crate::interrupt::NOT_STARTED {
+                events.record(true, "ApplyFailed", &format!("{} [{}]: {reason}", o.reference, o.component));
+            }
             report.failed.push(FailedObject { component: o.component.clone(), object: o.reference.to_string(), reason });
         }
         schedule::Written::HeldBack(webhook) => {
@@ -780,7 +786,7 @@ pub struct Prefetched {
     resolver: KindResolver,
     /// The group-versions `resolver` has discovered.
     group_versions: BTreeSet<String>,
-    inventory: Result<(Vec<InventoryEntry>, applied::AppliedState), InventoryError>,
+    inventory: Result<inventory::Reconciled, InventoryError>,
     version: Result<k8s_openapi::apimachinery::pkg::version::Info, kube::Error>,
     /// Metadata lists of the kinds the inventory records.
     metadata: MetadataLists,
@@ -792,11 +798,12 @@ pub struct Prefetched {
 /// assessment does it again and reports its error.
 pub async fn prefetch(client: &Client, target: &AppTarget) -> Prefetched {
     let resolver = KindResolver::new(client.clone());
-    let (inventory, version) = tokio::join!(inventory::read_with_applied(client, target), client.apiserver_version());
+    // Read only: a diff records nothing, not even objects the inventory missed.
+    let (inventory, version) = tokio::join!(inventory::read_reconciled(client, target, false), client.apiserver_version());
     let mut group_versions = BTreeSet::new();
     let mut metadata = MetadataLists::new();
     // Without records the assessment lists objects in full, not their metadata.
-    if let Ok((entries, recorded)) = &inventory
+    if let Ok(inventory::Reconciled { entries, applied: recorded, .. }) = &inventory
         && !recorded.is_empty()
     {
         let gvs: BTreeSet<String> = entries.iter().map(|e| e.reference.api_version()).collect();

@@ -119,13 +119,25 @@ impl Writer<'_> {
                 let (crds, webhooks, permits, tallies) = (&crds, &webhooks, &permits, &tallies);
                 let phase = phases[&o.reference.identity()];
                 async move {
-                    if let Err(why) = crds.ready_for(o, self.opts.gate_timeout).await {
-                        return (o, Written::Failed(why));
+                    // Waiting for gates and a permit stops when kfctl is interrupted; a write
+                    // already sent is not: it finishes and is recorded.
+                    let ready = async {
+                        if let Err(why) = crds.ready_for(o, self.opts.gate_timeout).await {
+                            return Err(Written::Failed(why));
+                        }
+                        webhooks.ready_for(o, phase).await?;
+                        Ok(permits.acquire().await.expect("semaphore open"))
+                    };
+                    let _permit = tokio::select! {
+                        ready = ready => match ready {
+                            Ok(permit) => permit,
+                            Err(written) => return (o, written),
+                        },
+                        _ = crate::interrupt::received() => return (o, Written::Failed(crate::interrupt::NOT_STARTED.into())),
+                    };
+                    if crate::interrupt::requested().is_some() {
+                        return (o, Written::Failed(crate::interrupt::NOT_STARTED.into()));
                     }
-                    if let Err(written) = webhooks.ready_for(o, phase).await {
-                        return (o, written);
-                    }
-                    let _permit = permits.acquire().await.expect("semaphore open");
                     self.phase_started(tallies, phase);
                     let before = self.pending.get(&o.reference.identity()).cloned().flatten();
                     match apply_one(self.client, self.resolver, o, before).await {

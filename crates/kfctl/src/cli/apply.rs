@@ -34,6 +34,10 @@ pub struct ApplyArgs {
     /// `List`, without contacting the cluster.
     #[arg(long)]
     pub dry_run: bool,
+    /// Fail at once when another kfctl run (or a web-app job) holds the app's lock, instead of
+    /// waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
@@ -63,11 +67,60 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         times.mark("connect", "");
         let rendered = render(app).await?;
         times.mark("render", "");
-        let report = apply_rendered(&client, &target, &rendered, &opts, &printer).await?;
-        if report.wrote {
+        let lock = crate::lock::acquire(&client, &target, "kfctl apply", !args.no_wait, &printer).await?;
+        crate::interrupt::install().context("cannot listen for Ctrl-C")?;
+        let applied = apply_rendered(&client, &target, &rendered, &opts, &printer).await;
+        lock.release().await;
+        if let Some(signal) = crate::interrupt::requested() {
+            eprintln!("{}", interrupted_text(signal, &applied, &args.app.dir));
+            return Ok(ExitCode::from(signal.exit_code()));
+        }
+        if applied?.wrote {
             // Show the fresh objects in the Application right away; `kfctl wait` follows them.
             crate::health::refresh(&client, &target, &printer).await?;
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// What an interrupted apply did and did not do, and how to finish it.
+fn interrupted_text(signal: crate::interrupt::Interrupt, applied: &Result<crate::apply::ApplyReport, crate::apply::ApplyError>, dir: &std::path::Path) -> String {
+    let resume = format!("  hint: run `kfctl apply {}` to finish: objects already applied stay, the rest is applied", dir.display());
+    let report = match applied {
+        Ok(report) => return format!("interrupted by {}, after the last write: {}
+{resume}", signal.name(), report.summary()),
+        Err(crate::apply::ApplyError::Failed { report }) => report,
+        Err(e) => return format!("interrupted by {}: {e}
+{resume}", signal.name()),
+    };
+    let (not_started, failed): (Vec<_>, Vec<_>) = report.failed.iter().partition(|f| f.reason == crate::interrupt::NOT_STARTED);
+    let mut text = format!(
+        "interrupted by {}: {} object(s) applied ({} created, {} configured, {} unchanged), {} not applied",
+        signal.name(),
+        report.created + report.configured + report.unchanged,
+        report.created,
+        report.configured,
+        report.unchanged,
+        not_started.len() + failed.len() + report.held_back.len()
+    );
+    let shown: Vec<String> = not_started.iter().take(10).map(|f| format!("  - {} [{}]", f.object, f.component)).collect();
+    if !shown.is_empty() {
+        text.push_str(&format!("
+  not started ({}):
+{}", not_started.len(), shown.join("
+")));
+        if not_started.len() > shown.len() {
+            text.push_str(&format!("
+  - and {} more", not_started.len() - shown.len()));
+        }
+    }
+    for f in &failed {
+        text.push_str(&format!("
+  failed: {} [{}]: {}", f.object, f.component, f.reason));
+    }
+    text.push_str("
+  the inventory records every object this run may have created; nothing was pruned
+");
+    text.push_str(&resume);
+    text
 }

@@ -23,6 +23,10 @@ pub struct DeleteArgs {
     /// With --platform: do not ask before `terraform destroy`.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Fail at once when another kfctl run (or a web-app job) holds the app's lock, instead of
+    /// waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 pub fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
@@ -62,7 +66,11 @@ async fn delete_objects(
     printer: &Printer,
 ) -> anyhow::Result<ExitCode> {
     let client = connect(&args.app, &args.cluster, app).await?;
-    let report = delete_target(&client, target, args.purge, printer).await?;
+    let purpose = if args.purge { "kfctl delete --purge" } else { "kfctl delete" };
+    let lock = crate::lock::acquire(&client, target, purpose, !args.no_wait, printer).await?;
+    let deleted = delete_target(&client, target, args.purge, printer).await;
+    lock.release().await;
+    let report = deleted?;
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

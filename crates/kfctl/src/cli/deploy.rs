@@ -175,6 +175,7 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         cluster_only: args.cluster_only,
         ready_timeout: args.timeout,
         words: Box::new(words),
+        purpose: "kfctl deploy".into(),
     };
     let deployed = runtime()?.block_on(deploy(opts, &sink))?;
     if !args.cluster_only {

@@ -100,11 +100,16 @@ impl AppStatus {
     }
 }
 
-/// The readiness of every object in the app's inventory, by component.
+/// The readiness of every object the app owns, by component: those in its inventory and those
+/// that carry its label though the inventory does not list them.
 pub async fn status_of(client: &Client, target: &AppTarget) -> Result<AppStatus, HealthError> {
+    let owned = inventory::read_reconciled(client, target, false).await?;
+    status_of_entries(client, target, owned.entries).await
+}
+
+/// The readiness of `entries` (what the app owns), by component.
+async fn status_of_entries(client: &Client, target: &AppTarget, mut entries: Vec<InventoryEntry>) -> Result<AppStatus, HealthError> {
     let mut times = StageTimes::from_env();
-    let mut entries = inventory::read(client, target).await?;
-    times.mark("status: inventory", "");
     // The Application reports on the others; its own Ready condition is the result, not an input.
     // Shared objects (listed by inventories of older kfctl versions) carry no app label: not this app's.
     entries.retain(|e| {
@@ -242,7 +247,21 @@ fn workload_pod_failure(r: &ObjectRef, workload: &Value, pods: &HashMap<String, 
 /// Compute the status and write it to the Application (if changed), recording Events for
 /// components whose readiness changed since the Application's stored status.
 pub async fn refresh(client: &Client, target: &AppTarget, sink: &dyn ProgressSink) -> Result<AppStatus, HealthError> {
-    let status = status_of(client, target).await?;
+    refresh_entries(client, target, None, sink).await
+}
+
+/// [`refresh`] of `entries` when given (what the app owns, found once), else of what the app
+/// owns now.
+async fn refresh_entries(
+    client: &Client,
+    target: &AppTarget,
+    entries: Option<&[InventoryEntry]>,
+    sink: &dyn ProgressSink,
+) -> Result<AppStatus, HealthError> {
+    let status = match entries {
+        Some(entries) => status_of_entries(client, target, entries.to_vec()).await?,
+        None => status_of(client, target).await?,
+    };
     let previous = application::read_status(client, target).await?;
     let previously: HashMap<(String, String, Option<String>, String), (String, String)> = previous
         .as_ref()
@@ -313,8 +332,11 @@ pub async fn wait_target(client: &Client, target: &AppTarget, timeout: Duration,
         watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff().map(|_| ()).boxed(),
     ]);
     tokio::pin!(changes);
+    // What the app owns is found once (a label scan of every kind), not on every change.
+    let owned = inventory::read_reconciled(client, target, false).await?;
+    owned.report(sink);
     loop {
-        let status = refresh(client, target, sink).await?;
+        let status = refresh_entries(client, target, Some(&owned.entries), sink).await?;
         if status.ready {
             return Ok(status);
         }

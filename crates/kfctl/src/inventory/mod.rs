@@ -4,6 +4,7 @@
 //! `health` reads it.
 
 pub mod applied;
+pub mod labelled;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};
@@ -22,6 +23,8 @@ pub enum InventoryError {
     Corrupt { namespace: String, name: String, source: serde_json::Error },
     #[error("cannot write inventory ConfigMap {namespace}/{name}: {source}")]
     Write { namespace: String, name: String, source: kube::Error },
+    #[error("cannot look for the objects labelled {label}={app}: {source}\n  hint: check that the cluster is reachable (`kubectl get --raw /api`)")]
+    Scan { label: &'static str, app: String, source: kube::Error },
 }
 
 /// The ConfigMap's data key holding the JSON list of entries.
@@ -100,6 +103,65 @@ pub async fn read_with_applied(client: &Client, target: &AppTarget) -> Result<(V
     let text = cm.as_ref().and_then(|cm| cm.data.as_ref()).and_then(|d| d.get(APPLIED_KEY));
     let applied = text.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
     Ok((entries_of(target, cm.as_ref())?, applied))
+}
+
+/// The inventory reconciled with the cluster: its entries plus every object that carries the
+/// app's label though the inventory does not list it (see [`labelled`]), its [`AppliedState`],
+/// and what the label scan could not look at. With `record`, an inventory that missed objects is
+/// rewritten to list them (when the app namespace, which holds it, exists).
+pub async fn read_reconciled(client: &Client, target: &AppTarget, record: bool) -> Result<Reconciled, InventoryError> {
+    let (stored, found) = tokio::join!(read_with_applied(client, target), labelled::find(client, &target.name));
+    let (stored, applied) = stored?;
+    let found = found.map_err(|source| InventoryError::Scan { label: crate::plan::APP_LABEL, app: target.name.clone(), source })?;
+    let mut by_identity: std::collections::BTreeMap<_, InventoryEntry> =
+        found.entries.iter().map(|e| (e.reference.identity(), e.clone())).collect();
+    // What the inventory says of an object (its component and phase, from a plan) wins.
+    by_identity.extend(stored.iter().map(|e| (e.reference.identity(), e.clone())));
+    let mut entries: Vec<InventoryEntry> = by_identity.into_values().collect();
+    entries.sort();
+    let missed = entries.len() - stored.len();
+    let mut recorded = false;
+    if record && missed > 0 {
+        match write(client, target, &stored, &entries).await {
+            Ok(_) => recorded = true,
+            // No app namespace: nowhere to record it yet; the next write records it.
+            Err(InventoryError::Write { source: kube::Error::Api(s), .. }) if s.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Reconciled { entries, applied, missed, recorded, skipped_note: found.skipped_note() })
+}
+
+/// See [`read_reconciled`].
+#[derive(Debug)]
+pub struct Reconciled {
+    /// The inventory's entries plus the labelled objects it did not list, sorted.
+    pub entries: Vec<InventoryEntry>,
+    pub applied: AppliedState,
+    /// How many labelled objects the inventory did not list.
+    pub missed: usize,
+    /// Whether the inventory was rewritten to list them.
+    pub recorded: bool,
+    /// What the label scan could not look at, for a person.
+    pub skipped_note: Option<String>,
+}
+
+impl Reconciled {
+    /// Tell the user what the scan found beyond the inventory and what it could not look at.
+    pub fn report(&self, sink: &dyn crate::progress::ProgressSink) {
+        if self.missed > 0 {
+            sink.report(crate::progress::Progress::Message {
+                text: format!(
+                    "found {} object(s) labelled as this app's that its inventory did not list{}",
+                    self.missed,
+                    if self.recorded { "; recorded them" } else { "" }
+                ),
+            });
+        }
+        if let Some(note) = &self.skipped_note {
+            sink.report(crate::progress::Progress::Message { text: note.clone() });
+        }
+    }
 }
 
 /// Record `state` unless it is what is stored already. Returns whether it wrote.

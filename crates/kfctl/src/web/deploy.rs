@@ -256,6 +256,7 @@ async fn run(job: &Arc<Job>, release: &Release, checked: &CheckedDeployment, kub
             Step::Applied => Some("Applied; waiting until every component is ready".into()),
             Step::Detected { .. } | Step::ClusterReady { .. } => None,
         }),
+        purpose: format!("web-app job {}", job.id.as_str()),
     };
     let deployed = deploy::deploy(opts, job.as_ref()).await.map_err(job_error)?;
     Ok(access_links(&deployed.client, &deployed.app, &deployed.access, &job.dir).await)
@@ -275,6 +276,7 @@ fn job_error(err: deploy::DeployError) -> DeployError {
         Stage::Install { source: InstallError::RenderStopped(e), .. } => format!("cannot render: {e}"),
         Stage::Install { source: InstallError::Apply(e), .. } => format!("apply failed: {e}"),
         Stage::Install { source: InstallError::Wait(e), .. } => format!("not ready: {e}"),
+        Stage::Install { source: InstallError::Lock(e), .. } => format!("cannot take the app's lock: {e}"),
     };
     DeployError::Pipeline(message)
 }

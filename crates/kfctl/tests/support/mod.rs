@@ -22,6 +22,7 @@
 pub mod fixture_release;
 pub mod kubeflow;
 pub mod mirror;
+pub mod registry;
 pub mod sim_cluster;
 pub mod webhook;
 
