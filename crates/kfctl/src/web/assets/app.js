@@ -401,6 +401,7 @@ function applyEvent(event) {
       reason.textContent = p.reason || "";
       break;
     }
+    case "waiting": logLine(event.time, `Waiting for ${p.what}${p.reason ? ": " + p.reason : ""}`); break;
     case "event": logLine(event.time, `Event ${p.reason}: ${p.message}`, p.warning ? "warning" : null); break;
     case "finished": logLine(event.time, p.summary, p.ok ? null : "error"); break;
     default: logLine(event.time, JSON.stringify(p));
