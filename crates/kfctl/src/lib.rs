@@ -15,6 +15,7 @@ pub mod deploy;
 pub mod discovery;
 pub mod health;
 pub mod inventory;
+pub mod notebook;
 pub mod plan;
 pub mod platform;
 pub mod progress;

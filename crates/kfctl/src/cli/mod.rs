@@ -14,6 +14,7 @@ mod delete;
 mod deploy;
 mod doctor;
 mod init;
+mod notebook;
 mod open;
 mod serve;
 mod status;
@@ -48,6 +49,9 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Reach the Kubeflow dashboard or JupyterLab through a port-forward.
     Open(open::OpenArgs),
+    /// Open JupyterLab with the codelabs: the default user's first notebook server, made and
+    /// waited for, reached through the gateway.
+    Notebook(notebook::NotebookArgs),
     /// Check the cluster before changing anything.
     Doctor(doctor::DoctorArgs),
     /// Serve the click-to-deploy web app.
@@ -142,6 +146,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => deploy::run(args),
         Command::Delete(args) => delete::run(args),
         Command::Open(args) => open::run(args),
+        Command::Notebook(args) => notebook::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Completion(args) => completion::run(args),

@@ -39,6 +39,28 @@ pub struct Release {
     pub footprint: Footprint,
     /// The inotify limits a local cluster's host needs for the release's many Pods.
     pub inotify: InotifyLimits,
+    /// The Jupyter web app's spawner defaults, for `kfctl notebook` (None: not supported there).
+    pub notebook: Option<NotebookDefaults>,
+}
+
+/// The Jupyter web app's defaults for a new notebook server (its spawner config).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotebookDefaults {
+    /// The default JupyterLab image.
+    pub image: String,
+    /// CPU request and limit (Kubernetes quantities).
+    pub cpu: String,
+    pub cpu_limit: String,
+    /// Memory request and limit.
+    pub memory: String,
+    pub memory_limit: String,
+    /// Where the workspace volume is mounted (the image's home directory).
+    pub workspace_mount: String,
+    /// The size of a new workspace volume.
+    pub workspace_size: String,
+    /// Extended resource names of GPUs, in the web app's order.
+    pub gpu_vendors: Vec<String>,
 }
 
 /// Supported Kubernetes versions of one Kubeflow release and what kfctl creates for it.
@@ -358,6 +380,8 @@ struct CatalogFile {
     kubernetes: KubernetesFile,
     footprint: Footprint,
     inotify: InotifyLimits,
+    #[serde(default)]
+    notebook: Option<NotebookDefaults>,
     components: Vec<ComponentSpec>,
 }
 
@@ -454,6 +478,7 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Release, CatalogError> {
         kubernetes,
         footprint: raw.footprint,
         inotify: raw.inotify,
+        notebook: raw.notebook,
     })
 }
 
