@@ -97,17 +97,33 @@ async fn install_crds(client: &Client) {
 }
 
 /// An app of release v1.10.2 whose user-namespace names `profile` and whose dex user is not
-/// upstream's default. kfctl notebook reads only kfctl.yaml (no registry content is needed).
+/// upstream's default. Its catalog components stay disabled (no registry content is needed:
+/// kfctl notebook reads only their parameters); one component of its own, a ConfigMap in
+/// `profile`, gives `kfctl apply` and `kfctl status` an app to work on.
 fn app_dir(profile: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("app directory");
     std::fs::create_dir_all(dir.path().join("registry/v1.10.2")).expect("registry directory");
     let config = format!(
         "apiVersion: kfctl.dev/v1alpha1\nkind: KfctlApp\nname: nb-test\nversion: {RELEASE}\nregistry:\n  url: fixture\n  sha256: \"{}\"\n  path: registry/v1.10.2\n\
-         components:\n- name: dex\n  parameters:\n    email: {USER}\n- name: user-namespace\n  parameters:\n    user: {USER}\n    profileName: {profile}\n",
+         components:\n- name: dex\n  enabled: false\n  parameters:\n    email: {USER}\n- name: user-namespace\n  enabled: false\n  parameters:\n    user: {USER}\n    profileName: {profile}\n\
+         - name: marker\n  path: marker\n",
         "0".repeat(64)
     );
     std::fs::write(dir.path().join("kfctl.yaml"), config).expect("kfctl.yaml");
+    let marker = dir.path().join("marker");
+    std::fs::create_dir_all(&marker).unwrap();
+    std::fs::write(marker.join("kustomization.yaml"), "resources:\n- marker.yaml\n").unwrap();
+    let object = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: nb-test-marker\n  namespace: {profile}\ndata:\n  app: nb-test\n");
+    std::fs::write(marker.join("marker.yaml"), object).unwrap();
     dir
+}
+
+/// `kfctl status` of the app (its Application in the profile namespace).
+fn kfctl_status(ns: &TestNamespace, app: &Path) -> String {
+    let out = ns.kfctl().arg("status").arg(app).args(["--app-namespace", &ns.name]).output().expect("kfctl status");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "kfctl status: {stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
 }
 
 /// A running `kfctl notebook`, its output collected as it comes; killed when dropped.
@@ -283,6 +299,12 @@ async fn notebook_creates_waits_forwards_reuses_and_deletes() {
     profile.fail_pods("codelabs-", "ImagePullBackOff").await;
 
     let app = app_dir(&profile.name);
+    let out = profile.kfctl().arg("apply").arg(app.path()).args(["--app-namespace", &profile.name]).output().unwrap();
+    assert!(out.status.success(), "kfctl apply: {}", String::from_utf8_lossy(&out.stderr));
+    // The notebook server is a step of the journey that kfctl status shows, not part of Ready.
+    let before = kfctl_status(&profile, app.path());
+    assert!(before.contains(": Ready, 1/1 components ready"), "{before}");
+    assert!(before.contains(&format!("notebook server: none: {}/codelabs: not created; `kfctl notebook` makes it", profile.name)), "{before}");
     let port = free_port();
     let mut run = Running::start(&profile, app.path(), &["--port", &port.to_string(), "--no-browser"]);
 
@@ -360,6 +382,8 @@ async fn notebook_creates_waits_forwards_reuses_and_deletes() {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let body = http.get(&url).send().await.expect("GET the printed URL").text().await.unwrap();
     assert_eq!(body, format!("{token} {lab}"), "the URL answers through the gateway forward");
+    let after = kfctl_status(&profile, app.path());
+    assert!(after.contains(&format!("notebook server: ready: {}/codelabs", profile.name)), "{after}");
     run.assert_running();
     // The whole run, for whoever reads the test's output (`--nocapture`).
     eprintln!("kfctl notebook printed:\n{}", run.output());

@@ -151,10 +151,10 @@ pub fn run(args: NotebookArgs) -> anyhow::Result<ExitCode> {
             if let Some(gpu) = &plan.gpu {
                 say(format!("gpu: 1 {gpu}"));
             }
+            say(format!("image: {} (the Jupyter web app's default)", defaults.image));
             for what in notebook::create(&client, &plan).await?.objects {
                 say(format!("created {what}"));
             }
-            say(format!("image: {}", defaults.image));
         }
         notebook::wait_ready(&client, &profile, name, args.timeout, &printer).await?;
         printer.report(Progress::Finished { ok: true, summary: format!("notebook server {profile}/{name} is ready") });
