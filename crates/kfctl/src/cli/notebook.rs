@@ -11,8 +11,7 @@ use anyhow::Context as _;
 use super::AppArgs;
 use super::common::{ClusterArgs, connect, open_target, parse_duration, runtime};
 use super::open::{GATEWAY_NAMESPACE, listen, resolve_gateway, serve_gateway};
-use crate::app::App;
-use crate::notebook::{self, CodelabSource, NotebookPlan};
+use crate::notebook;
 use crate::progress::{Printer, Progress, ProgressSink};
 
 #[derive(Debug, clap::Args)]
@@ -51,35 +50,9 @@ pub struct NotebookArgs {
     pub no_forward: bool,
 }
 
-/// The profile (namespace) and its owner, from the `user-namespace` component's parameters.
-pub fn profile_of(app: &App) -> (String, String) {
-    let params = app.config.component("user-namespace").map(|c| c.parameters.clone()).unwrap_or_default();
-    let profile = params.get("profileName").cloned().unwrap_or_else(|| notebook::DEFAULT_PROFILE.into());
-    let user = params.get("user").cloned().unwrap_or_else(|| notebook::DEFAULT_USER.into());
-    (profile, user)
-}
-
-/// How to sign in, without ever printing a password that is not upstream's well-known default.
-pub fn sign_in_hint(app: &App) -> String {
-    let dex = app.config.component("dex").map(|c| c.parameters.clone()).unwrap_or_default();
-    let email = dex.get("email").cloned();
-    let own_password = dex.contains_key("passwordHash");
-    match (email, own_password) {
-        (None, false) => {
-            let (user, password) = super::open::DEFAULT_LOGIN;
-            format!("sign in as {user} with password {password} (upstream's default user; set your own with `kfctl component set dex password=...`)")
-        }
-        (email, _) => format!(
-            "sign in as {} with the password you set for dex (kfctl keeps only its hash)",
-            email.as_deref().unwrap_or(notebook::DEFAULT_USER)
-        ),
-    }
-}
-
 pub fn run(args: NotebookArgs) -> anyhow::Result<ExitCode> {
     let (app, _) = open_target(&args.app.dir, &args.cluster)?;
-    let release = app.config.release()?;
-    let (profile, user) = profile_of(&app);
+    let (profile, _) = notebook::profile_of(&app.config);
     let printer = Printer::new(args.app.output == super::OutputFormat::Json);
     let say = |text: String| printer.report(Progress::Message { text });
     runtime()?.block_on(async {
@@ -99,67 +72,14 @@ pub fn run(args: NotebookArgs) -> anyhow::Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let defaults = release.notebook.clone().with_context(|| {
-            format!(
-                "kfctl has no notebook defaults for Kubeflow {} (its catalog has no `notebook:` section)\n  hint: kfctl notebook supports {}; \
-                 on this release use `kfctl open jupyter` and the web app's form",
-                release.version,
-                crate::notebook::codelabs::releases()
-            )
-        })?;
-        if app.config.component("user-namespace").is_none_or(|c| !c.enabled) {
-            say(format!("note: the user-namespace component is not enabled; waiting for a profile namespace {profile} made otherwise"));
-        }
-        notebook::wait_for_namespace(&client, &profile, args.timeout, &printer).await?;
-        notebook::check_notebook_crd(&client).await?;
-        if notebook::existing(&client, &profile, name).await?.is_some() {
-            say(format!("reusing notebook server {profile}/{name} (`kfctl notebook --delete` removes it)"));
-        } else {
-            let storage_class = notebook::default_storage_class(&client).await?;
-            let gpu = match args.gpu {
-                true => Some(notebook::available_gpu(&client, &defaults.gpu_vendors).await?),
-                false => None,
-            };
-            let codelabs = match &args.codelabs {
-                Some(url) => CodelabSource::Url(url.clone()),
-                None => {
-                    let labs = notebook::codelabs::for_release(&release.version);
-                    anyhow::ensure!(
-                        !labs.is_empty(),
-                        "kfctl ships no codelabs for Kubeflow {}\n  hint: pass --codelabs URL (a repository archive), or use a release with codelabs: {}",
-                        release.version,
-                        notebook::codelabs::releases()
-                    );
-                    CodelabSource::Shipped(labs)
-                }
-            };
-            let plan = NotebookPlan {
-                name: name.to_owned(),
-                namespace: profile.clone(),
-                creator: user.clone(),
-                defaults: defaults.clone(),
-                gpu,
-                workspace_pvc: storage_class.is_some(),
-                codelabs,
-            };
-            match &storage_class {
-                Some(sc) => say(format!("workspace: a {} volume on the default StorageClass {sc}", defaults.workspace_size)),
-                None => say("note: the cluster has no default StorageClass: the workspace is not persistent (an emptyDir), \
-                             so edits are lost when the server restarts"
-                    .into()),
-            }
-            if let Some(gpu) = &plan.gpu {
-                say(format!("gpu: 1 {gpu}"));
-            }
-            say(format!("image: {} (the Jupyter web app's default)", defaults.image));
-            for what in notebook::create(&client, &plan).await?.objects {
-                say(format!("created {what}"));
-            }
-        }
-        notebook::wait_ready(&client, &profile, name, args.timeout, &printer).await?;
-        printer.report(Progress::Finished { ok: true, summary: format!("notebook server {profile}/{name} is ready") });
-        let path = notebook::lab_path(&profile, name);
-        let hint = sign_in_hint(&app);
+        let request = notebook::Request {
+            name: name.to_owned(),
+            gpu: args.gpu,
+            codelabs_url: args.codelabs.clone(),
+            timeout: args.timeout,
+        };
+        let path = notebook::open_codelabs(&client, &app.config, &request, &printer).await?;
+        let hint = notebook::sign_in_hint(&app.config);
         if args.no_forward {
             println!("{path}");
             println!("open it with `kfctl open` (the gateway at http://localhost:{}), then go to {path}; {hint}", args.port);

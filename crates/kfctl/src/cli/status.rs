@@ -46,7 +46,7 @@ pub struct JourneyStep {
 /// The default user's notebook server (`kfctl notebook`'s).
 async fn journey(client: &kube::Client, app: &crate::app::App) -> Vec<JourneyStep> {
     use crate::notebook::ServerState;
-    let (profile, _) = super::notebook::profile_of(app);
+    let (profile, _) = crate::notebook::profile_of(&app.config);
     let name = "codelabs";
     let (state, message) = match crate::notebook::server_state(client, &profile, name).await {
         Ok(ServerState::Ready) => ("ready", format!("{profile}/{name}: `kfctl notebook` opens JupyterLab with the codelabs")),

@@ -562,6 +562,117 @@ fn was_deleted<T>(result: Result<T, kube::Error>) -> Result<bool, kube::Error> {
     }
 }
 
+/// What `kfctl notebook` and the web app's "Open JupyterLab with codelabs" ask for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub name: String,
+    /// Give the server one GPU.
+    pub gpu: bool,
+    /// A repository archive to take the codelabs from instead of the shipped ones.
+    pub codelabs_url: Option<String>,
+    /// How long to wait for the profile namespace, then for the server.
+    pub timeout: Duration,
+}
+
+/// The default user's profile (namespace) and email, from the `user-namespace` component's
+/// parameters (upstream's defaults when not set).
+pub fn profile_of(config: &crate::config::AppConfig) -> (String, String) {
+    let params = config.component("user-namespace").map(|c| c.parameters.clone()).unwrap_or_default();
+    let profile = params.get("profileName").cloned().unwrap_or_else(|| DEFAULT_PROFILE.into());
+    let user = params.get("user").cloned().unwrap_or_else(|| DEFAULT_USER.into());
+    (profile, user)
+}
+
+/// How to sign in, never printing a password that is not upstream's well-known default.
+pub fn sign_in_hint(config: &crate::config::AppConfig) -> String {
+    let dex = config.component("dex").map(|c| c.parameters.clone()).unwrap_or_default();
+    match (dex.get("email"), dex.contains_key("passwordHash")) {
+        (None, false) => format!(
+            "sign in as {DEFAULT_USER} with password 12341234 (upstream's default user; set your own with `kfctl component set dex password=...`)"
+        ),
+        (email, _) => format!(
+            "sign in as {} with the password you set for dex (kfctl keeps only its hash)",
+            email.map(String::as_str).unwrap_or(DEFAULT_USER)
+        ),
+    }
+}
+
+/// Makes the default user's notebook server ready with the codelabs, or reuses it: waits for the
+/// profile namespace, creates what the Jupyter web app would, waits until ready. Returns
+/// JupyterLab's path to the codelabs behind the gateway. Both faces (CLI, web) call this.
+pub async fn open_codelabs(
+    client: &Client,
+    config: &crate::config::AppConfig,
+    request: &Request,
+    sink: &dyn ProgressSink,
+) -> Result<String, anyhow::Error> {
+    use anyhow::Context as _;
+    let say = |text: String| sink.report(Progress::Message { text });
+    let release = config.release()?;
+    let (profile, user) = profile_of(config);
+    let name = request.name.as_str();
+    let defaults = release.notebook.clone().with_context(|| {
+        format!(
+            "kfctl has no notebook defaults for Kubeflow {} (its catalog has no `notebook:` section)\n  hint: kfctl notebook supports {}; \
+             on this release use `kfctl open jupyter` and the web app's form",
+            release.version,
+            codelabs::releases()
+        )
+    })?;
+    if config.component("user-namespace").is_none_or(|c| !c.enabled) {
+        say(format!("note: the user-namespace component is not enabled; waiting for a profile namespace {profile} made otherwise"));
+    }
+    wait_for_namespace(client, &profile, request.timeout, sink).await?;
+    check_notebook_crd(client).await?;
+    if existing(client, &profile, name).await?.is_some() {
+        say(format!("reusing notebook server {profile}/{name} (`kfctl notebook --delete` removes it)"));
+    } else {
+        let storage_class = default_storage_class(client).await?;
+        let gpu = match request.gpu {
+            true => Some(available_gpu(client, &defaults.gpu_vendors).await?),
+            false => None,
+        };
+        let codelabs = match &request.codelabs_url {
+            Some(url) => CodelabSource::Url(url.clone()),
+            None => {
+                let labs = codelabs::for_release(&release.version);
+                anyhow::ensure!(
+                    !labs.is_empty(),
+                    "kfctl ships no codelabs for Kubeflow {}\n  hint: pass --codelabs URL (a repository archive), or use a release with codelabs: {}",
+                    release.version,
+                    codelabs::releases()
+                );
+                CodelabSource::Shipped(labs)
+            }
+        };
+        let plan = NotebookPlan {
+            name: name.to_owned(),
+            namespace: profile.clone(),
+            creator: user,
+            defaults: defaults.clone(),
+            gpu,
+            workspace_pvc: storage_class.is_some(),
+            codelabs,
+        };
+        match &storage_class {
+            Some(sc) => say(format!("workspace: a {} volume on the default StorageClass {sc}", defaults.workspace_size)),
+            None => say("note: the cluster has no default StorageClass: the workspace is not persistent (an emptyDir), \
+                         so edits are lost when the server restarts"
+                .into()),
+        }
+        if let Some(gpu) = &plan.gpu {
+            say(format!("gpu: 1 {gpu}"));
+        }
+        say(format!("image: {} (the Jupyter web app's default)", defaults.image));
+        for what in create(client, &plan).await?.objects {
+            say(format!("created {what}"));
+        }
+    }
+    wait_ready(client, &profile, name, request.timeout, sink).await?;
+    sink.report(Progress::Finished { ok: true, summary: format!("notebook server {profile}/{name} is ready") });
+    Ok(lab_path(&profile, name))
+}
+
 /// The notebook server's state for `kfctl status`: a step of the user's journey, not a component
 /// that Ready depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
