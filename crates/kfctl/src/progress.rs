@@ -143,10 +143,10 @@ impl Printer {
 
     /// The terminal's bar of `kind`, replacing a bar of another kind.
     fn bar(state: &mut PrinterState, kind: Bar) -> &indicatif::ProgressBar {
-        if state.bar.as_ref().is_some_and(|(k, _)| *k != kind) {
-            if let Some((_, old)) = state.bar.take() {
-                old.finish_and_clear();
-            }
+        if state.bar.as_ref().is_some_and(|(k, _)| *k != kind)
+            && let Some((_, old)) = state.bar.take()
+        {
+            old.finish_and_clear();
         }
         let (_, bar) = state.bar.get_or_insert_with(|| {
             let (bar, template) = match kind {
