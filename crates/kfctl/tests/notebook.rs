@@ -329,7 +329,9 @@ async fn notebook_creates_waits_forwards_reuses_and_deletes() {
     assert_eq!(container["volumeMounts"][0], json!({"name": "workspace", "mountPath": "/home/jovyan"}));
     let init = &spec["initContainers"][0];
     assert_eq!(init["command"][0], "sh", "{init}");
-    assert!(init["command"][2].as_str().unwrap().contains("cp /opt/kfctl-codelabs/*.ipynb"), "{init}");
+    assert!(init["command"][2].as_str().unwrap().contains("cp \"$CODELABS_SOURCE\"/*.ipynb"), "{init}");
+    assert!(init["env"].as_array().unwrap().contains(&json!({"name": "CODELABS_SOURCE", "value": "/opt/kfctl-codelabs"})), "{init}");
+    assert!(init["volumeMounts"].as_array().unwrap().contains(&json!({"name": "codelabs", "mountPath": "/opt/kfctl-codelabs", "readOnly": true})), "{init}");
     assert_eq!(
         spec["volumes"],
         json!([

@@ -104,7 +104,7 @@ const COPY_SCRIPT: &str = r#"set -e
 dest="$WORKSPACE/codelabs"
 if [ -e "$dest" ]; then echo "codelabs: $dest exists; leaving it as it is"; exit 0; fi
 mkdir -p "$dest.partial"
-cp /opt/kfctl-codelabs/*.ipynb "$dest.partial/"
+cp "$CODELABS_SOURCE"/*.ipynb "$dest.partial/"
 mv "$dest.partial" "$dest"
 echo "codelabs: copied to $dest""#;
 
@@ -193,7 +193,10 @@ impl NotebookPlan {
                     "image": d.image,
                     "imagePullPolicy": "IfNotPresent",
                     "command": init_command,
-                    "env": [{"name": "WORKSPACE", "value": d.workspace_mount}],
+                    "env": [
+                        {"name": "WORKSPACE", "value": d.workspace_mount},
+                        {"name": "CODELABS_SOURCE", "value": "/opt/kfctl-codelabs"},
+                    ],
                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
                     "volumeMounts": init_mounts,
                 }],
@@ -756,6 +759,66 @@ mod tests {
         let nb = plan(true, None, CodelabSource::Shipped(codelabs::for_release("26.03"))).notebook();
         let pod = &nb["spec"]["template"]["spec"];
         assert_ne!(pod["initContainers"][0]["name"], pod["containers"][0]["name"]);
+    }
+
+    /// The init container's programs, run here as the container would run them (sh, python3).
+    fn run_init(program: &str, args: &[&str], workspace: &std::path::Path, source: &std::path::Path) -> String {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .env("WORKSPACE", workspace)
+            .env("CODELABS_SOURCE", source)
+            .output()
+            .expect("run the init program");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{text}");
+        text
+    }
+
+    #[test]
+    fn the_init_container_copies_the_codelabs_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, workspace) = (dir.path().join("configmap"), dir.path().join("home"));
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::create_dir_all(&workspace).unwrap();
+        for lab in codelabs::for_release("26.03") {
+            std::fs::write(source.join(lab.file), lab.contents).unwrap();
+        }
+        let said = run_init("sh", &["-c", COPY_SCRIPT], &workspace, &source);
+        assert!(said.contains("copied"), "{said}");
+        let copied = workspace.join("codelabs/2-first-pipeline.ipynb");
+        assert_eq!(std::fs::read_to_string(&copied).unwrap(), codelabs::for_release("26.03")[1].contents);
+        // The user's edits survive the next start.
+        std::fs::write(&copied, "edited").unwrap();
+        let said = run_init("sh", &["-c", COPY_SCRIPT], &workspace, &source);
+        assert!(said.contains("leaving it as it is"), "{said}");
+        assert_eq!(std::fs::read_to_string(&copied).unwrap(), "edited");
+    }
+
+    #[test]
+    fn the_init_container_unpacks_a_repository_archive_without_its_top_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("labs.tar.gz");
+        let mut tar = tar::Builder::new(flate2::write::GzEncoder::new(std::fs::File::create(&archive).unwrap(), Default::default()));
+        for (path, body) in [("labs-main/intro.ipynb", "{}"), ("labs-main/more/data.csv", "a,b"), ("labs-main/../escape.txt", "x")] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(body.len() as u64);
+            header.set_mode(0o644);
+            // set_path refuses "..": write the name bytes as an archive from elsewhere might.
+            header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_cksum();
+            tar.append(&header, body.as_bytes()).unwrap();
+        }
+        tar.into_inner().unwrap().finish().unwrap();
+        let workspace = dir.path().join("home");
+        std::fs::create_dir_all(&workspace).unwrap();
+        let url = format!("file://{}", archive.display());
+        let said = run_init("python3", &["-c", DOWNLOAD_SCRIPT, &url], &workspace, dir.path());
+        assert!(said.contains("unpacked"), "{said}");
+        assert_eq!(std::fs::read_to_string(workspace.join("codelabs/intro.ipynb")).unwrap(), "{}");
+        assert_eq!(std::fs::read_to_string(workspace.join("codelabs/more/data.csv")).unwrap(), "a,b");
+        assert!(!workspace.join("escape.txt").exists() && !workspace.join("codelabs/escape.txt").exists());
+        let said = run_init("python3", &["-c", DOWNLOAD_SCRIPT, &url], &workspace, dir.path());
+        assert!(said.contains("leaving it as it is"), "{said}");
     }
 
     #[test]
