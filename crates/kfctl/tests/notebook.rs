@@ -434,5 +434,33 @@ async fn a_profile_namespace_that_never_appears_names_the_profile_controller() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains(&format!("error: the profile namespace {missing} did not appear within 3s")), "{stderr}");
     assert!(stderr.contains("hint: the profile controller (component `profiles`) creates it"), "{stderr}");
+    // Plain lines (stderr is not a terminal): the waiting line once, not once per poll.
+    let waiting = format!("waiting for profile namespace {missing}: the profile controller has not created it yet");
+    assert_eq!(stderr.matches(&waiting).count(), 1, "{stderr}");
+
+    // --output json: the same wait as JSON lines on stdout.
+    let out = owner.kfctl().arg("notebook").arg(app.path()).args(["--timeout", "2s", "--no-forward", "--output", "json"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let first: serde_json::Value = serde_json::from_str(stdout.lines().find(|l| l.contains(r#""type":"waiting""#)).unwrap_or_else(|| panic!("{stdout}"))).unwrap();
+    assert_eq!(first["type"], "waiting");
+    assert_eq!(first["what"], format!("profile namespace {missing}"));
+
+    // On a terminal (a pseudo-terminal from `script`), a spinner line redrawn in place.
+    let command = format!(
+        "{} notebook {} --timeout 3s --no-forward",
+        env!("CARGO_BIN_EXE_kfctl"),
+        app.path().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("KUBECONFIG", &owner.env.kubeconfig)
+        .env("TERM", "xterm")
+        .output()
+        .expect("script (util-linux) gives kfctl a terminal");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains(&format!("waiting for profile namespace {missing}")), "{screen}");
+    assert!(screen.matches(&format!("waiting for profile namespace {missing}")).count() > 1, "redrawn as it ticks: {screen:?}");
+    assert!(screen.contains('\r') && screen.contains("\x1b["), "drawn in place with terminal controls: {screen:?}");
+    assert!(screen.contains("error: the profile namespace"), "{screen}");
     assert!(notebook_api(&owner.client, &missing).list(&ListParams::default()).await.map(|l| l.items.is_empty()).unwrap_or(true));
 }
