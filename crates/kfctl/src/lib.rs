@@ -17,6 +17,7 @@ pub mod health;
 pub mod interrupt;
 pub mod inventory;
 pub mod lock;
+pub mod notebook;
 pub mod plan;
 pub mod platform;
 pub mod progress;

@@ -28,6 +28,8 @@ pub enum Progress {
     ObjectFailed { component: String, kind: String, namespace: Option<String>, name: String, reason: String },
     /// A component's readiness changed.
     ComponentStatus { component: String, ready: bool, reason: Option<String> },
+    /// Waiting on one thing (a namespace, a notebook server), with why it is not there yet.
+    Waiting { what: String, reason: Option<String> },
     /// A Kubernetes Event kfctl recorded or observed.
     Event { reason: String, message: String, warning: bool },
     /// The operation ended.
@@ -80,8 +82,9 @@ impl<F: Fn(Progress) + Send + Sync> ProgressSink for F {
 pub enum PrintStyle {
     /// One JSON object per line on stdout (`--output json`).
     JsonLines,
-    /// A live counter line on a terminal (stderr), with failures and phase ends on lines of
-    /// their own.
+    /// Progress bars on a terminal (stderr): objects applied while phases run, components ready
+    /// while waiting, a spinner while waiting on one thing; failures and phase ends on lines of
+    /// their own above the bar.
     Terminal,
     /// Plain log lines (stderr), for logs and CI.
     Plain,
@@ -98,8 +101,18 @@ struct PrinterState {
     phase_objects: usize,
     done: usize,
     changed: usize,
-    live_line: bool,
-    components: std::collections::HashMap<String, bool>,
+    components: std::collections::BTreeMap<String, bool>,
+    /// The bar drawn on a terminal, and what it counts.
+    bar: Option<(Bar, indicatif::ProgressBar)>,
+    /// The last waiting line printed in plain style (printed again only when it changes).
+    last_waiting: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bar {
+    Objects,
+    Components,
+    Waiting,
 }
 
 impl Printer {
@@ -120,12 +133,49 @@ impl Printer {
         Printer { style, state: std::sync::Mutex::new(PrinterState::default()) }
     }
 
+    /// A line above the bar (or alone when there is none).
     fn line(&self, state: &mut PrinterState, text: &str) {
-        if state.live_line {
-            eprint!("\r\x1b[2K");
-            state.live_line = false;
+        match &state.bar {
+            Some((_, bar)) => bar.suspend(|| eprintln!("{text}")),
+            None => eprintln!("{text}"),
         }
-        eprintln!("{text}");
+    }
+
+    /// The terminal's bar of `kind`, replacing a bar of another kind.
+    fn bar(state: &mut PrinterState, kind: Bar) -> &indicatif::ProgressBar {
+        if state.bar.as_ref().is_some_and(|(k, _)| *k != kind)
+            && let Some((_, old)) = state.bar.take()
+        {
+            old.finish_and_clear();
+        }
+        let (_, bar) = state.bar.get_or_insert_with(|| {
+            let (bar, template) = match kind {
+                Bar::Objects => (indicatif::ProgressBar::new(0), "{spinner} [{bar:30}] {pos}/{len} applied, {msg} ({elapsed})"),
+                Bar::Components => (indicatif::ProgressBar::new(0), "{spinner} [{bar:30}] {pos}/{len} components ready {msg} ({elapsed})"),
+                Bar::Waiting => (indicatif::ProgressBar::new_spinner(), "{spinner} {msg} ({elapsed})"),
+            };
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(template).expect("a valid progress template").progress_chars("=> "),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            (kind, bar)
+        });
+        bar
+    }
+
+    fn clear_bar(state: &mut PrinterState) {
+        if let Some((_, bar)) = state.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Printer {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.state.lock() {
+            Printer::clear_bar(&mut state);
+        }
     }
 }
 
@@ -147,9 +197,13 @@ impl ProgressSink for Printer {
         match progress {
             Progress::Message { text } => self.line(&mut state, &text),
             Progress::PhaseStarted { phase, objects } => {
-                // Phases run side by side: the live line counts over all that started.
+                // Phases run side by side: the bar counts over all that started.
                 state.phase_objects += objects;
                 self.line(&mut state, &format!("phase {phase}: {objects} objects"));
+                if terminal {
+                    let total = state.phase_objects as u64;
+                    Printer::bar(&mut state, Bar::Objects).set_length(total);
+                }
             }
             Progress::ObjectApplied { component, kind, namespace, name, outcome } => {
                 state.done += 1;
@@ -157,8 +211,11 @@ impl ProgressSink for Printer {
                     state.changed += 1;
                 }
                 if terminal {
-                    eprint!("\r\x1b[2K  {}/{} applied, {} changed", state.done, state.phase_objects, state.changed);
-                    state.live_line = true;
+                    let (done, total, changed) = (state.done as u64, state.phase_objects as u64, state.changed);
+                    let bar = Printer::bar(&mut state, Bar::Objects);
+                    bar.set_length(total.max(done));
+                    bar.set_position(done);
+                    bar.set_message(format!("{changed} changed"));
                 } else if outcome != "unchanged" {
                     self.line(&mut state, &format!("  {outcome} {} [{component}]", object_name(&kind, &namespace, &name)));
                 }
@@ -178,6 +235,29 @@ impl ProgressSink for Printer {
                     };
                     self.line(&mut state, &text);
                 }
+                if terminal {
+                    let total = state.components.len() as u64;
+                    let ready_count = state.components.values().filter(|r| **r).count() as u64;
+                    let waiting_on: Vec<&str> =
+                        state.components.iter().filter(|(_, r)| !**r).map(|(c, _)| c.as_str()).take(3).collect();
+                    let message = if waiting_on.is_empty() { String::new() } else { format!("(waiting on {})", waiting_on.join(", ")) };
+                    let bar = Printer::bar(&mut state, Bar::Components);
+                    bar.set_length(total);
+                    bar.set_position(ready_count);
+                    bar.set_message(message);
+                }
+            }
+            Progress::Waiting { what, reason } => {
+                let text = match reason {
+                    Some(reason) => format!("waiting for {what}: {reason}"),
+                    None => format!("waiting for {what}"),
+                };
+                if terminal {
+                    Printer::bar(&mut state, Bar::Waiting).set_message(text);
+                } else if state.last_waiting.as_deref() != Some(text.as_str()) {
+                    self.line(&mut state, &text);
+                    state.last_waiting = Some(text);
+                }
             }
             Progress::Event { reason, message, warning } => {
                 if warning {
@@ -185,6 +265,7 @@ impl ProgressSink for Printer {
                 }
             }
             Progress::Finished { ok, summary } => {
+                Printer::clear_bar(&mut state);
                 let word = if ok { "done" } else { "failed" };
                 self.line(&mut state, &format!("{word}: {summary}"));
             }

@@ -435,6 +435,27 @@ async fn jobs_are_addressed_by_server_ids_only() {
     }
 }
 
+/// "Open JupyterLab with codelabs" runs `kfctl notebook`'s steps for a deployment that succeeded
+/// (tests/notebook covers those steps on a cluster); here, what the route refuses and why.
+#[tokio::test]
+async fn open_codelabs_needs_a_succeeded_deployment_and_says_why_it_cannot() {
+    let state = tempfile::tempdir().unwrap();
+    let (finished, cut_off) = seed_jobs(state.path());
+    let server = Server::start_in(state.path(), &[]);
+    let body = serde_json::json!({});
+    let response = post(&server, "/api/jobs/0123456789abcdef0123456789abcdef/notebook", &body).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = post(&server, &format!("/api/jobs/{cut_off}/notebook"), &body).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert_eq!(json(response).await["error"], "the deployment has not succeeded");
+    // The seeded app's kfctl.yaml is not a whole config: the answer names it.
+    let response = post(&server, &format!("/api/jobs/{finished}/notebook"), &body).await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    let answer = json(response).await;
+    assert!(answer["error"].as_str().unwrap().contains("kfctl.yaml"), "{answer}");
+    assert!(answer["hint"].as_str().unwrap().contains("kfctl notebook"), "{answer}");
+}
+
 #[tokio::test]
 async fn download_packs_the_app_directory_without_credentials() {
     let state = tempfile::tempdir().unwrap();

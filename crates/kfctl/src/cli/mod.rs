@@ -8,12 +8,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod apply;
 mod build;
 mod common;
+mod completion;
 mod component;
 mod delete;
 mod deploy;
 mod diff;
 mod doctor;
 mod init;
+mod notebook;
 mod open;
 mod serve;
 mod status;
@@ -51,6 +53,9 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Reach the Kubeflow dashboard or JupyterLab through a port-forward.
     Open(open::OpenArgs),
+    /// Open JupyterLab with the codelabs: the default user's first notebook server, made and
+    /// waited for, reached through the gateway.
+    Notebook(notebook::NotebookArgs),
     /// Check the cluster before changing anything.
     Doctor(doctor::DoctorArgs),
     /// Serve the click-to-deploy web app.
@@ -59,6 +64,8 @@ pub enum Command {
     Upgrade(upgrade::UpgradeArgs),
     /// Remove vendored releases the app no longer uses (kept by `upgrade` for a rollback).
     Gc(upgrade::GcArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completion(completion::CompletionArgs),
 }
 
 /// How results are printed.
@@ -103,10 +110,42 @@ pub fn main() -> ExitCode {
 
 /// `error: ...` followed by its causes, then `hint: ...` lines where the error carries one.
 pub fn report_error(err: &anyhow::Error) {
-    eprintln!("error: {err}");
-    for cause in err.chain().skip(1) {
-        eprintln!("  caused by: {cause}");
+    eprint!("{}", error_report(err.chain().map(|cause| cause.to_string())));
+}
+
+/// The text [`report_error`] prints for an error chain (outermost message first). Each cause is
+/// printed once: a cause whose text an earlier line already contains is left out (an error that
+/// says "cannot read X: <reason>" and then has <reason> as its source would otherwise print the
+/// reason again, once per level). Hints (`\n  hint: ...` in a message) come last, each once.
+pub fn error_report(chain: impl IntoIterator<Item = String>) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut hints: Vec<String> = Vec::new();
+    for message in chain {
+        let mut parts = message.split("\n  hint: ");
+        let text = parts.next().unwrap_or_default().trim_end().to_owned();
+        for hint in parts {
+            let hint = hint.trim_end().to_owned();
+            if !hints.contains(&hint) {
+                hints.push(hint);
+            }
+        }
+        if !text.is_empty() && !lines.iter().any(|line| line.contains(&text)) {
+            lines.push(text);
+        }
     }
+    let mut out = String::new();
+    for (i, line) in lines.iter().enumerate() {
+        let prefix = if i == 0 { "error: " } else { "  caused by: " };
+        out.push_str(prefix);
+        out.push_str(line);
+        out.push('\n');
+    }
+    for hint in hints {
+        out.push_str("  hint: ");
+        out.push_str(&hint);
+        out.push('\n');
+    }
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -121,9 +160,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => deploy::run(args),
         Command::Delete(args) => delete::run(args),
         Command::Open(args) => open::run(args),
+        Command::Notebook(args) => notebook::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Upgrade(args) => upgrade::run(args),
         Command::Gc(args) => upgrade::run_gc(args),
+        Command::Completion(args) => completion::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    fn chain(messages: &[&str]) -> String {
+        error_report(messages.iter().map(|m| (*m).to_owned()))
+    }
+
+    #[test]
+    fn causes_already_in_an_earlier_line_are_left_out() {
+        let report = chain(&[
+            "no kubeconfig found (failed to read kubeconfig: No such file)\n  hint: set KUBECONFIG",
+            "failed to read kubeconfig: No such file",
+            "No such file",
+        ]);
+        assert_eq!(report, "error: no kubeconfig found (failed to read kubeconfig: No such file)\n  hint: set KUBECONFIG\n");
+    }
+
+    #[test]
+    fn new_causes_are_kept_and_hints_come_last_once() {
+        let report = chain(&[
+            "cannot open app directory /x\n  hint: run kfctl init",
+            "cannot read /x/kfctl.yaml: not found\n  hint: run kfctl init",
+            "permission denied",
+        ]);
+        assert_eq!(
+            report,
+            "error: cannot open app directory /x\n  caused by: cannot read /x/kfctl.yaml: not found\n  \
+             caused by: permission denied\n  hint: run kfctl init\n"
+        );
     }
 }

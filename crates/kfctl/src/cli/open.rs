@@ -133,22 +133,34 @@ pub fn run(args: OpenArgs) -> anyhow::Result<ExitCode> {
             println!("login: {user} / {password}");
             return Ok(ExitCode::SUCCESS);
         }
-        let listener = tokio::net::TcpListener::bind(local)
-            .await
-            .with_context(|| format!("cannot listen on {local}\n  hint: choose another port with --port"))?;
+        let listener = listen(args.port).await?;
         println!("{}", url(args.target, local));
         println!("login: {user} / {password}   (forwarding to pod {GATEWAY_NAMESPACE}/{}; Ctrl-C to stop)", gateway.pod);
-        let gateway = Arc::new(Gateway { client: client.clone(), current: Mutex::new(gateway) });
-        loop {
-            let (mut conn, _) = listener.accept().await.context("accepting a local connection")?;
-            let gateway = gateway.clone();
-            tokio::spawn(async move {
-                if let Err(e) = gateway.forward(&mut conn).await {
-                    eprintln!("warning: forwarding a local connection failed: {e:#}");
-                }
-            });
-        }
+        serve_gateway(client, listener, gateway).await
     })
+}
+
+/// Bind 127.0.0.1:`port` for [`serve_gateway`], with a hint when it is taken.
+pub(super) async fn listen(port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    let local: SocketAddr = ([127, 0, 0, 1], port).into();
+    tokio::net::TcpListener::bind(local)
+        .await
+        .with_context(|| format!("cannot listen on {local}\n  hint: choose another port with --port"))
+}
+
+/// Forwards every connection on `listener` to the gateway (following its pod when it is
+/// replaced), until the process is stopped.
+pub(super) async fn serve_gateway(client: Client, listener: tokio::net::TcpListener, gateway: GatewayTarget) -> anyhow::Result<ExitCode> {
+    let gateway = Arc::new(Gateway { client, current: Mutex::new(gateway) });
+    loop {
+        let (mut conn, _) = listener.accept().await.context("accepting a local connection")?;
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            if let Err(e) = gateway.forward(&mut conn).await {
+                eprintln!("warning: forwarding a local connection failed: {e:#}");
+            }
+        });
+    }
 }
 
 /// The gateway pod that local connections go to, followed when it is replaced.

@@ -21,13 +21,55 @@ pub fn run(args: StatusArgs) -> anyhow::Result<ExitCode> {
         let client = connect(&args.app, &args.cluster, &app).await?;
         // Refreshing keeps the Application's status (what `kubectl get application` shows) current.
         let status = refresh(&client, &target, &Silent).await?;
+        let journey = journey(&client, &app).await;
         if args.app.output == super::OutputFormat::Json {
-            println!("{}", serde_json::to_string_pretty(&status)?);
+            let mut value = serde_json::to_value(&status)?;
+            value["journey"] = serde_json::to_value(&journey)?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             print!("{}", table(&status));
+            print!("{}", journey_lines(&journey));
         }
         Ok(if status.ready { ExitCode::SUCCESS } else { ExitCode::from(3) })
     })
+}
+
+/// A step of the user's journey after the deploy: shown by `kfctl status`, not part of Ready.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JourneyStep {
+    pub name: String,
+    /// `ready`, `not_ready`, `absent` or `unknown`.
+    pub state: String,
+    pub message: String,
+}
+
+/// The default user's notebook server (`kfctl notebook`'s).
+async fn journey(client: &kube::Client, app: &crate::app::App) -> Vec<JourneyStep> {
+    use crate::notebook::ServerState;
+    let (profile, _) = crate::notebook::profile_of(&app.config);
+    let name = "codelabs";
+    let (state, message) = match crate::notebook::server_state(client, &profile, name).await {
+        Ok(ServerState::Ready) => ("ready", format!("{profile}/{name}: `kfctl notebook` opens JupyterLab with the codelabs")),
+        Ok(ServerState::NotReady(reason)) => ("not_ready", format!("{profile}/{name}: {reason}")),
+        Ok(ServerState::Absent) => ("absent", format!("{profile}/{name}: not created; `kfctl notebook` makes it and opens the codelabs")),
+        Err(e) => ("unknown", e.to_string()),
+    };
+    vec![JourneyStep { name: "notebook server".into(), state: state.into(), message }]
+}
+
+/// The journey steps under the table, marked as not counted for Ready.
+pub fn journey_lines(steps: &[JourneyStep]) -> String {
+    let mut out = String::from("\nnext steps (not required for Ready):\n");
+    for step in steps {
+        let word = match step.state.as_str() {
+            "ready" => "ready",
+            "not_ready" => "not ready",
+            "absent" => "none",
+            _ => "unknown",
+        };
+        out.push_str(&format!("  {}: {word}: {}\n", step.name, step.message));
+    }
+    out
 }
 
 /// The per-component table, then one line per object that is not ready.

@@ -41,6 +41,8 @@ pub struct Release {
     pub inotify: InotifyLimits,
     /// How an app of an earlier release becomes one of this release (`kfctl upgrade`).
     pub upgrade: UpgradeSpec,
+    /// The Jupyter web app's spawner defaults, for `kfctl notebook` (None: not supported there).
+    pub notebook: Option<NotebookDefaults>,
 }
 
 /// What changed on the way to a release, as `kfctl upgrade` needs it: components renamed or
@@ -139,6 +141,26 @@ impl Migration {
         (self.from.is_empty() || self.from.iter().any(|v| bare(v) == bare(from)))
             && self.when_component.as_deref().is_none_or(enabled_before)
     }
+}
+
+/// The Jupyter web app's defaults for a new notebook server (its spawner config).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotebookDefaults {
+    /// The default JupyterLab image.
+    pub image: String,
+    /// CPU request and limit (Kubernetes quantities).
+    pub cpu: String,
+    pub cpu_limit: String,
+    /// Memory request and limit.
+    pub memory: String,
+    pub memory_limit: String,
+    /// Where the workspace volume is mounted (the image's home directory).
+    pub workspace_mount: String,
+    /// The size of a new workspace volume.
+    pub workspace_size: String,
+    /// Extended resource names of GPUs, in the web app's order.
+    pub gpu_vendors: Vec<String>,
 }
 
 /// Supported Kubernetes versions of one Kubeflow release and what kfctl creates for it.
@@ -506,6 +528,8 @@ struct CatalogFile {
     kubernetes: KubernetesFile,
     footprint: Footprint,
     inotify: InotifyLimits,
+    #[serde(default)]
+    notebook: Option<NotebookDefaults>,
     components: Vec<ComponentSpec>,
     #[serde(default)]
     upgrade: UpgradeSpec,
@@ -605,6 +629,7 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Release, CatalogError> {
         footprint: raw.footprint,
         inotify: raw.inotify,
         upgrade: raw.upgrade,
+        notebook: raw.notebook,
     })
 }
 

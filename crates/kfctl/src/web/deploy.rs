@@ -296,6 +296,17 @@ async fn access_links(client: &kube::Client, app: &App, access: &platform::Clust
             AccessLink { label: "JupyterLab (notebooks)".into(), url: format!("http://{host}/_/jupyter/"), command: None },
         ];
     }
+    let flags = cli_flags(access, job_dir);
+    let command = |target: &str| format!("cd {} && kfctl open {target} --port {OPEN_PORT}{flags}", app.config.name);
+    vec![
+        AccessLink { label: "Kubeflow dashboard".into(), url: format!("http://localhost:{OPEN_PORT}/"), command: Some(command("dashboard")) },
+        AccessLink { label: "JupyterLab (notebooks)".into(), url: format!("http://localhost:{OPEN_PORT}/_/jupyter/"), command: Some(command("jupyter")) },
+    ]
+}
+
+/// `--kubeconfig`/`--context` for a command run from the downloaded app directory; a kubeconfig
+/// kept inside the job (an upload) is not named: the user has their own copy.
+fn cli_flags(access: &platform::ClusterAccess, job_dir: &Path) -> String {
     let mut flags = String::new();
     if let Some(kubeconfig) = &access.kubeconfig
         && !kubeconfig.starts_with(job_dir)
@@ -305,11 +316,53 @@ async fn access_links(client: &kube::Client, app: &App, access: &platform::Clust
     if let Some(context) = &access.context {
         flags.push_str(&format!(" --context {}", shell_word(context)));
     }
-    let command = |target: &str| format!("cd {} && kfctl open {target} --port {OPEN_PORT}{flags}", app.config.name);
-    vec![
-        AccessLink { label: "Kubeflow dashboard".into(), url: format!("http://localhost:{OPEN_PORT}/"), command: Some(command("dashboard")) },
-        AccessLink { label: "JupyterLab (notebooks)".into(), url: format!("http://localhost:{OPEN_PORT}/_/jupyter/"), command: Some(command("jupyter")) },
-    ]
+    flags
+}
+
+/// What "Open JupyterLab with codelabs" answers: the link to the codelabs folder and how to sign in.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CodelabsLink {
+    pub link: AccessLink,
+    pub sign_in: String,
+}
+
+/// The last page's "Open JupyterLab with codelabs": what `kfctl notebook` does for the job's app
+/// (the default user's notebook server with the codelabs, made or reused, waited for), then the
+/// link through the gateway's load balancer, or the `kfctl notebook` forward to run.
+pub async fn open_codelabs(job: &Job) -> Result<CodelabsLink, String> {
+    let app = App::open(&job.app_dir()).map_err(|e| format!("cannot open the job's app directory: {e}"))?;
+    let access = app.config.platform.access(&app.dir);
+    let client = crate::cluster::connect(access.kubeconfig.as_deref(), access.context.as_deref())
+        .await
+        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+    let request = crate::notebook::Request {
+        name: "codelabs".into(),
+        gpu: false,
+        codelabs_url: None,
+        timeout: std::time::Duration::from_secs(600),
+    };
+    let path = crate::notebook::open_codelabs(&client, &app.config, &request, &crate::progress::Silent)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), "istio-system");
+    let ingress = services.get_opt("istio-ingressgateway").await.ok().flatten().and_then(|service| {
+        let ingress = service.status?.load_balancer?.ingress?.into_iter().next()?;
+        ingress.hostname.or(ingress.ip)
+    });
+    let label = "JupyterLab with codelabs".to_owned();
+    let link = match ingress {
+        Some(host) => AccessLink { label, url: format!("http://{host}{path}"), command: None },
+        None => AccessLink {
+            label,
+            url: format!("http://localhost:{OPEN_PORT}{path}"),
+            command: Some(format!(
+                "cd {} && kfctl notebook --port {OPEN_PORT}{}",
+                app.config.name,
+                cli_flags(&access, &job.dir)
+            )),
+        },
+    };
+    Ok(CodelabsLink { link, sign_in: crate::notebook::sign_in_hint(&app.config) })
 }
 
 /// A word quoted for a POSIX shell when it needs it.

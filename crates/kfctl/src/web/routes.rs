@@ -16,6 +16,7 @@
 //! | GET    | /api/jobs/{id}/download      | its app directory as .tar.gz, without credentials |
 //! | POST   | /api/jobs/{id}/upgrade/plan  | the plan for upgrading its app (changes nothing)  |
 //! | POST   | /api/jobs/{id}/upgrade       | start upgrading its app (a new job)               |
+//! | POST   | /api/jobs/{id}/notebook      | JupyterLab with codelabs for a finished deployment |
 
 use std::sync::Arc;
 
@@ -55,6 +56,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/jobs/{id}/download", get(download))
         .route("/api/jobs/{id}/upgrade/plan", post(upgrade_plan))
         .route("/api/jobs/{id}/upgrade", post(start_upgrade))
+        .route("/api/jobs/{id}/notebook", post(open_notebook))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), access::guard))
@@ -183,6 +185,21 @@ async fn start_job(State(state): State<Arc<ServerState>>, body: Result<Json<Depl
     match deploy::start(state.clone(), release, checked) {
         Ok(job) => (StatusCode::ACCEPTED, Json(job.record())).into_response(),
         Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), "check the state directory"),
+    }
+}
+
+/// "Open JupyterLab with codelabs" on the last page: only for a deployment that succeeded.
+async fn open_notebook(State(state): State<Arc<ServerState>>, Path(id): Path<String>) -> Response {
+    let job = match lookup(&state, &id) {
+        Ok(job) => job,
+        Err(response) => return response,
+    };
+    if job.record().state != super::jobs::JobState::Succeeded {
+        return refusal(StatusCode::CONFLICT, "the deployment has not succeeded", "JupyterLab with codelabs needs a ready Kubeflow; wait for the deployment or start a new one");
+    }
+    match deploy::open_codelabs(&job).await {
+        Ok(link) => Json(link).into_response(),
+        Err(error) => refusal(StatusCode::BAD_GATEWAY, &error, "`kfctl notebook` in the downloaded app directory shows the same steps on your machine"),
     }
 }
 

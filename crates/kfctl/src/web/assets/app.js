@@ -348,6 +348,9 @@ function setJobState(record) {
       link.command ? el("div", { class: "help" }, "First run: ", el("code", { text: link.command })) : null)));
     $("#job-download").setAttribute("href", `/api/jobs/${record.id}/download`);
     $("#job-done").hidden = false;
+    const open = $("#open-codelabs");
+    open.hidden = record.state !== "succeeded";
+    open.onclick = () => openCodelabs(record.id);
     showUpgrade(record);
   }
 }
@@ -404,6 +407,27 @@ async function startUpgrade() {
   }
 }
 
+async function openCodelabs(id) {
+  const button = $("#open-codelabs");
+  const help = $("#codelabs-help");
+  button.disabled = true;
+  help.textContent = "Starting your notebook server with the codelabs…";
+  try {
+    const answer = await api("POST", `/api/jobs/${id}/notebook`, {});
+    const link = answer.link;
+    $("#job-links").append(el("li", {},
+      el("a", { href: link.url, target: "_blank", rel: "noopener noreferrer", text: `${link.label}: ${link.url}` }),
+      link.command ? el("div", { class: "help" }, "First run: ", el("code", { text: link.command })) : null,
+      el("div", { class: "help", text: answer.sign_in })));
+    help.textContent = "Ready.";
+  } catch (error) {
+    help.textContent = "";
+    showBanner(error.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 function logLine(time, text, kind) {
   const log = $("#job-log");
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
@@ -455,6 +479,7 @@ function applyEvent(event) {
       reason.textContent = p.reason || "";
       break;
     }
+    case "waiting": logLine(event.time, `Waiting for ${p.what}${p.reason ? ": " + p.reason : ""}`); break;
     case "event": logLine(event.time, `Event ${p.reason}: ${p.message}`, p.warning ? "warning" : null); break;
     case "finished": logLine(event.time, p.summary, p.ok ? null : "error"); break;
     default: logLine(event.time, JSON.stringify(p));
