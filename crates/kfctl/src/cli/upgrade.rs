@@ -51,6 +51,10 @@ pub struct UpgradeArgs {
     /// Show every field change in the plan, not one line per component.
     #[arg(long)]
     pub diff: bool,
+    /// Fail at once when another kfctl run (or a web-app job) holds the app's lock, instead of
+    /// waiting for it.
+    #[arg(long)]
+    pub no_wait: bool,
     /// How long to wait for readiness after applying: seconds, or with a unit (90s, 15m).
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -114,7 +118,7 @@ pub fn run(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        let done = upgrade::execute(&client, &target, &prepared, &plan, &rendered, &apply, args.timeout, &printer).await?;
+        let done = upgrade::execute(&client, &target, &prepared, &plan, &rendered, &apply, args.timeout, !args.no_wait, &printer).await?;
         printer.report(Progress::Message {
             text: format!(
                 "upgraded app {} from Kubeflow {} to {}: {}; {}{}",

@@ -64,6 +64,8 @@ pub enum UpgradeError {
     Version(#[from] catalog::UnknownVersion),
     #[error(transparent)]
     Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     #[error("the app is at Kubeflow {version} already; nothing to upgrade\n  hint: `kfctl diff` shows whether the cluster matches it, `kfctl apply` makes it so")]
     AlreadyThere { version: String },
     #[error("{} of the app's settings no longer apply to Kubeflow {to}; nothing was changed:\n{}\n  hint: adjust kfctl.yaml (or the patch files) for {to}, or pass --force to drop these settings from kfctl.yaml (patch files stay on disk)", notes.len(), notes.iter().map(|n| format!("  - {}", n.line())).collect::<Vec<_>>().join("\n"))]
@@ -582,12 +584,15 @@ pub async fn execute(
     rendered: &RenderedApp,
     opts: &ApplyOptions,
     timeout: Duration,
+    wait_for_lock: bool,
     sink: &dyn ProgressSink,
 ) -> Result<Upgraded, UpgradeError> {
     let unconfirmed = plan.unconfirmed();
     if !unconfirmed.is_empty() {
         return Err(UpgradeError::Unconfirmed { steps: unconfirmed });
     }
+    // One writer per app: an apply, delete or another upgrade waits (or fails with --no-wait).
+    let lock = crate::lock::acquire(client, target, &format!("kfctl upgrade to {}", prepared.to), wait_for_lock, sink).await?;
     let mut app = prepared.new.clone();
     // From here the cluster changes: kfctl.yaml names the new release and says where it came from.
     let confirmed: Vec<String> = plan.manual.iter().filter(|m| m.confirmed).map(|m| m.id.clone()).collect();
@@ -629,7 +634,9 @@ pub async fn execute(
         Some(m) => events.record(true, "UpgradeFailed", &format!("upgrade from Kubeflow {} to {} stopped: {m}", prepared.from, prepared.to)),
     }
     events.flush().await;
-    app.save()?;
+    let saved = app.save();
+    lock.release().await;
+    saved?;
     result
 }
 

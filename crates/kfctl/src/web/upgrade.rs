@@ -164,7 +164,7 @@ async fn run(job: &Arc<Job>, from: &str, request: &UpgradeRequest) -> Result<Str
     }
     let target = AppTarget::for_app(&prepared.new);
     let apply = ApplyOptions { release: ReleaseRange::of(&prepared.to), ..ApplyOptions::default() };
-    let done = upgrade::execute(&client, &target, &prepared, &plan, &rendered, &apply, READY_TIMEOUT, job.as_ref()).await.map_err(fail)?;
+    let done = upgrade::execute(&client, &target, &prepared, &plan, &rendered, &apply, READY_TIMEOUT, true, job.as_ref()).await.map_err(fail)?;
     Ok(format!("Upgraded to Kubeflow {}: {}; {}", done.to, done.apply.summary(), done.ready))
 }
 
