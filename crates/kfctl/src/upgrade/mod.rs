@@ -368,13 +368,16 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
     // field, or an update it finds invalid though a fresh object is not (removing a probe leaves
     // its defaulted fields behind). Workloads, Services and bindings are recreated; an object
     // that holds data or other objects never is: the user decides.
+    // (A CRD refused for its stored versions is the storage migration's.)
+    let storage = storage::find(client, rendered).await.map_err(|e| UpgradeError::Apply(ApplyError::Api { reason: crate::cluster::error_chain(&e) }))?;
+    let migrated: Vec<String> = storage.iter().map(|m| format!("CustomResourceDefinition.apiextensions.k8s.io {}", m.crd)).collect();
     let refused = diff.replace.iter().chain(diff.change.iter().filter(|d| d.reason.as_deref().is_some_and(refused_as_invalid)));
     for d in refused {
-        if replace.iter().any(|r| r.object == d.object) {
+        if replace.iter().any(|r| r.object == d.object) || migrated.contains(&d.object) {
             continue;
         }
         let Some(target) = rendered.objects.iter().map(|o| target_of(&o.object)).find(|t| display(t) == d.object) else { continue };
-        let reason = d.reason.as_deref().unwrap_or("a field is immutable");
+        let reason = server_message(d.reason.as_deref().unwrap_or("a field is immutable"));
         if RECREATED_KINDS.contains(&target.kind.as_str()) {
             let why = format!("the API server refuses the change in place: {reason}");
             replace.push(ReplaceAction { object: d.object.clone(), migration: None, why, target });
@@ -388,7 +391,6 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
             });
         }
     }
-    let storage = storage::find(client, rendered).await.map_err(|e| UpgradeError::Apply(ApplyError::Api { reason: crate::cluster::error_chain(&e) }))?;
     Ok(UpgradePlan {
         app: prepared.new.config.name.clone(),
         from: prepared.from.clone(),
@@ -400,6 +402,13 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
         manual,
         diff,
     })
+}
+
+/// The API server's message out of a client error's text: without kube's `ApiError: ` prefix and
+/// the debug dump of the Status that follows it.
+fn server_message(reason: &str) -> &str {
+    let reason = reason.strip_prefix("ApiError: ").unwrap_or(reason);
+    reason.split(" (Status {").next().unwrap_or(reason).trim_end_matches(": Invalid")
 }
 
 /// Kinds an upgrade deletes and creates again when the API server refuses to change them in
