@@ -163,6 +163,9 @@ async fn v1_10_2_upgrades_to_26_03_with_a_plan_keeps_user_data_and_converges_aft
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{}", tail(&text, 40));
     drop(mirror);
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("e2e-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    std::fs::write(artifacts.join("upgrade-prepare-v1.10.2-26.03.txt"), &text).unwrap();
     assert!(text.contains("networkpolicies -> kubeflow-namespace") && text.contains("trainer: new, in the base set: enabled"), "{text}");
     assert!(text.contains(&format!("migration {MINIO_STEP}")), "{text}");
     support::sim_cluster::add(&kfctl.app, "26.03");
@@ -171,8 +174,6 @@ async fn v1_10_2_upgrades_to_26_03_with_a_plan_keeps_user_data_and_converges_aft
     let (ok, text) = kfctl.run(&["upgrade", app, "--to", "26.03", "--yes"]);
     assert!(!ok, "{}", tail(&text, 40));
     // Kept for people: the README's example and the closing notes quote it.
-    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("e2e-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
     std::fs::write(artifacts.join("upgrade-plan-v1.10.2-26.03.txt"), &text).unwrap();
     for expected in [
         "Finishing the upgrade of app kubeflow: Kubeflow v1.10.2 -> 26.03",
@@ -206,6 +207,7 @@ async fn v1_10_2_upgrades_to_26_03_with_a_plan_keeps_user_data_and_converges_aft
     assert!(yaml.contains("outcome: applying"), "{yaml}");
     let text = kfctl.ok(&["upgrade", app, "--to", "26.03", "--yes", "--timeout", "10m"]);
     assert!(text.contains("upgraded app kubeflow from Kubeflow v1.10.2 to 26.03"), "{}", tail(&text, 30));
+    std::fs::write(artifacts.join("upgrade-finish-v1.10.2-26.03.txt"), &text).unwrap();
 
     // 6. 26.03's components, all ready; everything only v1.10.2 had is gone (but CRDs and
     //    PVCs); the user's data is as it was; nothing left to change.

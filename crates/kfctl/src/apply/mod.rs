@@ -343,7 +343,9 @@ struct Assessment {
 
 /// The first half of an apply: discovery, the inventory and the API preflight at once, the plan,
 /// the records, the live reads (metadata lists where records can prove objects unchanged, full
-/// reads of the rest), then which objects are pending and what is pruned.
+/// reads of the rest), then which objects are pending and what is pruned. `record`: write the
+/// inventory when the label scan found objects it missed (apply does, diff does not).
+#[allow(clippy::too_many_arguments)]
 async fn assess(
     client: &Client,
     target: &AppTarget,

@@ -65,7 +65,7 @@ pub enum UpgradeError {
     #[error(transparent)]
     Apply(#[from] ApplyError),
     #[error(transparent)]
-    Lock(#[from] crate::lock::LockError),
+    Lock(Box<crate::lock::LockError>),
     #[error("the app is at Kubeflow {version} already; nothing to upgrade\n  hint: `kfctl diff` shows whether the cluster matches it, `kfctl apply` makes it so")]
     AlreadyThere { version: String },
     #[error("{} of the app's settings no longer apply to Kubeflow {to}; nothing was changed:\n{}\n  hint: adjust kfctl.yaml (or the patch files) for {to}, or pass --force to drop these settings from kfctl.yaml (patch files stay on disk)", notes.len(), notes.iter().map(|n| format!("  - {}", n.line())).collect::<Vec<_>>().join("\n"))]
@@ -601,7 +601,9 @@ pub async fn execute(
         return Err(UpgradeError::Unconfirmed { steps: unconfirmed });
     }
     // One writer per app: an apply, delete or another upgrade waits (or fails with --no-wait).
-    let lock = crate::lock::acquire(client, target, &format!("kfctl upgrade to {}", prepared.to), wait_for_lock, sink).await?;
+    let lock = crate::lock::acquire(client, target, &format!("kfctl upgrade to {}", prepared.to), wait_for_lock, sink)
+        .await
+        .map_err(|e| UpgradeError::Lock(Box::new(e)))?;
     let mut app = prepared.new.clone();
     // From here the cluster changes: kfctl.yaml names the new release and says where it came from.
     let confirmed: Vec<String> = plan.manual.iter().filter(|m| m.confirmed).map(|m| m.id.clone()).collect();

@@ -274,13 +274,15 @@ fn upgrade_refusal(err: UpgradeWebError) -> Response {
     }
 }
 
+/// The job a path names and the upgrade request in the body, or the refusal to send.
+fn upgrade_request(state: &ServerState, id: &str, body: Result<Json<UpgradeRequest>, JsonRejection>) -> Result<(Arc<Job>, UpgradeRequest), Response> {
+    let Json(request) = body.map_err(bad_json)?;
+    Ok((lookup(state, id)?, request))
+}
+
 async fn upgrade_plan(State(state): State<Arc<ServerState>>, Path(id): Path<String>, body: Result<Json<UpgradeRequest>, JsonRejection>) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_json(rejection),
-    };
-    let job = match lookup(&state, &id) {
-        Ok(job) => job,
+    let (job, request) = match upgrade_request(&state, &id, body) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     match upgrade::plan(&job, &request).await {
@@ -290,12 +292,8 @@ async fn upgrade_plan(State(state): State<Arc<ServerState>>, Path(id): Path<Stri
 }
 
 async fn start_upgrade(State(state): State<Arc<ServerState>>, Path(id): Path<String>, body: Result<Json<UpgradeRequest>, JsonRejection>) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => return bad_json(rejection),
-    };
-    let job = match lookup(&state, &id) {
-        Ok(job) => job,
+    let (job, request) = match upgrade_request(&state, &id, body) {
+        Ok(found) => found,
         Err(response) => return response,
     };
     match upgrade::start(state.clone(), &job, request) {
