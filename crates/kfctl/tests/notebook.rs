@@ -386,6 +386,15 @@ async fn notebook_creates_waits_forwards_reuses_and_deletes() {
     assert_eq!(body, format!("{token} {lab}"), "the URL answers through the gateway forward");
     let after = kfctl_status(&profile, app.path());
     assert!(after.contains(&format!("notebook server: ready: {}/codelabs", profile.name)), "{after}");
+    // The Application lists it too, outside componentsReady.
+    let applications = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("app.k8s.io", "v1beta1", "Application"), "applications");
+    let application = Api::<DynamicObject>::namespaced_with(client.clone(), &profile.name, &applications).get("nb-test").await.expect("the app's Application");
+    let listed = application.data["status"]["components"].as_array().cloned().unwrap_or_default();
+    let entry = listed.iter().find(|c| c["kind"] == "Notebook" && c["name"] == "codelabs").unwrap_or_else(|| panic!("no Notebook in {listed:?}"));
+    assert_eq!((entry["namespace"].as_str(), entry["status"].as_str()), (Some(profile.name.as_str()), Some("Ready")), "{entry}");
+    assert!(entry["message"].as_str().unwrap().contains("not required for Ready"), "{entry}");
+    let counted: usize = application.data["status"]["componentsReady"].as_str().unwrap().split('/').nth(1).unwrap().parse().unwrap();
+    assert_eq!(counted, listed.len() - 1, "the notebook server is not counted");
     run.assert_running();
     // The whole run, for whoever reads the test's output (`--nocapture`).
     eprintln!("kfctl notebook printed:\n{}", run.output());

@@ -51,7 +51,7 @@ pub struct NotebookArgs {
 }
 
 pub fn run(args: NotebookArgs) -> anyhow::Result<ExitCode> {
-    let (app, _) = open_target(&args.app.dir, &args.cluster)?;
+    let (app, target) = open_target(&args.app.dir, &args.cluster)?;
     let (profile, _) = notebook::profile_of(&app.config);
     let printer = Printer::new(args.app.output == super::OutputFormat::Json);
     let say = |text: String| printer.report(Progress::Message { text });
@@ -79,6 +79,8 @@ pub fn run(args: NotebookArgs) -> anyhow::Result<ExitCode> {
             timeout: args.timeout,
         };
         let path = notebook::open_codelabs(&client, &app.config, &request, &printer).await?;
+        // The Application lists the server now (outside Ready); an app not applied yet has none.
+        let _ = crate::health::refresh(&client, &target, &crate::progress::Silent).await;
         let hint = notebook::sign_in_hint(&app.config);
         if args.no_forward {
             println!("{path}");

@@ -184,7 +184,7 @@ pub fn desired_status(status: &AppStatus, previous: Option<&Value>, now: &str) -
     } else {
         ("True", "ComponentsFailed", failed.join("; "))
     };
-    let components: Vec<Value> = status
+    let mut components: Vec<Value> = status
         .components
         .iter()
         .flat_map(|c| c.objects.iter())
@@ -200,6 +200,12 @@ pub fn desired_status(status: &AppStatus, previous: Option<&Value>, now: &str) -
             v
         })
         .collect();
+    // The user's notebook server: listed with the app, outside componentsReady and Ready.
+    components.extend(status.journey.iter().map(|j| {
+        json!({"group": "kubeflow.org", "kind": "Notebook", "name": j.name, "namespace": j.namespace,
+               "status": if j.ready { "Ready" } else { "InProgress" },
+               "message": "the user's notebook server (kfctl notebook): part of the journey, not required for Ready"})
+    }));
     json!({
         "conditions": [
             {"type": "Ready", "status": ready_status, "reason": ready_reason, "message": truncate(&ready_message, 2000),

@@ -76,6 +76,37 @@ pub struct AppStatus {
     pub namespace: String,
     pub ready: bool,
     pub components: Vec<ComponentStatus>,
+    /// The user's journey after the deploy (the notebook server `kfctl notebook` made): shown,
+    /// never counted for Ready.
+    pub journey: Vec<JourneyEntry>,
+}
+
+/// The label on what `kfctl notebook` creates for an app (value: the app's name). Not kfctl's app
+/// label: the notebook server is the user's, so apply never prunes it and delete leaves it.
+pub const JOURNEY_LABEL: &str = "kfctl.kubeflow.org/journey";
+
+/// One step of the user's journey found on the cluster: a Notebook labelled [`JOURNEY_LABEL`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JourneyEntry {
+    pub namespace: String,
+    pub name: String,
+    pub ready: bool,
+}
+
+/// The Notebooks of `app`'s journey, cluster-wide; none when the Notebook kind is not served.
+async fn journey_of(client: &Client, app: &str) -> Vec<JourneyEntry> {
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+    let notebooks = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("kubeflow.org", "v1", "Notebook"), "notebooks");
+    let api: kube::Api<DynamicObject> = kube::Api::all_with(client.clone(), &notebooks);
+    let Ok(list) = api.list(&ListParams::default().labels(&format!("{JOURNEY_LABEL}={app}"))).await else { return Vec::new() };
+    list.items
+        .into_iter()
+        .map(|nb| JourneyEntry {
+            namespace: nb.metadata.namespace.clone().unwrap_or_default(),
+            name: nb.metadata.name.clone().unwrap_or_default(),
+            ready: nb.data.pointer("/status/readyReplicas").and_then(serde_json::Value::as_i64).unwrap_or(0) >= 1,
+        })
+        .collect()
 }
 
 impl AppStatus {
@@ -154,6 +185,7 @@ async fn status_of_entries(client: &Client, target: &AppTarget, mut entries: Vec
         namespace: target.namespace.clone(),
         ready: components.iter().all(|c| c.ready),
         components,
+        journey: journey_of(client, &target.name).await,
     })
 }
 

@@ -78,6 +78,8 @@ pub enum CodelabSource {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotebookPlan {
     pub name: String,
+    /// The app whose journey it is (labels the Notebook, so the app's status lists it).
+    pub app: String,
     /// The profile namespace.
     pub namespace: String,
     /// The profile owner's email (the web app records the creator).
@@ -172,6 +174,7 @@ impl NotebookPlan {
         };
         let mut metadata_labels = labels(&self.name);
         metadata_labels["app"] = json!(self.name);
+        metadata_labels[crate::health::JOURNEY_LABEL] = json!(self.app);
         metadata_labels[PIPELINES_PODDEFAULT] = json!("true");
         json!({
             "apiVersion": "kubeflow.org/v1",
@@ -650,6 +653,7 @@ pub async fn open_codelabs(
         };
         let plan = NotebookPlan {
             name: name.to_owned(),
+            app: config.name.clone(),
             namespace: profile.clone(),
             creator: user,
             defaults: defaults.clone(),
@@ -709,6 +713,7 @@ mod tests {
         let release = crate::registry::catalog::release("26.03").unwrap();
         NotebookPlan {
             name: "codelabs".into(),
+            app: "kubeflow".into(),
             namespace: "kubeflow-user-example-com".into(),
             creator: "user@example.com".into(),
             defaults: release.notebook.clone().expect("26.03 has notebook defaults"),
@@ -722,6 +727,7 @@ mod tests {
     fn the_notebook_is_the_web_apps_default_with_the_pipelines_label() {
         let nb = plan(true, None, CodelabSource::Shipped(codelabs::for_release("26.03"))).notebook();
         assert_eq!(nb["metadata"]["labels"]["access-ml-pipeline"], "true");
+        assert_eq!(nb["metadata"]["labels"][crate::health::JOURNEY_LABEL], "kubeflow", "the app's status lists it");
         assert_eq!(nb["metadata"]["annotations"]["notebooks.kubeflow.org/server-type"], "jupyter");
         let pod = &nb["spec"]["template"]["spec"];
         assert_eq!(pod["containers"][0]["image"], "ghcr.io/kubeflow/kubeflow/notebook-servers/jupyter-scipy:v1.10.0");
