@@ -163,8 +163,7 @@ async fn v1_10_2_upgrades_to_26_03_with_a_plan_keeps_user_data_and_converges_aft
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{}", tail(&text, 40));
     drop(mirror);
-    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("e2e-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
+    let artifacts = support::artifacts_dir();
     std::fs::write(artifacts.join("upgrade-prepare-v1.10.2-26.03.txt"), &text).unwrap();
     assert!(text.contains("networkpolicies -> kubeflow-namespace") && text.contains("trainer: new, in the base set: enabled"), "{text}");
     assert!(text.contains(&format!("migration {MINIO_STEP}")), "{text}");

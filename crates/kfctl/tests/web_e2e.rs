@@ -42,11 +42,6 @@ fn testenv_kubeconfig() -> PathBuf {
     path
 }
 
-fn artifacts_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("e2e-artifacts");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn unique_name(prefix: &str) -> String {
     let mut bytes = [0u8; 3];
@@ -317,7 +312,7 @@ async fn the_wizard_in_headless_chromium_deploys_to_ready_and_downloads_the_app(
     let name = unique_name("web-ui");
     let registry = support::registry::fixture_registry(&work.path().join("fixture"), &name);
     let server = Server::start(&state, &registry);
-    let shots = artifacts_dir();
+    let shots = support::artifacts_dir();
     let downloads = work.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
     let browser = Browser::start(&downloads).await;
@@ -476,7 +471,7 @@ async fn a_deployed_app_is_upgraded_from_its_page_after_the_plan_is_confirmed() 
     let downloads = work.path().join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
     let browser = Browser::start(&downloads).await;
-    let shots = artifacts_dir();
+    let shots = support::artifacts_dir();
     browser.goto(&format!("{}/?token={}", server.base, server.token)).await;
     browser.wait_for("fieldset[data-step=platform]", Duration::from_secs(20)).await;
     browser.goto(&format!("{}/#/job/{id}", server.base)).await;

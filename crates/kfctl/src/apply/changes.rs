@@ -275,6 +275,8 @@ async fn examine(client: &Client, resolver: &KindResolver, o: &PlannedObject, li
         }
         Err(kube::Error::Api(s)) if is_immutable(s.code, &s.message) => Examined::Replace(s.message),
         Err(kube::Error::Api(s)) if s.code == 404 => Examined::Create,
+        // The server's own words and code, as apply reports a refusal.
+        Err(kube::Error::Api(s)) => Examined::Failed(format!("{} ({})", s.message, s.code)),
         Err(e) => Examined::Failed(crate::cluster::error_chain(&e)),
     }
 }

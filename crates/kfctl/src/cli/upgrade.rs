@@ -11,7 +11,7 @@ use super::AppArgs;
 use super::common::{ClusterArgs, connect, parse_duration, runtime};
 use crate::app::App;
 use crate::apply::{ApplyOptions, ReleaseRange};
-use crate::config::{UpgradeOutcome, UpgradeRecord};
+use crate::config::UpgradeOutcome;
 use crate::plan::AppTarget;
 use crate::progress::{Printer, Progress, ProgressSink};
 use crate::upgrade::{self, Prepared, UpgradeError, UpgradeOptions};
@@ -113,7 +113,7 @@ pub fn run(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
                 return Err(abandon(&prepared, anyhow::anyhow!("the upgrade needs a yes and there is no terminal to ask; nothing was changed\n  hint: read the plan above, then run again with --yes")));
             }
             if !ask("Apply this upgrade? [y/N] ")?.trim().eq_ignore_ascii_case("y") {
-                undo_vendored(&prepared);
+                prepared.abandon();
                 eprintln!("nothing was changed");
                 return Ok(ExitCode::FAILURE);
             }
@@ -137,16 +137,9 @@ pub fn run(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Remove what this run vendored: the upgrade did not start, so nothing of it stays behind.
-fn undo_vendored(prepared: &Prepared) {
-    for path in &prepared.vendored {
-        let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
-    }
-}
-
-/// [`undo_vendored`], passing the error on.
+/// [`Prepared::abandon`], passing the error on.
 fn abandon(prepared: &Prepared, err: anyhow::Error) -> anyhow::Error {
-    undo_vendored(prepared);
+    prepared.abandon();
     err
 }
 
@@ -163,20 +156,7 @@ fn ask(question: &str) -> anyhow::Result<String> {
 fn prepare_only(prepared: Prepared, json: bool) -> anyhow::Result<ExitCode> {
     let mut app = prepared.new.clone();
     if !prepared.resuming {
-        if let Some(open) = app.config.history.last_mut().filter(|r| r.is_open()) {
-            open.outcome = UpgradeOutcome::Failed;
-            open.message = Some(format!("superseded by the upgrade to {}", prepared.to));
-        }
-        app.config.history.push(UpgradeRecord {
-            from: prepared.from.clone(),
-            to: prepared.to.clone(),
-            started: jiff::Timestamp::now().to_string(),
-            finished: None,
-            outcome: UpgradeOutcome::Prepared,
-            confirmed: prepared.confirmed.clone(),
-            from_registry: Some(prepared.old.config.registry.clone()),
-            message: None,
-        });
+        prepared.record_start(&mut app.config, UpgradeOutcome::Prepared, prepared.confirmed.clone());
         app.save()?;
     }
     if json {

@@ -88,7 +88,7 @@ impl ObjectRef {
         (self.group.clone(), self.kind.clone(), self.namespace.clone(), self.name.clone())
     }
 
-    fn from_object(object: &Value) -> Result<ObjectRef, &'static str> {
+    pub(crate) fn from_object(object: &Value) -> Result<ObjectRef, &'static str> {
         let api_version = object.get("apiVersion").and_then(Value::as_str).ok_or("apiVersion")?;
         let kind = object.get("kind").and_then(Value::as_str).ok_or("kind")?;
         let name = object.pointer("/metadata/name").and_then(Value::as_str).ok_or("metadata.name")?;

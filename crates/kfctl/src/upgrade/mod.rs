@@ -33,7 +33,7 @@ use crate::apply::{AppDiff, ApplyError, ApplyOptions};
 use crate::config::{AppConfig, UpgradeOutcome, UpgradeRecord};
 use crate::discovery::KindResolver;
 use crate::health::EventRecorder;
-use crate::plan::AppTarget;
+use crate::plan::{AppTarget, ObjectRef};
 use crate::progress::{Progress, ProgressSink};
 use crate::registry::catalog::{self, Migration, Release};
 pub use carry::CarryNote;
@@ -111,7 +111,7 @@ pub struct ReplaceAction {
     pub migration: Option<String>,
     pub why: String,
     #[serde(skip)]
-    target: ObjectTarget,
+    target: ObjectRef,
 }
 
 /// A step the user takes.
@@ -139,23 +139,13 @@ pub struct UpgradePlan {
     pub diff: AppDiff,
 }
 
-/// What to delete for a replace: resolved against the render.
-#[derive(Debug, Clone, Default)]
-struct ObjectTarget {
-    api_version: String,
-    kind: String,
-    namespace: Option<String>,
-    name: String,
-}
-
-impl ObjectTarget {
-    fn kubectl(&self) -> String {
-        let kind = self.kind.to_lowercase();
-        let group = self.api_version.split_once('/').map(|(g, _)| format!(".{g}")).unwrap_or_default();
-        match &self.namespace {
-            Some(ns) => format!("{kind}{group} {} -n {ns}", self.name),
-            None => format!("{kind}{group} {}", self.name),
-        }
+/// `kubectl delete`'s arguments for `r`.
+fn kubectl_args(r: &ObjectRef) -> String {
+    let kind = r.kind.to_lowercase();
+    let group = if r.group.is_empty() { String::new() } else { format!(".{}", r.group) };
+    match &r.namespace {
+        Some(ns) => format!("{kind}{group} {} -n {ns}", r.name),
+        None => format!("{kind}{group} {}", r.name),
     }
 }
 
@@ -206,9 +196,7 @@ pub fn prepare(app: &App, opts: &UpgradeOptions, sink: &dyn ProgressSink) -> Res
     };
     let vendored = app.vendor_release(&source, reuse.as_ref().filter(|_| opts.registry.is_none()), sink)?;
     let abandon = |err: UpgradeError| {
-        for path in &vendored.created {
-            let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
-        }
+        remove_vendored(&vendored.created);
         err
     };
     let (mut config, mut notes) = carry::carry(&app.config, from, to, vendored.registry.clone(), opts.force);
@@ -347,10 +335,10 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
     for m in &prepared.migrations {
         if let Some(step) = &m.replace {
             let Some(desired) = find_rendered(rendered, &step.kind, &step.name, step.namespace.as_deref()) else { continue };
-            let target = target_of(desired);
+            let Ok(target) = ObjectRef::from_object(desired) else { continue };
             let Some(live) = read_live(client, &resolver, &target).await? else { continue };
             if step.fields.iter().any(|f| desired.get(f) != live.get(f)) {
-                replace.push(ReplaceAction { object: display(&target), migration: Some(m.id.clone()), why: m.why.clone(), target });
+                replace.push(ReplaceAction { object: target.to_string(), migration: Some(m.id.clone()), why: m.why.clone(), target });
             }
         }
         if let Some(step) = &m.manual {
@@ -376,8 +364,8 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
         if replace.iter().any(|r| r.object == d.object) || migrated.contains(&d.object) {
             continue;
         }
-        let Some(target) = rendered.objects.iter().map(|o| target_of(&o.object)).find(|t| display(t) == d.object) else { continue };
-        let reason = server_message(d.reason.as_deref().unwrap_or("a field is immutable"));
+        let Some(target) = rendered.objects.iter().filter_map(|o| ObjectRef::from_object(&o.object).ok()).find(|r| r.to_string() == d.object) else { continue };
+        let reason = d.reason.as_deref().unwrap_or("a field is immutable");
         if RECREATED_KINDS.contains(&target.kind.as_str()) {
             let why = format!("the API server refuses the change in place: {reason}");
             replace.push(ReplaceAction { object: d.object.clone(), migration: None, why, target });
@@ -385,7 +373,7 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
             manual.push(ManualAction {
                 id: format!("replace-{}-{}", target.kind.to_lowercase(), target.name),
                 why: format!("the API server refuses to change {} in place ({reason}), and kfctl does not delete a {} for you", d.object, target.kind),
-                instructions: format!("Keep what it holds (back it up), delete it (`kubectl delete {}`), and confirm: the upgrade creates it anew.", target.kubectl()),
+                instructions: format!("Keep what it holds (back it up), delete it (`kubectl delete {}`), and confirm: the upgrade creates it anew.", kubectl_args(&target)),
                 blocking: true,
                 confirmed: prepared.confirmed.iter().any(|c| *c == format!("replace-{}-{}", target.kind.to_lowercase(), target.name)),
             });
@@ -402,13 +390,6 @@ pub async fn plan(client: &Client, target: &AppTarget, prepared: &Prepared, rend
         manual,
         diff,
     })
-}
-
-/// The API server's message out of a client error's text: without kube's `ApiError: ` prefix and
-/// the debug dump of the Status that follows it.
-fn server_message(reason: &str) -> &str {
-    let reason = reason.strip_prefix("ApiError: ").unwrap_or(reason);
-    reason.split(" (Status {").next().unwrap_or(reason).trim_end_matches(": Invalid")
 }
 
 /// Kinds an upgrade deletes and creates again when the API server refuses to change them in
@@ -429,32 +410,10 @@ fn find_rendered<'a>(rendered: &'a RenderedApp, kind: &str, name: &str, namespac
     })
 }
 
-fn target_of(object: &Value) -> ObjectTarget {
-    let text = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
-    ObjectTarget {
-        api_version: text("/apiVersion"),
-        kind: text("/kind"),
-        namespace: object.pointer("/metadata/namespace").and_then(Value::as_str).filter(|n| !n.is_empty()).map(str::to_owned),
-        name: text("/metadata/name"),
-    }
-}
-
-/// As `plan::ObjectRef` displays: `Kind.group namespace/name`.
-fn display(t: &ObjectTarget) -> String {
-    let kind = match t.api_version.split_once('/') {
-        Some((group, _)) => format!("{}.{group}", t.kind),
-        None => t.kind.clone(),
-    };
-    match &t.namespace {
-        Some(ns) => format!("{kind} {ns}/{}", t.name),
-        None => format!("{kind} {}", t.name),
-    }
-}
-
-async fn read_live(client: &Client, resolver: &KindResolver, target: &ObjectTarget) -> Result<Option<Value>, UpgradeError> {
+async fn read_live(client: &Client, resolver: &KindResolver, target: &ObjectRef) -> Result<Option<Value>, UpgradeError> {
     let api_err = |e: kube::Error| UpgradeError::Apply(ApplyError::Api { reason: crate::cluster::error_chain(&e) });
-    resolver.refresh([target.api_version.clone()]).await.map_err(api_err)?;
-    let Some(resolved) = resolver.resolve(&target.api_version, &target.kind) else { return Ok(None) };
+    resolver.refresh([target.api_version()]).await.map_err(api_err)?;
+    let Some(resolved) = resolver.resolve(&target.api_version(), &target.kind) else { return Ok(None) };
     let api = crate::apply::api_for(client, &resolved, target.namespace.as_deref());
     match api.get_opt(&target.name).await {
         Ok(found) => Ok(found.map(|o| serde_json::to_value(o).unwrap_or_default())),
@@ -615,17 +574,7 @@ pub async fn execute(
             record.message = None;
         }
     } else {
-        close_superseded(&mut app.config, &prepared.to);
-        app.config.history.push(UpgradeRecord {
-            from: prepared.from.clone(),
-            to: prepared.to.clone(),
-            started: now(),
-            finished: None,
-            outcome: UpgradeOutcome::Applying,
-            confirmed,
-            from_registry: Some(prepared.old.config.registry.clone()),
-            message: None,
-        });
+        prepared.record_start(&mut app.config, UpgradeOutcome::Applying, confirmed);
     }
     app.save()?;
     let events = EventRecorder::new(client.clone(), target.clone(), sink);
@@ -651,13 +600,38 @@ pub async fn execute(
     result
 }
 
-/// An open upgrade to another release that this one replaces (e.g. a prepared upgrade the user
-/// turned back from) is closed as failed, so the history stays one open record at most.
-fn close_superseded(config: &mut AppConfig, to: &str) {
-    if let Some(record) = config.history.last_mut().filter(|r| r.is_open()) {
-        record.outcome = UpgradeOutcome::Failed;
-        record.finished = Some(now());
-        record.message = Some(format!("superseded by the upgrade to {to}"));
+impl Prepared {
+    /// Start this upgrade's record in `config`'s history, as `outcome` (`Prepared` for
+    /// `--prepare`, `Applying` when it runs). An open upgrade to another release that this one
+    /// replaces (a prepared upgrade the user turned back from) is closed as failed first, so the
+    /// history holds one open record at most.
+    pub fn record_start(&self, config: &mut AppConfig, outcome: UpgradeOutcome, confirmed: Vec<String>) {
+        if let Some(record) = config.history.last_mut().filter(|r| r.is_open()) {
+            record.outcome = UpgradeOutcome::Failed;
+            record.finished = Some(now());
+            record.message = Some(format!("superseded by the upgrade to {}", self.to));
+        }
+        config.history.push(UpgradeRecord {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            started: now(),
+            finished: None,
+            outcome,
+            confirmed,
+            from_registry: Some(self.old.config.registry.clone()),
+            message: None,
+        });
+    }
+
+    /// Remove what this run vendored: the upgrade did not start, so nothing of it stays behind.
+    pub fn abandon(&self) {
+        remove_vendored(&self.vendored);
+    }
+}
+
+fn remove_vendored(paths: &[PathBuf]) {
+    for path in paths {
+        let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
     }
 }
 
@@ -697,9 +671,9 @@ async fn run_upgrade(
 /// Delete the object (its dependents in the background) and wait until it is gone; one already
 /// gone (an earlier, interrupted run deleted it) is fine.
 async fn replace_object(client: &Client, resolver: &KindResolver, r: &ReplaceAction) -> Result<(), UpgradeError> {
-    let fail = |reason: String| UpgradeError::Replace { object: r.object.clone(), kubectl: r.target.kubectl(), reason };
-    resolver.refresh([r.target.api_version.clone()]).await.map_err(|e| fail(crate::cluster::error_chain(&e)))?;
-    let Some(resolved) = resolver.resolve(&r.target.api_version, &r.target.kind) else { return Ok(()) };
+    let fail = |reason: String| UpgradeError::Replace { object: r.object.clone(), kubectl: kubectl_args(&r.target), reason };
+    resolver.refresh([r.target.api_version()]).await.map_err(|e| fail(crate::cluster::error_chain(&e)))?;
+    let Some(resolved) = resolver.resolve(&r.target.api_version(), &r.target.kind) else { return Ok(()) };
     let api = crate::apply::api_for(client, &resolved, r.target.namespace.as_deref());
     let Some(live) = api.get_opt(&r.target.name).await.map_err(|e| fail(crate::cluster::error_chain(&e)))? else { return Ok(()) };
     let uid = live.metadata.uid.clone();

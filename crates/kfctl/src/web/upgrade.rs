@@ -84,9 +84,7 @@ async fn prepare_and_plan(dir: &Path, request: &UpgradeRequest, sink: &(dyn Prog
 }
 
 fn undo(prepared: &Prepared, err: UpgradeWebError) -> UpgradeWebError {
-    for path in &prepared.vendored {
-        let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
-    }
+    prepared.abandon();
     err
 }
 
@@ -107,7 +105,7 @@ pub async fn plan(job: &Arc<Job>, request: &UpgradeRequest) -> Result<PlanView, 
             let result = match job_runtime() {
                 Ok(runtime) => runtime.block_on(async {
                     let (prepared, plan, _, _) = prepare_and_plan(&dir, &request, &Silent).await?;
-                    undo(&prepared, UpgradeWebError::Upgrade(String::new()));
+                    prepared.abandon();
                     Ok(PlanView { from: plan.from.clone(), to: plan.to.clone(), text: plan.text(false), manual: plan.manual.clone(), summary: plan.diff.summary() })
                 }),
                 Err(err) => Err(fail(format!("cannot start an async runtime: {err}"))),

@@ -415,3 +415,10 @@ pub fn real_archive() -> PathBuf {
         .find(|path| path.is_file())
         .expect("shared/registries/kubeflow-manifests-v1.4.1.tar.gz beside the repository (or set KFCTL_TEST_REGISTRY)")
 }
+
+/// `target/e2e-artifacts/`: what tests keep for people (screenshots, plans), created if needed.
+pub fn artifacts_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("e2e-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
