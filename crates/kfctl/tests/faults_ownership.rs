@@ -101,7 +101,14 @@ impl Fixture {
     /// `kfctl apply --output json`, killed with SIGKILL after `writes` objects were created or
     /// configured. Returns how many it had written, and whether it was still running.
     fn apply_killed(&self, writes: usize) -> (usize, bool) {
-        let mut child = self.kfctl(&["apply", "--output", "json"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn kfctl");
+        // One write at a time: with the default 16 the few writes of this small app finish in one
+        // burst, and a kill sent on the Nth line often found the run already over (CI saw it).
+        let mut child = self
+            .kfctl(&["apply", "--output", "json", "--concurrency", "1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kfctl");
         let stdout = child.stdout.take().unwrap();
         let mut written = 0;
         let mut killed = false;
