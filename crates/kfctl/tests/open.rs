@@ -263,8 +263,10 @@ async fn open_forwards_http_through_the_api_server_to_the_gateway_pod_and_report
     let warning = format!(
         "warning: forwarding a local connection failed: error forwarding port {CONTAINER_PORT} to pod {GATEWAY_NAMESPACE}/{pod}, uid "
     );
+    // The warning is written in pieces: wait for its last line, the hint, too.
     wait_until("kfctl open to warn about the refused connection", LIMIT, || {
-        let warned = dashboard.stderr().contains(&warning);
+        let stderr = dashboard.stderr();
+        let warned = stderr.contains(&warning) && stderr.contains("hint: is the gateway listening on port 8080?");
         async move { warned }
     })
     .await;
