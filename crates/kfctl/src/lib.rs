@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod apply;
+pub mod bundle;
 pub mod cli;
 pub mod cluster;
 pub mod config;

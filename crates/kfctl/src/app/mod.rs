@@ -766,6 +766,14 @@ fn copy_tree(from: &Path, to: &Path) -> Result<(), AppError> {
 /// `.kfctl-init-<pid of the owning kfctl>-<random>`.
 const STAGING_PREFIX: &str = ".kfctl-init-";
 
+/// A fresh staging directory in `parent` for an app being made (by init, or from a bundle),
+/// owned by this process; those that killed runs left there are removed first.
+pub(crate) fn staging_dir(parent: &Path) -> Result<tempfile::TempDir, AppError> {
+    remove_abandoned_staging(parent);
+    let prefix = format!("{STAGING_PREFIX}{}-", std::process::id());
+    tempfile::Builder::new().prefix(&prefix).tempdir_in(parent).map_err(io_err(parent))
+}
+
 /// Remove staging directories in `parent` whose owning kfctl is gone (killed mid-init): an
 /// interrupted init never leaves a half-written app, and this keeps it from leaving litter.
 fn remove_abandoned_staging(parent: &Path) {

@@ -27,6 +27,9 @@ pub struct InitArgs {
     /// Replace an existing app's kfctl.yaml and vendored registry.
     #[arg(long)]
     pub force: bool,
+    /// Make the app from a bundle that `kfctl bundle` wrote (offline; its content is verified).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["registry", "digest", "sha256", "mirror", "version", "name", "force"])]
+    pub bundle: Option<PathBuf>,
 }
 
 /// Which Kubeflow release an app is made from: `kfctl init`'s flags, shared with `kfctl deploy`
@@ -78,6 +81,9 @@ impl ReleaseFlags {
 }
 
 pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
+    if let Some(bundle) = &args.bundle {
+        return from_bundle(bundle, &args.dir);
+    }
     let registry = args.release.registry_source()?;
     let opts = InitOptions {
         dir: args.dir.clone(),
@@ -109,5 +115,31 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         println!("{line}");
     }
     println!("next: review {0}/kfctl.yaml, `kfctl component list {0}`, then `kfctl apply {0}`", app.dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kfctl init DIR --bundle FILE`.
+fn from_bundle(bundle: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let (app, manifest) =
+        crate::bundle::init_app(bundle, dir).with_context(|| format!("cannot initialise an app in {} from {}", dir.display(), bundle.display()))?;
+    let enabled = app.config.components.iter().filter(|c| c.enabled).count();
+    println!(
+        "created {} for Kubeflow {} from {} ({} files verified, {} components enabled)",
+        app.dir.join(crate::config::FILE_NAME).display(),
+        app.config.version,
+        bundle.display(),
+        manifest.files.len(),
+        enabled,
+    );
+    if manifest.images.is_empty() {
+        println!("next: `kfctl apply {}` (the bundle holds no images: the cluster pulls them from their registries)", app.dir.display());
+    } else {
+        println!(
+            "next: `kfctl mirror {} --from-bundle {} --to REGISTRY` ({} images), then `kfctl apply {0}`",
+            app.dir.display(),
+            bundle.display(),
+            manifest.images.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

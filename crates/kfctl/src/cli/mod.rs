@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod apply;
 mod build;
+mod bundle;
 mod common;
 mod completion;
 mod component;
@@ -36,6 +37,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Render a kustomize directory, like `kubectl kustomize DIR`.
     Build(build::BuildArgs),
+    /// Write the app directory (and optionally its images) to one verified file for an air gap.
+    Bundle(bundle::BundleArgs),
     /// List, add or remove components of an app.
     #[command(subcommand)]
     Component(component::ComponentCommand),
@@ -152,6 +155,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init(args) => init::run(args),
         Command::Build(args) => build::run(args),
+        Command::Bundle(args) => bundle::run(args),
         Command::Component(cmd) => component::run(cmd),
         Command::Apply(args) => apply::run(args),
         Command::Diff(args) => diff::run(args),

@@ -15,7 +15,7 @@ mod unpack;
 use std::path::PathBuf;
 
 pub use fetch::{FetchedArchive, fetch, fetch_remote};
-pub use unpack::{UnpackLimits, UnpackReport, unpack};
+pub use unpack::{EntryContent, UnpackLimits, UnpackOptions, UnpackReport, unpack, unpack_with};
 
 /// What can go wrong getting a registry into the app directory.
 #[derive(Debug, thiserror::Error)]

@@ -6,13 +6,14 @@
 //! files and FIFOs, links that leave the directory (or climb out through another link), and
 //! archives over the size/entry limits. Regular files get mode 0644 or 0755, never setuid.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
 use tar::{Archive, EntryType};
 
 use super::RegistryError;
@@ -44,6 +45,31 @@ pub struct UnpackReport {
     pub bytes: u64,
     /// The single top-level directory that was stripped, such as `manifests-1.4.1`.
     pub stripped_prefix: Option<String>,
+    /// With [`UnpackOptions::hash`]: every regular file's sha256 (hex) and every link's target,
+    /// by its path in the archive, whether it was written or skipped.
+    pub entries: BTreeMap<PathBuf, EntryContent>,
+}
+
+/// What one archive entry holds, as [`UnpackOptions::hash`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryContent {
+    /// A regular file's sha256, in hex.
+    File(String),
+    /// A symbolic link's target.
+    Symlink(PathBuf),
+    /// A hard link's target.
+    HardLink(PathBuf),
+}
+
+/// How [`unpack_with`] treats an archive beyond the limits.
+#[derive(Clone, Copy, Default)]
+pub struct UnpackOptions<'a> {
+    pub limits: UnpackLimits,
+    /// Only entries for which this answers true are written (by their path in the archive);
+    /// the others are still read through and checked (and hashed). All are written when None.
+    pub keep: Option<&'a dyn Fn(&Path) -> bool>,
+    /// Record every entry's content in [`UnpackReport::entries`].
+    pub hash: bool,
 }
 
 /// A link entry, checked and created once every regular file is in place.
@@ -58,6 +84,12 @@ struct PendingLink {
 /// lives under one top-level directory, that directory becomes `target` (its name is stripped).
 /// `archive_name` is used in messages. On error nothing is left at `target` or next to it.
 pub fn unpack(archive: &Path, archive_name: &str, target: &Path, limits: &UnpackLimits) -> Result<UnpackReport, RegistryError> {
+    unpack_with(archive, archive_name, target, &UnpackOptions { limits: *limits, ..Default::default() })
+}
+
+/// [`unpack`], writing only the entries `options.keep` selects and, with `options.hash`,
+/// recording what every entry holds (to check an archive against its own manifest).
+pub fn unpack_with(archive: &Path, archive_name: &str, target: &Path, options: &UnpackOptions<'_>) -> Result<UnpackReport, RegistryError> {
     if fs::symlink_metadata(target).is_ok() {
         return Err(RegistryError::TargetExists { path: target.to_path_buf() });
     }
@@ -68,7 +100,7 @@ pub fn unpack(archive: &Path, archive_name: &str, target: &Path, limits: &Unpack
         .tempdir_in(parent)
         .map_err(|source| RegistryError::Write { path: parent.to_path_buf(), error: source })?;
 
-    let (mut report, links) = extract(archive, archive_name, staging.path(), limits)?;
+    let (mut report, links) = extract(archive, archive_name, staging.path(), options)?;
 
     // Strip a single top-level directory, as GitHub release archives have.
     let top: Vec<_> = fs::read_dir(staging.path())
@@ -97,8 +129,9 @@ fn extract(
     archive: &Path,
     archive_name: &str,
     root: &Path,
-    limits: &UnpackLimits,
+    options: &UnpackOptions<'_>,
 ) -> Result<(UnpackReport, Vec<PendingLink>), RegistryError> {
+    let limits = &options.limits;
     let corrupt = |e: io::Error| RegistryError::Corrupt { archive: archive_name.to_string(), message: e.to_string() };
     let unsafe_entry = |entry: &Path, reason: &str| RegistryError::Unsafe {
         archive: archive_name.to_string(),
@@ -130,7 +163,9 @@ fn extract(
         }
         let dest = root.join(&rel);
         let write_err = |source| RegistryError::Write { path: dest.clone(), error: source };
+        let kept = options.keep.is_none_or(|keep| keep(&rel));
         match kind {
+            EntryType::Directory if !kept => {}
             EntryType::Directory => {
                 fs::create_dir_all(&dest).map_err(write_err)?;
                 report.dirs += 1;
@@ -149,23 +184,43 @@ fn extract(
                         reason: format!("more than {} bytes in total", limits.max_total_bytes),
                     });
                 }
-                if let Some(dir) = dest.parent() {
-                    fs::create_dir_all(dir).map_err(|source| RegistryError::Write { path: dir.to_path_buf(), error: source })?;
+                let mut out: Box<dyn Write> = if kept {
+                    if let Some(dir) = dest.parent() {
+                        fs::create_dir_all(dir).map_err(|source| RegistryError::Write { path: dir.to_path_buf(), error: source })?;
+                    }
+                    let executable = entry.header().mode().map(|m| m & 0o111 != 0).unwrap_or(false);
+                    let mode = if executable { 0o755 } else { 0o644 };
+                    Box::new(OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&dest).map_err(write_err)?)
+                } else {
+                    Box::new(io::sink())
+                };
+                let mut hasher = options.hash.then(Sha256::new);
+                // Copy at most the declared size (+1 to notice a lying header), writing and hashing
+                // as it streams. Write errors (a full disk) are told from a damaged archive.
+                let mut limited = (&mut entry).take(size + 1);
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut copied = 0u64;
+                loop {
+                    let n = limited.read(&mut buf).map_err(corrupt)?;
+                    if n == 0 {
+                        break;
+                    }
+                    out.write_all(&buf[..n]).map_err(write_err)?;
+                    if let Some(hasher) = hasher.as_mut() {
+                        hasher.update(&buf[..n]);
+                    }
+                    copied += n as u64;
                 }
-                let executable = entry.header().mode().map(|m| m & 0o111 != 0).unwrap_or(false);
-                let mut out = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(if executable { 0o755 } else { 0o644 })
-                    .open(&dest)
-                    .map_err(write_err)?;
-                // Copy at most the declared size (+1 to notice a lying header).
-                let copied = io::copy(&mut (&mut entry).take(size + 1), &mut out).map_err(corrupt)?;
                 if copied != size {
                     return Err(corrupt(io::Error::other(format!("{} is shorter or longer than its header says", raw_path.display()))));
                 }
                 out.flush().map_err(write_err)?;
+                if let Some(hasher) = hasher {
+                    report.entries.insert(rel.clone(), EntryContent::File(hex::encode(hasher.finalize())));
+                }
+                if !kept {
+                    continue;
+                }
                 report.files += 1;
                 report.bytes += size;
             }
@@ -175,6 +230,13 @@ fn extract(
                     .map_err(corrupt)?
                     .ok_or_else(|| unsafe_entry(&raw_path, "is a link without a target"))?
                     .into_owned();
+                if options.hash {
+                    let content = if kind == EntryType::Symlink { EntryContent::Symlink(target.clone()) } else { EntryContent::HardLink(target.clone()) };
+                    report.entries.insert(rel.clone(), content);
+                }
+                if !kept {
+                    continue;
+                }
                 links.push(PendingLink { entry: rel, target, hard: kind == EntryType::Link });
             }
             EntryType::Char | EntryType::Block => return Err(unsafe_entry(&raw_path, "is a device file")),
