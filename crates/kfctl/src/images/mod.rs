@@ -173,18 +173,10 @@ fn find_in(index: usize, object: &Value, rules: &[ImageRule]) -> Vec<(String, Lo
     // Strings a pod template or rule explains, whole (pointer) or as a token (pointer, image):
     // the scan leaves those alone.
     let mut explained: BTreeSet<(String, Option<String>)> = BTreeSet::new();
-    pod_templates(
-        object,
-        String::new(),
-        String::new(),
-        &mut |pointer, field, image| {
-            explained.insert((pointer.clone(), None));
-            found.push((
-                image.to_owned(),
-                meta(field, POD_TEMPLATE, Edit::Whole { pointer }),
-            ));
-        },
-    );
+    pod_templates(object, &mut Vec::new(), &mut |pointer, field, image| {
+        explained.insert((pointer.clone(), None));
+        found.push((image.to_owned(), meta(field, POD_TEMPLATE, Edit::Whole { pointer })));
+    });
     let kind = str_at(object, "/kind");
     let name = str_at(object, "/metadata/name");
     let namespace = str_at(object, "/metadata/namespace");
@@ -200,31 +192,17 @@ fn find_in(index: usize, object: &Value, rules: &[ImageRule]) -> Vec<(String, Lo
         }
     }
     let mut scanned = Vec::new();
-    strings(
-        object,
-        String::new(),
-        String::new(),
-        &mut |pointer, field, text| {
-            if explained.contains(&(pointer.to_owned(), None)) {
-                return;
+    strings(object, &mut Vec::new(), &mut |segs, tokens| {
+        let pointer = pointer_of(segs);
+        if explained.contains(&(pointer.clone(), None)) {
+            return;
+        }
+        for token in tokens {
+            if !explained.contains(&(pointer.clone(), Some(token.to_owned()))) {
+                scanned.push((token.to_owned(), meta(field_of(segs, false), SCAN, Edit::Token { pointer: pointer.clone() })));
             }
-            for token in image_tokens(text) {
-                if explained.contains(&(pointer.to_owned(), Some(token.to_owned()))) {
-                    continue;
-                }
-                scanned.push((
-                    token.to_owned(),
-                    meta(
-                        field.to_owned(),
-                        SCAN,
-                        Edit::Token {
-                            pointer: pointer.to_owned(),
-                        },
-                    ),
-                ));
-            }
-        },
-    );
+        }
+    });
     scanned.dedup();
     found.extend(scanned);
     found.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
@@ -411,73 +389,93 @@ fn replace_keyed(text: &str, key: &str, old: &str, new: &str) -> String {
     .into_owned()
 }
 
+/// One step from an object's root while walking it: paths are spelled out only where an image
+/// is found (a render has millions of nodes and a few hundred images).
+#[derive(Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Item(usize, &'a Value),
+}
+
+/// The JSON pointer of `segs`.
+fn pointer_of(segs: &[Seg]) -> String {
+    let mut out = String::new();
+    for seg in segs {
+        match seg {
+            Seg::Key(key) => out.push_str(&format!("/{}", path::pointer_token(key))),
+            Seg::Item(i, _) => out.push_str(&format!("/{i}")),
+        }
+    }
+    out
+}
+
+/// The readable field of `segs`; `named`: list elements with a name as `[name=X]`.
+fn field_of(segs: &[Seg], named: bool) -> String {
+    let mut field = String::new();
+    for seg in segs {
+        field = match seg {
+            Seg::Key(key) => path::join_field(&field, key),
+            Seg::Item(i, item) if named => path::element_field(&field, *i, item),
+            Seg::Item(i, _) => format!("{field}[{i}]"),
+        };
+    }
+    field
+}
+
 /// Every container image in a pod template: `containers`, `initContainers` and
-/// `ephemeralContainers` lists anywhere in `value`.
-fn pod_templates(
-    value: &Value,
-    pointer: String,
-    field: String,
-    found: &mut dyn FnMut(String, String, &str),
-) {
+/// `ephemeralContainers` lists anywhere in `value`, as (pointer, field, image).
+fn pod_templates<'a>(value: &'a Value, segs: &mut Vec<Seg<'a>>, found: &mut dyn FnMut(String, String, &str)) {
     match value {
         Value::Object(map) => {
             for (key, child) in map {
-                let child_pointer = format!("{pointer}/{}", path::pointer_token(key));
-                let child_field = path::join_field(&field, key);
-                if matches!(
-                    key.as_str(),
-                    "containers" | "initContainers" | "ephemeralContainers"
-                ) && let Value::Array(items) = child
+                segs.push(Seg::Key(key));
+                if matches!(key.as_str(), "containers" | "initContainers" | "ephemeralContainers")
+                    && let Value::Array(items) = child
                 {
                     for (i, item) in items.iter().enumerate() {
                         if let Some(image) = item.get("image").and_then(Value::as_str) {
-                            found(
-                                format!("{child_pointer}/{i}/image"),
-                                format!("{}.image", path::element_field(&child_field, i, item)),
-                                image,
-                            );
+                            segs.push(Seg::Item(i, item));
+                            found(format!("{}/image", pointer_of(segs)), format!("{}.image", field_of(segs, true)), image);
+                            segs.pop();
                         }
                     }
                 }
-                pod_templates(child, child_pointer, child_field, found);
+                pod_templates(child, segs, found);
+                segs.pop();
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                pod_templates(
-                    item,
-                    format!("{pointer}/{i}"),
-                    path::element_field(&field, i, item),
-                    found,
-                );
+                segs.push(Seg::Item(i, item));
+                pod_templates(item, segs, found);
+                segs.pop();
             }
         }
         _ => {}
     }
 }
 
-/// Every string in `value`, with its pointer and field.
-fn strings(value: &Value, pointer: String, field: String, visit: &mut dyn FnMut(&str, &str, &str)) {
+/// Every string in `value` that holds image-shaped tokens, with its path and the tokens.
+fn strings<'a>(value: &'a Value, segs: &mut Vec<Seg<'a>>, visit: &mut dyn FnMut(&[Seg], Vec<&'a str>)) {
     match value {
-        Value::String(text) => visit(&pointer, &field, text),
+        Value::String(text) => {
+            let tokens = image_tokens(text);
+            if !tokens.is_empty() {
+                visit(segs, tokens);
+            }
+        }
         Value::Object(map) => {
             for (key, child) in map {
-                strings(
-                    child,
-                    format!("{pointer}/{}", path::pointer_token(key)),
-                    path::join_field(&field, key),
-                    visit,
-                );
+                segs.push(Seg::Key(key));
+                strings(child, segs, visit);
+                segs.pop();
             }
         }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
-                strings(
-                    item,
-                    format!("{pointer}/{i}"),
-                    format!("{field}[{i}]"),
-                    visit,
-                );
+                segs.push(Seg::Item(i, item));
+                strings(item, segs, visit);
+                segs.pop();
             }
         }
         _ => {}

@@ -243,8 +243,7 @@ impl ImageRule {
             if self.containers {
                 super::pod_templates(
                     &document,
-                    String::new(),
-                    String::new(),
+                    &mut Vec::new(),
                     &mut |_, field, image| {
                         let edit = Edit::Token {
                             pointer: reached.pointer.clone(),
