@@ -50,9 +50,92 @@ pub struct AppConfig {
     /// Choices about the cluster, detected by the platform and reviewable here.
     #[serde(default)]
     pub cluster: ClusterSettings,
+    /// App-wide image settings: overrides that reach every place an image is named.
+    #[serde(default, skip_serializing_if = "AppImages::is_empty")]
+    pub images: AppImages,
     /// Upgrades between releases, oldest first (`kfctl upgrade`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<UpgradeRecord>,
+}
+
+/// The app's `images:` section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppImages {
+    /// Images to replace after rendering, in every place `kfctl images` lists (pod templates,
+    /// args, env, ConfigMap-held documents, custom resources), unlike a component's kustomize
+    /// `images:` which reach only the fields kustomize knows.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<AppImageOverride>,
+}
+
+impl AppImages {
+    pub fn is_empty(&self) -> bool {
+        self.overrides.is_empty()
+    }
+
+    /// The overrides by image, as `images::rewrite` takes them.
+    pub fn targets(&self) -> std::collections::BTreeMap<String, crate::images::Target> {
+        self.overrides.iter().map(|o| (o.name.clone(), o.target())).collect()
+    }
+}
+
+/// One image override: `name` becomes `newName` (or keeps its name) with `digest`, or `newTag`,
+/// or its own tag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppImageOverride {
+    /// The image exactly as the render names it, tag or digest included
+    /// (`gcr.io/ml-pipeline/frontend:2.5.0`; `kfctl images --as-released` lists them).
+    pub name: String,
+    /// The repository it is replaced by, without tag or digest
+    /// (`registry.internal:5000/kubeflow/gcr.io/ml-pipeline/frontend`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_name: Option<String>,
+    /// The tag to use; absent, the image keeps its own (unless `digest` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_tag: Option<String>,
+    /// `sha256:` and 64 hex digits: the image is then pulled by digest (what `kfctl mirror`
+    /// records, so the cluster runs exactly what was copied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+impl AppImageOverride {
+    /// Where the override sends its image.
+    pub fn target(&self) -> crate::images::Target {
+        crate::images::Target { new_name: self.new_name.clone(), new_tag: self.new_tag.clone(), digest: self.digest.clone() }
+    }
+
+    /// Problems, each naming the field under `at` and what to do.
+    fn problems(&self, at: &str) -> Vec<String> {
+        use crate::images::ImageRef;
+        let mut problems = Vec::new();
+        if ImageRef::parse(&self.name).is_none() {
+            problems.push(format!("{at}.name: {:?} is not an image reference; hint: copy it from `kfctl images --as-released`", self.name));
+        }
+        if let Some(new_name) = &self.new_name {
+            match ImageRef::parse(new_name) {
+                Some(r) if r.tag.is_none() && r.digest.is_none() => {}
+                Some(_) => problems.push(format!("{at}.newName: {new_name:?} has a tag or digest; hint: put it in newTag or digest")),
+                None => problems.push(format!("{at}.newName: {new_name:?} is not an image name (REGISTRY/PATH)")),
+            }
+        }
+        if let Some(tag) = &self.new_tag
+            && ImageRef::parse(&format!("x:{tag}")).is_none_or(|r| r.tag.as_deref() != Some(tag.as_str()))
+        {
+            problems.push(format!("{at}.newTag: {tag:?} is not a tag (letters, digits, '_', '.', '-'; at most 128)"));
+        }
+        if let Some(digest) = &self.digest
+            && !crate::images::reference::is_digest(digest)
+        {
+            problems.push(format!("{at}.digest: {digest:?} is not a digest; hint: sha256: and 64 lowercase hex digits"));
+        }
+        if self.new_name.is_none() && self.new_tag.is_none() && self.digest.is_none() {
+            problems.push(format!("{at}: set at least one of newName, newTag, digest"));
+        }
+        problems
+    }
 }
 
 /// One upgrade (or rollback) of the app between Kubeflow releases.
@@ -279,6 +362,7 @@ impl AppConfig {
             registry,
             components: release.components.iter().map(|c| ComponentConfig::named(&c.name, c.base)).collect(),
             cluster: ClusterSettings::default(),
+            images: AppImages::default(),
             history: Vec::new(),
         }
     }
@@ -442,7 +526,26 @@ impl AppConfig {
                 }
             }
         }
+        let mut names = HashSet::new();
+        for (i, image) in self.images.overrides.iter().enumerate() {
+            let at = format!("images.overrides[{i}]");
+            problems.extend(image.problems(&at));
+            if !names.insert(image.name.as_str()) {
+                problems.push(format!("{at}.name: {:?} is overridden twice; hint: keep one entry per image", image.name));
+            }
+        }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
+    /// Record image overrides (for `kfctl mirror`): each replaces the override of the same image,
+    /// or is added. Not saved: call [`AppConfig::save`].
+    pub fn record_image_overrides(&mut self, overrides: impl IntoIterator<Item = AppImageOverride>) {
+        for new in overrides {
+            match self.images.overrides.iter_mut().find(|o| o.name == new.name) {
+                Some(old) => *old = new,
+                None => self.images.overrides.push(new),
+            }
+        }
     }
 
     /// Dependencies of enabled components that are disabled, as `(component, missing dependency)`.
@@ -514,6 +617,11 @@ impl AppConfig {
         }
         out.push_str("\n# Cluster settings detected by kfctl (storage class, ...); review and adjust.\n");
         out.push_str(&yaml_entry("cluster", &self.cluster)?);
+        if !self.images.is_empty() {
+            out.push_str("\n# Image overrides, applied after rendering in every place an image is named (`kfctl images`):\n");
+            out.push_str("# name exactly as the render names it; newName; digest (sha256:...) or newTag.\n");
+            out.push_str(&yaml_entry("images", &self.images)?);
+        }
         if !self.history.is_empty() {
             out.push_str("\n# Upgrades between releases (`kfctl upgrade`), oldest first. fromRegistry is the release\n");
             out.push_str("# the app came from, still vendored for a rollback (`kfctl upgrade --to FROM`) until `kfctl gc`.\n");
@@ -693,6 +801,37 @@ mod tests {
         assert!(all.contains("parameters.user: \"not-an-email\" is not an email address"), "{all}");
         assert!(all.contains("parameters.passwordHash: is not a bcrypt hash"), "{all}");
         assert_eq!(problems.len(), 4, "{all}");
+    }
+
+    #[test]
+    fn image_overrides_round_trip_are_validated_and_recorded_by_image() {
+        let mut config = sample();
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        let to_mirror = |name: &str, repository: &str| AppImageOverride {
+            name: name.into(),
+            new_name: Some(format!("registry.internal:5000/kf/{repository}")),
+            new_tag: None,
+            digest: Some(digest.clone()),
+        };
+        config.record_image_overrides([to_mirror("gcr.io/a/b:1", "gcr.io/a/b"), to_mirror("quay.io/c/d:2", "quay.io/c/d")]);
+        let mut again = to_mirror("gcr.io/a/b:1", "gcr.io/a/b");
+        again.digest = Some(format!("sha256:{}", "cd".repeat(32)));
+        config.record_image_overrides([again.clone()]);
+        assert_eq!(config.images.overrides.len(), 2, "recorded once per image");
+        assert_eq!(config.images.overrides[0], again);
+        config.validate().unwrap();
+        let text = config.to_commented_yaml().unwrap();
+        assert!(text.contains("# Image overrides, applied after rendering"), "{text}");
+        assert_eq!(AppConfig::from_yaml(&text).unwrap(), config);
+
+        config.images.overrides[0].digest = Some("sha256:abc".into());
+        config.images.overrides[1].new_name = Some("reg/x:1".into());
+        config.images.overrides.push(AppImageOverride { name: "https://x".into(), new_name: None, new_tag: Some("-bad".into()), digest: None });
+        let all = config.validate().unwrap_err().join("\n");
+        assert!(all.contains("images.overrides[0].digest: \"sha256:abc\" is not a digest; hint: sha256: and 64 lowercase hex digits"), "{all}");
+        assert!(all.contains("images.overrides[1].newName: \"reg/x:1\" has a tag or digest"), "{all}");
+        assert!(all.contains("images.overrides[2].name: \"https://x\" is not an image reference"), "{all}");
+        assert!(all.contains("images.overrides[2].newTag: \"-bad\" is not a tag"), "{all}");
     }
 
     #[test]

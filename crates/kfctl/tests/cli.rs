@@ -34,7 +34,7 @@ fn completion_scripts_are_generated_for_bash_zsh_and_fish() {
         let out = kfctl(&["completion", shell]);
         assert!(out.status.success(), "kfctl completion {shell}: {}", String::from_utf8_lossy(&out.stderr));
         let script = String::from_utf8(out.stdout).expect("utf-8 script");
-        for sub in ["deploy", "status", "open", "completion"] {
+        for sub in ["deploy", "status", "open", "images", "completion"] {
             assert!(script.contains(sub), "the {shell} script does not complete the subcommand {sub}");
         }
     }

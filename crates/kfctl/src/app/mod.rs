@@ -296,7 +296,23 @@ impl App {
     /// Render every enabled component with the native kustomize renderer, applying its
     /// parameters, patches and image overrides through a generated overlay. Blocking;
     /// components render in parallel on scoped threads.
+    ///
+    /// Then the app's image overrides (`images.overrides`) are applied to every place an image
+    /// is named (`images::rewrite`): this is the render apply, diff, deploy, upgrade and the web
+    /// app all use.
     pub fn render(&self) -> Result<RenderedApp, AppError> {
+        let mut rendered = self.render_as_released()?;
+        let targets = self.config.images.targets();
+        if !targets.is_empty() {
+            let rules = &self.release()?.images;
+            crate::images::rewrite(rendered.objects.iter_mut().map(|o| &mut o.object), rules, &targets);
+        }
+        Ok(rendered)
+    }
+
+    /// [`App::render`] without the image overrides: the images as the release (and the
+    /// components' kustomize `images:`) name them, which is what overrides are written against.
+    pub fn render_as_released(&self) -> Result<RenderedApp, AppError> {
         let components = self.enabled_components()?;
         let remotes = VendoredRemotes::new(&self.dir, self.config.registry.vendored_remotes());
         let scratch = tempfile::Builder::new().prefix("kfctl-render-").tempdir().map_err(io_err(Path::new("/tmp")))?;

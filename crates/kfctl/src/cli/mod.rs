@@ -15,6 +15,7 @@ mod delete;
 mod deploy;
 mod diff;
 mod doctor;
+mod images;
 mod init;
 mod notebook;
 mod open;
@@ -46,6 +47,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Show what `kfctl apply` would change, without changing anything.
     Diff(diff::DiffArgs),
+    /// List every image the app runs and every place the render names it.
+    Images(images::ImagesArgs),
     /// Show per-component readiness.
     Status(status::StatusArgs),
     /// Wait until every component is ready.
@@ -159,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Component(cmd) => component::run(cmd),
         Command::Apply(args) => apply::run(args),
         Command::Diff(args) => diff::run(args),
+        Command::Images(args) => images::run(args),
         Command::Status(args) => status::run(args),
         Command::Wait(args) => wait::run(args),
         Command::Deploy(args) => deploy::run(args),

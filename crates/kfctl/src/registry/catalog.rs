@@ -15,6 +15,7 @@ use std::sync::LazyLock;
 
 use serde::Deserialize;
 
+use crate::images::ImageRule;
 use crate::registry::digest::Pin;
 
 include!(concat!(env!("OUT_DIR"), "/catalog_files.rs"));
@@ -43,6 +44,8 @@ pub struct Release {
     pub upgrade: UpgradeSpec,
     /// The Jupyter web app's spawner defaults, for `kfctl notebook` (None: not supported there).
     pub notebook: Option<NotebookDefaults>,
+    /// Where the release names images outside pod templates (`kfctl images`, image overrides).
+    pub images: Vec<ImageRule>,
 }
 
 /// What changed on the way to a release, as `kfctl upgrade` needs it: components renamed or
@@ -533,6 +536,8 @@ struct CatalogFile {
     components: Vec<ComponentSpec>,
     #[serde(default)]
     upgrade: UpgradeSpec,
+    #[serde(default)]
+    images: Vec<ImageRule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -630,6 +635,7 @@ pub fn parse_catalog(file: &str, text: &str) -> Result<Release, CatalogError> {
         inotify: raw.inotify,
         upgrade: raw.upgrade,
         notebook: raw.notebook,
+        images: raw.images,
     })
 }
 
@@ -743,6 +749,14 @@ impl Problems<'_> {
             }
         }
         self.check_upgrade(&raw.upgrade, &names);
+        let mut ids = HashSet::new();
+        for (i, rule) in raw.images.iter().enumerate() {
+            if let Err(e) = rule.check() {
+                self.fail(format!("images[{i}].{}", e.field), e.message);
+            } else if !ids.insert(rule.id.as_str()) {
+                self.fail(format!("images[{i}].id"), format!("{:?} is the id of another rule", rule.id));
+            }
+        }
         match self.first.take() {
             Some(err) => Err(err),
             None => Ok(()),
