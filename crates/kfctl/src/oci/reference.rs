@@ -132,7 +132,8 @@ mod tests {
 
     #[test]
     fn parses_hosts_ports_tags_digests_and_docker_hub_defaults() {
-        let cases: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+        type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>); // text, host, repository, tag, digest
+        let cases: &[Case] = &[
             ("nginx", DOCKER_HUB, "library/nginx", Some("latest"), None),
             ("nginx:1.25", DOCKER_HUB, "library/nginx", Some("1.25"), None),
             ("kubeflow/notebook:v1", DOCKER_HUB, "kubeflow/notebook", Some("v1"), None),

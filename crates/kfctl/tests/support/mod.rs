@@ -244,10 +244,13 @@ impl TestNamespace {
 
     /// Removes the failure rules this namespace set.
     pub async fn clear_pod_failures(&self) {
-        let mut keys = self.fault_keys.lock().expect("fault keys");
-        let (faults, others): (Vec<_>, Vec<_>) = std::mem::take(&mut *keys).into_iter().partition(|(cm, _)| *cm == FAULTS_NAME);
-        *keys = others;
-        drop(keys);
+        // Only the fault rules: an image-pull opt-in stays until the namespace is dropped.
+        let faults: Vec<_> = {
+            let mut keys = self.fault_keys.lock().expect("fault keys");
+            let (faults, others) = std::mem::take(&mut *keys).into_iter().partition(|(cm, _)| *cm == FAULTS_NAME);
+            *keys = others;
+            faults
+        };
         for (cm, key) in faults {
             set_fault_rule(&self.client, cm, &key, None).await;
         }
