@@ -139,6 +139,7 @@ async fn a_copy_killed_halfway_is_finished_by_a_rerun_that_copies_only_what_is_m
         }
     }
     assert!(committed < total, "the kill landed after every blob was copied ({committed} of {total})");
+    eprintln!("killed with {committed} of {total} blobs committed");
 
     let rerun = kfctl(&args);
     let stderr = String::from_utf8_lossy(&rerun.stderr);
