@@ -119,7 +119,10 @@ async fn a_copy_killed_halfway_is_finished_by_a_rerun_that_copies_only_what_is_m
     let mut args = mirror_args(&source, &target);
     args.extend(["--to".into(), format!("{}/kubeflow", target.host()), "--image".into(), "gcr.io/ml-pipeline/big:1".into()]);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl")).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Its own temp dir, to show that a killed copy leaves no downloaded blob behind.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child =
+        Command::new(env!("CARGO_BIN_EXE_kfctl")).args(&args).env("TMPDIR", tmp.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     // Kill once a few blobs are committed on the target (counted on its disk, not by time).
     while target.blob_count() < 3 {
@@ -140,6 +143,8 @@ async fn a_copy_killed_halfway_is_finished_by_a_rerun_that_copies_only_what_is_m
     }
     assert!(committed < total, "the kill landed after every blob was copied ({committed} of {total})");
     eprintln!("killed with {committed} of {total} blobs committed");
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.path()).collect();
+    assert!(leftovers.is_empty(), "the killed copy left temp files: {leftovers:?}");
 
     let rerun = kfctl(&args);
     let stderr = String::from_utf8_lossy(&rerun.stderr);

@@ -3,7 +3,6 @@
 //! blob only when the whole body arrived and hashed to that digest, so an interrupted upload never
 //! becomes a blob).
 
-use std::path::Path;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -239,16 +238,16 @@ impl Repository {
         }
     }
 
-    /// Stream the blob into `file` (not verified here: the caller hashes it off the runtime).
-    /// `on_bytes` is called per chunk for progress.
-    pub async fn blob_to_file(&self, digest: &str, file: &Path, on_bytes: &(dyn Fn(u64) + Send + Sync)) -> Result<(), OciError> {
+    /// Stream the blob into the (empty) `file` (not verified here: the caller hashes it off the
+    /// runtime). `on_bytes` is called per chunk for progress.
+    pub async fn blob_to_file(&self, digest: &str, file: &std::fs::File, on_bytes: &(dyn Fn(u64) + Send + Sync)) -> Result<(), OciError> {
         let url = self.url("blobs", digest);
         let response = self.send(|c| Ok(c.get(&url))).await?;
         if !response.status().is_success() {
             return Err(self.status_error(&format!("reading blob {digest}"), response).await);
         }
-        let io = |error| OciError::Io { action: "write", path: file.to_path_buf(), error };
-        let mut out = tokio::fs::File::create(file).await.map_err(io)?;
+        let io = |error| OciError::Io { action: "write a temp file in", path: std::env::temp_dir(), error };
+        let mut out = tokio::fs::File::from_std(file.try_clone().map_err(io)?);
         let mut body = response.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| connect_error(&self.host, &e))?;
@@ -259,7 +258,7 @@ impl Repository {
     }
 
     /// Upload the blob in `file` (already verified to hash to `digest`) in one PUT.
-    pub async fn push_blob(&self, digest: &str, file: &Path, size: u64) -> Result<(), OciError> {
+    pub async fn push_blob(&self, digest: &str, file: &std::fs::File, size: u64) -> Result<(), OciError> {
         let start = format!("{}/v2/{}/blobs/uploads/", self.base, self.path);
         let response = self.send(|c| Ok(c.post(&start).header(reqwest::header::CONTENT_LENGTH, 0))).await?;
         if response.status() != StatusCode::ACCEPTED {
@@ -270,7 +269,10 @@ impl Repository {
         let put = format!("{location}{}digest={digest}", if location.contains('?') { '&' } else { '?' });
         let response = self
             .send(|c| {
-                let std_file = std::fs::File::open(file).map_err(|error| OciError::Io { action: "read", path: file.to_path_buf(), error })?;
+                let io = |error| OciError::Io { action: "read the blob to upload from", path: std::env::temp_dir(), error };
+                // A clone shares the offset: rewind it for this attempt (there may be a retry).
+                let mut std_file = file.try_clone().map_err(io)?;
+                std::io::Seek::rewind(&mut std_file).map_err(io)?;
                 let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(std_file));
                 Ok(c.put(&put)
                     .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")

@@ -5,7 +5,7 @@
 //! the target has makes a re-run after an interruption copy only the rest.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -391,56 +391,37 @@ impl Store {
     }
 }
 
-/// A blob ready to push: a downloaded temp file, or the file in a source layout.
-enum BlobFile {
-    Temp(tempfile::TempPath),
-    InPlace(PathBuf),
-}
-
-impl BlobFile {
-    fn path(&self) -> &Path {
-        match self {
-            BlobFile::Temp(p) => p,
-            BlobFile::InPlace(p) => p,
-        }
-    }
-}
-
 async fn copy_blob(from: &Store, to: &Store, image: &str, digest: &str, progress: &dyn CopyProgress) -> Result<(), OciError> {
+    // A download goes to an unnamed temp file: the system removes it even when kfctl is killed.
+    let temp_err = |error| OciError::Io { action: "create a temp file in", path: std::env::temp_dir(), error };
     let file = match from {
         Store::Registry(repo) => {
-            let temp = tokio::task::spawn_blocking(tempfile::NamedTempFile::new)
-                .await
-                .expect("creating a temp file does not panic")
-                .map_err(|error| OciError::Io { action: "create a temp file in", path: std::env::temp_dir(), error })?
-                .into_temp_path();
-            repo.blob_to_file(digest, &temp, &|bytes| progress.event(CopyEvent::Bytes { image, bytes })).await?;
-            BlobFile::Temp(temp)
+            let file = tokio::task::spawn_blocking(tempfile::tempfile).await.expect("creating a temp file does not panic").map_err(temp_err)?;
+            repo.blob_to_file(digest, &file, &|bytes| progress.event(CopyEvent::Bytes { image, bytes })).await?;
+            file
         }
         Store::Layout(layout) => {
             let path = layout.blob_path(digest)?;
-            if !path.is_file() {
-                return Err(OciError::Layout { path, reason: format!("blob {digest} of {image} is missing") });
-            }
-            BlobFile::InPlace(path)
+            std::fs::File::open(&path).map_err(|e| OciError::Layout { path, reason: format!("blob {digest} of {image} cannot be read: {e}") })?
         }
     };
-    let path = file.path().to_path_buf();
-    let (actual, size) = tokio::task::spawn_blocking(move || sha256_file(&path)).await.expect("hashing does not panic")?;
+    let reader = file.try_clone().map_err(temp_err)?;
+    let (actual, size) = tokio::task::spawn_blocking(move || sha256_of(reader)).await.expect("hashing does not panic").map_err(temp_err)?;
     verify(image, &format!("blob {digest}"), digest, &actual)?;
     if let Store::Layout(_) = from {
         progress.event(CopyEvent::Bytes { image, bytes: size });
     }
     match to {
-        Store::Registry(repo) => repo.push_blob(digest, file.path(), size).await,
-        Store::Layout(layout) => layout.put_file(digest, file.path()).await,
+        Store::Registry(repo) => repo.push_blob(digest, &file, size).await,
+        Store::Layout(layout) => layout.put_file(digest, &file).await,
     }
 }
 
-/// `sha256:<hex>` and size of a file (blocking: call it off the runtime).
-fn sha256_file(path: &Path) -> Result<(String, u64), OciError> {
-    let mut file = std::fs::File::open(path).map_err(|error| OciError::Io { action: "read", path: path.to_path_buf(), error })?;
+/// `sha256:<hex>` and size of a whole file, read from its start (blocking: call it off the runtime).
+fn sha256_of(mut file: std::fs::File) -> std::io::Result<(String, u64)> {
+    use std::io::Seek as _;
+    file.rewind()?;
     let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut file, &mut hasher).map_err(|error| OciError::Io { action: "read", path: path.to_path_buf(), error })?;
+    let size = std::io::copy(&mut file, &mut hasher)?;
     Ok((format!("sha256:{}", hex::encode(hasher.finalize())), size))
 }

@@ -130,11 +130,24 @@ impl Layout {
     }
 
     /// Add a blob by copying `file` (verified by the caller), written whole or not at all.
-    pub(crate) async fn put_file(&self, digest: &str, file: &Path) -> Result<(), OciError> {
+    pub(crate) async fn put_file(&self, digest: &str, file: &std::fs::File) -> Result<(), OciError> {
         let path = self.blob_path(digest)?;
         let partial = path.with_extension("partial");
-        tokio::fs::copy(file, &partial).await.map_err(|error| OciError::Io { action: "write", path: partial.clone(), error })?;
-        tokio::fs::rename(&partial, &path).await.map_err(|error| OciError::Io { action: "write", path, error })
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |error| OciError::Io { action: "write", path, error }
+        };
+        let mut source = file.try_clone().map_err(io(&partial))?;
+        let target = partial.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Seek as _;
+            source.rewind()?;
+            std::io::copy(&mut source, &mut std::fs::File::create(&target)?)
+        })
+        .await
+        .expect("copying a file does not panic")
+        .map_err(io(&partial))?;
+        tokio::fs::rename(&partial, &path).await.map_err(io(&path))
     }
 }
 
