@@ -21,6 +21,7 @@ pub mod interrupt;
 pub mod inventory;
 pub mod lock;
 pub mod notebook;
+pub mod oci;
 pub mod plan;
 pub mod platform;
 pub mod progress;

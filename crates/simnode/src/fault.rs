@@ -159,25 +159,39 @@ fn rules_of(cm: &ConfigMap) -> Vec<FaultRule> {
 
 /// Keeps the book's ConfigMap rules equal to `kube-system/simnode-faults` (absent = no rules).
 pub async fn watch_config_map(client: kube::Client, book: FaultBook) -> anyhow::Result<()> {
+    watch_named_config_map(client, CONFIG_MAP_NAME, move |cm| match cm {
+        Some(cm) => {
+            let rules = rules_of(cm);
+            log!("fault rules from {CONFIG_MAP_NAME}: {rules:?}");
+            book.set_config_map_rules(rules);
+        }
+        None => {
+            log!("{CONFIG_MAP_NAME} deleted: no ConfigMap fault rules");
+            book.set_config_map_rules(Vec::new());
+        }
+    })
+    .await
+}
+
+/// Calls `apply` with the ConfigMap `kube-system/<name>` whenever it changes (None: deleted), for
+/// settings tests change at run time.
+pub async fn watch_named_config_map(
+    client: kube::Client,
+    name: &str,
+    apply: impl Fn(Option<&ConfigMap>),
+) -> anyhow::Result<()> {
     let api: Api<ConfigMap> = Api::namespaced(client, CONFIG_MAP_NAMESPACE);
-    let config = watcher::Config::default().fields(&format!("metadata.name={CONFIG_MAP_NAME}"));
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher(api, config).boxed();
     // The watcher retries on its own only with a backoff; we add it explicitly.
     loop {
         match stream.try_next().await {
-            Ok(Some(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm))) => {
-                let rules = rules_of(&cm);
-                log!("fault rules from {CONFIG_MAP_NAME}: {rules:?}");
-                book.set_config_map_rules(rules);
-            }
-            Ok(Some(watcher::Event::Delete(_))) => {
-                log!("{CONFIG_MAP_NAME} deleted: no ConfigMap fault rules");
-                book.set_config_map_rules(Vec::new());
-            }
+            Ok(Some(watcher::Event::Apply(cm) | watcher::Event::InitApply(cm))) => apply(Some(&cm)),
+            Ok(Some(watcher::Event::Delete(_))) => apply(None),
             Ok(Some(watcher::Event::Init | watcher::Event::InitDone)) => {}
-            Ok(None) => anyhow::bail!("the ConfigMap watch ended"),
+            Ok(None) => anyhow::bail!("the ConfigMap watch of {name} ended"),
             Err(e) => {
-                log!("watching {CONFIG_MAP_NAME}: {e}; retrying");
+                log!("watching {name}: {e}; retrying");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         }

@@ -28,6 +28,9 @@
 //!   `CrashLoopBackOff` (waiting reason, restartCount increasing every `--crash-interval-ms`, Ready
 //!   False), `ImagePullBackOff`, or `NotReady` (running, readiness failing). Removing the rule lets
 //!   the pod become Ready again.
+//! - **Image pulls**, for namespaces a test opts in through the ConfigMap
+//!   `kube-system/simnode-image-pulls` (see [`pull`]): a pod starts only once every image resolves
+//!   by a manifest HEAD in its registry; until then ErrImagePull, then ImagePullBackOff.
 //!
 //! - **Port-forward**: each node's kubelet endpoint (`https://<InternalIP>:10250`, client
 //!   certificates of the cluster CA required) serves `/portForward/<ns>/<pod>[/<uid>]` over
@@ -44,6 +47,7 @@
 //! are absent (DaemonSet pods are scheduled and run like any other pod).
 
 mod fault;
+mod pull;
 mod ipam;
 mod kubelet;
 mod node;
@@ -166,14 +170,17 @@ async fn main() -> anyhow::Result<()> {
     let faults = fault::FaultBook::new(cli_rules);
     let heartbeats = tokio::spawn(node::heartbeat_loop(client.clone(), fleet.clone()));
     let fault_watch = tokio::spawn(fault::watch_config_map(client.clone(), faults.clone()));
+    let pulls = pull::PullBook::default();
+    let pull_watch = tokio::spawn(pull::watch_config_map(client.clone(), pulls.clone()));
     let claims = tokio::spawn(storage::provision_claims(client.clone()));
     let volumes = tokio::spawn(storage::reclaim_volumes(client.clone()));
     let kubelets = tokio::spawn(kubelet::serve(client.clone(), fleet.clone(), cluster_ca));
-    let pods = tokio::spawn(pod::run(client, fleet, faults, args));
+    let pods = tokio::spawn(pod::run(client, fleet, faults, pulls, args));
 
     tokio::select! {
         r = heartbeats => r.context("heartbeat task")?.context("heartbeats")?,
         r = fault_watch => r.context("fault watch task")?.context("watching simnode-faults")?,
+        r = pull_watch => r.context("pull watch task")?.context("watching simnode-image-pulls")?,
         r = pods => r.context("pod task")?.context("pod controller")?,
         r = kubelets => r.context("kubelet endpoint task")?.context("kubelet endpoints")?,
         r = claims => r.context("claim task")?.context("volume provisioning")?,

@@ -20,6 +20,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt as _};
 
 use crate::fault::{Failure, FaultBook};
+use crate::pull::PullBook;
 use crate::node::{FIELD_MANAGER, Fleet, SimNode};
 use crate::{Args, log};
 
@@ -36,16 +37,23 @@ struct Context {
     client: kube::Client,
     fleet: Arc<Fleet>,
     faults: FaultBook,
+    pulls: PullBook,
     args: Args,
 }
 
 /// Runs the pod controller until the watch fails for good.
-pub async fn run(client: kube::Client, fleet: Arc<Fleet>, faults: FaultBook, args: Args) -> anyhow::Result<()> {
+pub async fn run(
+    client: kube::Client,
+    fleet: Arc<Fleet>,
+    faults: FaultBook,
+    pulls: PullBook,
+    args: Args,
+) -> anyhow::Result<()> {
     let api: Api<Pod> = Api::all(client.clone());
-    let rules_changed = changes(faults.subscribe());
+    let rules_changed = futures::stream::select(changes(faults.subscribe()), changes(pulls.subscribe()));
     let controller = Controller::new(api, watcher::Config::default()).reconcile_all_on(rules_changed);
     let store = controller.store();
-    let ctx = Arc::new(Context { client, fleet, faults, args });
+    let ctx = Arc::new(Context { client, fleet, faults, pulls, args });
     let released = ctx.clone();
     // IPs of pods that are gone are freed on the next reconcile round; a simple periodic sweep
     // over the cache is enough because IPs are plentiful (/24 per node, 110 pods max).
@@ -138,7 +146,14 @@ async fn reconcile(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<Action, PodError>
         ctx.fleet.pod_ips.ip_for(node.index, &node.name, &uid)?
     };
 
-    let next = plan(&pod, node, pod_ip, &ctx);
+    // Pods of opted-in namespaces start only once their images resolve (checked until then).
+    let unpullable = match ctx.pulls.policy_for(&namespace) {
+        Some(policy) if !containers_started(&status) => {
+            crate::pull::first_unpullable(&policy, &ctx.client, &pod).await
+        }
+        _ => None,
+    };
+    let next = plan(&pod, node, pod_ip, &ctx, unpullable);
     if let Some(new_status) = next.status {
         log!(
             "pod {namespace}/{name} on {}: {} ready={} ip={pod_ip}{}",
@@ -167,7 +182,7 @@ struct Step {
 }
 
 /// The simulated state the pod should be in now, given its current status.
-fn plan(pod: &Pod, node: &SimNode, pod_ip: Ipv4Addr, ctx: &Context) -> Step {
+fn plan(pod: &Pod, node: &SimNode, pod_ip: Ipv4Addr, ctx: &Context, unpullable: Option<(String, String)>) -> Step {
     let status = pod.status.clone().unwrap_or_default();
     let spec = pod.spec.clone().unwrap_or_default();
     let start_time = status.start_time.clone();
@@ -202,6 +217,26 @@ fn plan(pod: &Pod, node: &SimNode, pod_ip: Ipv4Addr, ctx: &Context) -> Step {
     let init_statuses = (!spec.init_containers.as_deref().unwrap_or_default().is_empty()).then(|| {
         spec.init_containers.iter().flatten().map(|c| terminated(c, 0, "Completed", &started, 0)).collect()
     });
+    if let Some((image, why)) = unpullable {
+        // As a kubelet: ErrImagePull on the first failed pull, ImagePullBackOff while backing off.
+        let backing_off = spec.containers.iter().any(|c| {
+            current_container(&status, &c.name)
+                .and_then(|s| s.state.as_ref()?.waiting.as_ref()?.reason.clone())
+                .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+        });
+        let reason = if backing_off { "ImagePullBackOff" } else { "ErrImagePull" };
+        let message = format!("Failed to pull image {image:?}: {why} (simnode)");
+        let containers = spec.containers.iter().map(|c| waiting(c, reason, &message, 0, None)).collect();
+        let desired = PodStatus {
+            phase: Some("Pending".into()),
+            conditions: Some(conditions(&status, &started, true, false, false, "ContainersNotReady")),
+            container_statuses: Some(containers),
+            ..base
+        };
+        let changed = !same_observable_state(&status, &desired);
+        let action = Action::requeue(crate::pull::backoff(since(&started)));
+        return Step { status: changed.then_some(desired), action };
+    }
     let failure = ctx.faults.failure_for(pod);
     let restarts_now = |c: &Container| current_container(&status, &c.name).map(|s| s.restart_count).unwrap_or(0);
 
@@ -312,6 +347,13 @@ fn same_observable_state(current: &PodStatus, desired: &PodStatus) -> bool {
         (s.phase.clone(), s.pod_ip.clone(), s.host_ip.clone(), containers, conditions)
     };
     summary(current) == summary(desired)
+}
+
+/// Whether the pod's containers got past pulling (running or terminated): no pull check then.
+fn containers_started(status: &PodStatus) -> bool {
+    let statuses = status.container_statuses.as_deref().unwrap_or_default();
+    !statuses.is_empty()
+        && statuses.iter().all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some()))
 }
 
 fn current_container<'a>(status: &'a PodStatus, name: &str) -> Option<&'a ContainerStatus> {

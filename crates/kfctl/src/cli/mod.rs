@@ -17,6 +17,7 @@ mod diff;
 mod doctor;
 mod images;
 mod init;
+mod mirror;
 mod notebook;
 mod open;
 mod serve;
@@ -70,6 +71,8 @@ pub enum Command {
     Upgrade(upgrade::UpgradeArgs),
     /// Remove vendored releases the app no longer uses (kept by `upgrade` for a rollback).
     Gc(upgrade::GcArgs),
+    /// Copy images to a private registry or an OCI layout directory (for air-gapped installs).
+    Mirror(mirror::MirrorArgs),
     /// Print the shell completion script for bash, zsh or fish.
     Completion(completion::CompletionArgs),
 }
@@ -173,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::Upgrade(args) => upgrade::run(args),
         Command::Gc(args) => upgrade::run_gc(args),
+        Command::Mirror(args) => mirror::run(args),
         Command::Completion(args) => completion::run(args),
     }
 }

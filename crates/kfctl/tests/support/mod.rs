@@ -22,6 +22,7 @@
 pub mod fixture_release;
 pub mod kubeflow;
 pub mod mirror;
+pub mod oci_registry;
 pub mod registry;
 pub mod sim_cluster;
 pub mod webhook;
@@ -46,6 +47,8 @@ pub const TEST_NAMESPACE_LABEL: &str = "kfctl.dev/test-namespace";
 /// simnode's fault ConfigMap (see crates/simnode/src/fault.rs).
 const FAULTS_NAMESPACE: &str = "kube-system";
 const FAULTS_NAME: &str = "simnode-faults";
+/// simnode's image-pull opt-in ConfigMap (see crates/simnode/src/pull.rs).
+const PULLS_NAME: &str = "simnode-image-pulls";
 
 const HOW_TO_RUN: &str = "hint: these tests need the real control plane of scripts/testenv; run them \
 with `scripts/test`, or `scripts/testenv up` then `scripts/testenv exec -- cargo test -p kfctl --offline`";
@@ -122,7 +125,8 @@ pub struct TestNamespace {
     pub client: Client,
     /// The shared environment.
     pub env: TestEnv,
-    fault_keys: std::sync::Mutex<Vec<String>>,
+    /// (simnode ConfigMap, key) this namespace set, removed on drop.
+    fault_keys: std::sync::Mutex<Vec<(&'static str, String)>>,
     cluster_objects: std::sync::Mutex<Vec<(ApiResource, String)>>,
 }
 
@@ -209,8 +213,17 @@ impl TestNamespace {
     pub async fn fail_pods(&self, pod_name_prefix: &str, reason: &str) {
         let key = format!("{}.{}", self.name, if pod_name_prefix.is_empty() { "all" } else { pod_name_prefix });
         let rule = format!("{reason} {}/{pod_name_prefix}", self.name);
-        set_fault_rule(&self.client, &key, Some(&rule)).await;
-        self.fault_keys.lock().expect("fault keys").push(key);
+        set_fault_rule(&self.client, FAULTS_NAME, &key, Some(&rule)).await;
+        self.fault_keys.lock().expect("fault keys").push((FAULTS_NAME, key));
+    }
+
+    /// Makes simnode start pods of this namespace only once their images resolve in their
+    /// registries: `registries` maps a registry host to `{"caPEM": ..., "insecure": ...}`.
+    /// Undone when the namespace is dropped.
+    pub async fn check_image_pulls(&self, registries: serde_json::Value) {
+        let rule = serde_json::json!({ "namespace": self.name, "registries": registries }).to_string();
+        set_fault_rule(&self.client, PULLS_NAME, &self.name, Some(&rule)).await;
+        self.fault_keys.lock().expect("fault keys").push((PULLS_NAME, self.name.clone()));
     }
 
     /// Deletes the cluster-scoped object `name` of kind `K` (e.g. a webhook configuration the test
@@ -225,15 +238,21 @@ impl TestNamespace {
     /// Removes the failure rule [`Self::fail_pods`] set for `pod_name_prefix`; the others stay.
     pub async fn clear_pod_failure(&self, pod_name_prefix: &str) {
         let key = format!("{}.{}", self.name, if pod_name_prefix.is_empty() { "all" } else { pod_name_prefix });
-        set_fault_rule(&self.client, &key, None).await;
-        self.fault_keys.lock().expect("fault keys").retain(|k| *k != key);
+        set_fault_rule(&self.client, FAULTS_NAME, &key, None).await;
+        self.fault_keys.lock().expect("fault keys").retain(|k| *k != (FAULTS_NAME, key.clone()));
     }
 
     /// Removes the failure rules this namespace set.
     pub async fn clear_pod_failures(&self) {
-        let keys = std::mem::take(&mut *self.fault_keys.lock().expect("fault keys"));
-        for key in keys {
-            set_fault_rule(&self.client, &key, None).await;
+        // Only the fault rules: an image-pull opt-in stays until the namespace is dropped.
+        let faults: Vec<_> = {
+            let mut keys = self.fault_keys.lock().expect("fault keys");
+            let (faults, others) = std::mem::take(&mut *keys).into_iter().partition(|(cm, _)| *cm == FAULTS_NAME);
+            *keys = others;
+            faults
+        };
+        for (cm, key) in faults {
+            set_fault_rule(&self.client, cm, &key, None).await;
         }
     }
 }
@@ -250,8 +269,8 @@ impl Drop for TestNamespace {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
                 let Ok(client) = env.client().await else { return };
-                for key in keys {
-                    set_fault_rule(&client, &key, None).await;
+                for (cm, key) in keys {
+                    set_fault_rule(&client, cm, &key, None).await;
                 }
                 for (resource, name) in cluster_objects {
                     let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -264,30 +283,30 @@ impl Drop for TestNamespace {
     }
 }
 
-/// Sets (or with `None` removes) one rule of simnode's fault ConfigMap.
-async fn set_fault_rule(client: &Client, key: &str, rule: Option<&str>) {
+/// Sets (or with `None` removes) one rule of simnode's ConfigMap `name` (faults or image pulls).
+async fn set_fault_rule(client: &Client, name: &str, key: &str, rule: Option<&str>) {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), FAULTS_NAMESPACE);
     let patch = serde_json::json!({ "data": { key: rule } });
     for _ in 0..5 {
-        match api.patch(FAULTS_NAME, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) => return,
             Err(kube::Error::Api(s)) if s.code == 404 && rule.is_some() => {
                 let cm = ConfigMap {
-                    metadata: ObjectMeta { name: Some(FAULTS_NAME.into()), ..Default::default() },
+                    metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
                     data: Some(BTreeMap::from([(key.to_string(), rule.unwrap_or_default().to_string())])),
                     ..Default::default()
                 };
                 match api.create(&PostParams::default(), &cm).await {
                     Ok(_) => return,
                     Err(kube::Error::Api(s)) if s.code == 409 => continue, // another test won the race
-                    Err(e) => panic!("creating {FAULTS_NAMESPACE}/{FAULTS_NAME}: {e}"),
+                    Err(e) => panic!("creating {FAULTS_NAMESPACE}/{name}: {e}"),
                 }
             }
             Err(kube::Error::Api(s)) if s.code == 404 => return, // nothing to remove
-            Err(e) => panic!("updating {FAULTS_NAMESPACE}/{FAULTS_NAME} key {key}: {e}"),
+            Err(e) => panic!("updating {FAULTS_NAMESPACE}/{name} key {key}: {e}"),
         }
     }
-    panic!("could not update {FAULTS_NAMESPACE}/{FAULTS_NAME} key {key} after 5 tries");
+    panic!("could not update {FAULTS_NAMESPACE}/{name} key {key} after 5 tries");
 }
 
 /// An app directory for `kfctl` in a temporary directory: user components (kustomize directories
