@@ -277,6 +277,9 @@ fn job_error(err: deploy::DeployError) -> DeployError {
         Stage::Install { source: InstallError::Apply(e), .. } => format!("apply failed: {e}"),
         Stage::Install { source: InstallError::Wait(e), .. } => format!("not ready: {e}"),
         Stage::Install { source: InstallError::Lock(e), .. } => format!("cannot take the app's lock: {e}"),
+        Stage::Interrupted { signal, at, .. } | Stage::Install { source: InstallError::Interrupted(signal, at), .. } => {
+            format!("stopped by {} {at}", signal.name())
+        }
     };
     DeployError::Pipeline(message)
 }
