@@ -271,9 +271,10 @@ async fn a_second_ctrl_c_exits_at_once_while_a_request_hangs() {
         .collect();
     app.component("many", &objects);
     app.config(&["many"]);
+    // Exited at once, it leaves its lock to expire: a short Lease keeps the next apply's wait short.
     let apply = || {
         let mut cmd = ns.kfctl();
-        cmd.arg("apply").arg(app.path()).args(["--app-namespace", &ns.name]);
+        cmd.arg("apply").arg(app.path()).args(["--app-namespace", &ns.name]).env(kfctl::lock::LEASE_SECONDS_ENV, "3");
         cmd
     };
     let mut child = apply().args(["--output", "json", "--concurrency", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -302,9 +303,11 @@ async fn a_second_ctrl_c_exits_at_once_while_a_request_hangs() {
     assert!(said.contains("SIGINT (Ctrl-C): stopping now; requests in flight may or may not have reached the cluster"), "{said}");
     assert!(said.contains(&format!("hint: run `kfctl apply {}` again", app.path().display())), "{said}");
 
-    // The next apply finishes.
+    // The next apply takes the lock over once it expires, and finishes.
     let out = apply().output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("took over the lock"), "{text}");
     let selector = format!("kfctl.kubeflow.org/app={}", ns.name);
     assert_eq!(ns.api::<ConfigMap>().list(&ListParams::default().labels(&selector)).await.unwrap().items.len(), 40);
 }
