@@ -232,9 +232,17 @@ impl Job {
     /// `job.json`, then `last` as the log's last event. A job that has already ended (a shutdown
     /// marked it interrupted while its work was still stopping) is left as it is: `Ok(false)`.
     pub fn end(&self, state: JobState, summary: String, access: Vec<AccessLink>) -> Result<bool, JobError> {
+        self.end_saying(None, state, summary, access)
+    }
+
+    /// [`Job::end`], with `note` logged just before the outcome (only if the job ends here).
+    fn end_saying(&self, note: Option<String>, state: JobState, summary: String, access: Vec<AccessLink>) -> Result<bool, JobError> {
         let mut record = self.record.lock().expect("job record lock");
         if record.state.is_final() {
             return Ok(false);
+        }
+        if let Some(text) = note {
+            self.append(Progress::Message { text })?;
         }
         let mut ended = record.clone();
         ended.state = state;
@@ -250,16 +258,11 @@ impl Job {
     /// Ends a running job as interrupted by `why` (the server stopped or was stopped), saying in
     /// its log what that means and how to go on.
     pub fn interrupt(&self, why: &str) -> Result<bool, JobError> {
-        if self.record().state != JobState::Running {
-            return Ok(false);
-        }
-        self.append(Progress::Message {
-            text: format!(
-                "Interrupted: {why}. What it had applied stays on the cluster; \
-                 Resume runs the job again from its app directory and finishes it."
-            ),
-        })?;
-        self.end(JobState::Interrupted, format!("interrupted: {why}"), Vec::new())
+        let note = format!(
+            "Interrupted: {why}. What it had applied stays on the cluster; \
+             Resume runs the job again from its app directory and finishes it."
+        );
+        self.end_saying(Some(note), JobState::Interrupted, format!("interrupted: {why}"), Vec::new())
     }
 
     /// Makes an interrupted job run again: `running` in `job.json`, and `note` in the log after

@@ -58,6 +58,10 @@ where
                         turn.lock_owned().await
                     }
                 };
+                // The server is stopping: a job whose turn came now does not start.
+                if let Some(signal) = crate::interrupt::requested() {
+                    return (Err(format!("the server was stopped ({}) before the job's turn came", signal.name())), Some(turn));
+                }
                 (work(thread_job.clone()).await, Some(turn))
             }),
             Err(err) => (Err(format!("cannot start the job's async runtime: {err}")), None),
