@@ -267,7 +267,14 @@ async fn install(
         return Err(InstallError::Interrupted(signal, Interruption::Before("applying")));
     }
     // One writer per app: held while writing, not while waiting for readiness.
-    let lock = crate::lock::acquire(client, &crate::plan::AppTarget::for_app(app), purpose, true, sink).await.map_err(InstallError::Lock)?;
+    let lock = match crate::lock::acquire(client, &crate::plan::AppTarget::for_app(app), purpose, true, sink).await {
+        Ok(lock) => lock,
+        Err(crate::lock::LockError::Interrupted { .. }) => {
+            let signal = crate::interrupt::requested().expect("the lock stops waiting only when a signal was received");
+            return Err(InstallError::Interrupted(signal, Interruption::Before("applying (it was waiting for the app's lock)")));
+        }
+        Err(e) => return Err(InstallError::Lock(e)),
+    };
     let applied = apply::apply_app(client, app, &rendered, &ApplyOptions::default(), sink).await;
     lock.release().await;
     if let Some(signal) = crate::interrupt::requested() {

@@ -311,3 +311,42 @@ async fn a_second_ctrl_c_exits_at_once_while_a_request_hangs() {
     let selector = format!("kfctl.kubeflow.org/app={}", ns.name);
     assert_eq!(ns.api::<ConfigMap>().list(&ListParams::default().labels(&selector)).await.unwrap().items.len(), 40);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_a_deploy_waiting_for_the_apps_lock_and_nothing_is_written() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let _shared = API_SERVER.read().await;
+    let ns = TestNamespace::new("siglock").await;
+    let app = AppDir::new(&ns.name);
+    app.component("cms", &[support::fixture_release::config_map(&ns.name, "one", json!({"a": "1"}))]);
+    app.config(&["cms"]);
+    // Another writer holds the app's lock (a live Lease in the app namespace, renewed now).
+    let leases = kube::Api::<Lease>::namespaced(ns.client.clone(), "kubeflow");
+    let name = format!("kfctl-lock-{}", ns.name);
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now());
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": name, "namespace": "kubeflow", "annotations": {"kfctl.kubeflow.org/purpose": "a test holding the lock"}},
+        "spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 300, "acquireTime": now, "renewTime": now}});
+    let lease: Lease = serde_json::from_value(lease).unwrap();
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(ns.client.clone());
+    if namespaces.get_opt("kubeflow").await.unwrap().is_none() {
+        let _ = namespaces.create(&Default::default(), &serde_json::from_value(json!({"metadata": {"name": "kubeflow"}})).unwrap()).await;
+    }
+    leases.create(&Default::default(), &lease).await.unwrap();
+
+    let mut child = ns.kfctl().arg("deploy").arg(app.path()).args(["--platform", "existing"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let stderr = Stderr::of(&mut child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !stderr.seen("waiting for the lock of app") {
+        assert!(std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(), "the deploy never waited for the lock:\n{}", stderr.all());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    send("INT", child.id());
+    let status = wait_exit(&mut child, std::time::Duration::from_secs(10)).expect("the first Ctrl-C stops the wait for the lock");
+    let said = stderr.all();
+    let _ = leases.delete(&name, &Default::default()).await;
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(said.contains("interrupted by SIGINT (Ctrl-C) before applying (it was waiting for the app's lock); nothing of it was started"), "{said}");
+    let selector = format!("kfctl.kubeflow.org/app={}", ns.name);
+    assert!(ns.api::<ConfigMap>().list(&ListParams::default().labels(&selector)).await.unwrap().items.is_empty(), "nothing was written");
+}
