@@ -7,6 +7,10 @@
 //!    settings (`cluster:`) detected where kfctl.yaml has none yet;
 //! 4. Kubeflow: render, apply in gated phases, wait until every component is ready.
 //!
+//! Ctrl-C or SIGTERM (where the face listens, see [`crate::interrupt`]) stops it between stages,
+//! stops the apply from starting new writes, and stops the wait: [`DeployError::Interrupted`]
+//! says where.
+//!
 //! Progress goes to one [`ProgressSink`]; the few points a person is told about in words
 //! ([`Step`]) are worded by the face ([`DeployOptions::words`]), since a terminal and a job log
 //! say them differently. Errors say which stage failed ([`DeployError`]), so each face can word
@@ -18,7 +22,8 @@ use std::time::Duration;
 use kube::Client;
 
 use crate::app::{App, AppError, InitOptions};
-use crate::apply::{self, ApplyError, ApplyOptions};
+use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport};
+use crate::interrupt::Interrupt;
 use crate::config::{self, AppConfig};
 use crate::health::{self, AppStatus, HealthError};
 use crate::platform::shell::{Created, Shell, quote};
@@ -111,9 +116,43 @@ pub enum DeployError {
     Connect(PlatformError),
     #[error("auto-configuration failed")]
     Detect { source: PlatformError },
+    /// Ctrl-C or SIGTERM stopped the deployment; `at` says where, `dir` is the app directory to
+    /// resume from.
+    #[error("interrupted by {}, {at}", signal.name())]
+    Interrupted { signal: Interrupt, dir: PathBuf, at: Interruption },
     /// Installing Kubeflow failed after the cluster exists; it stays, and the message says so.
     #[error("{}", leftover_note(created, dir))]
     Install { dir: PathBuf, created: Vec<Created>, source: InstallError },
+}
+
+/// Where an interrupted deployment stopped.
+#[derive(Debug)]
+pub enum Interruption {
+    /// Before this step (`creating or reaching the cluster`, `applying`): it did not start.
+    Before(&'static str),
+    /// While applying: what the apply did (its report lists what was not started).
+    Applying(Result<ApplyReport, ApplyError>),
+    /// Everything was applied; while waiting until every component is ready.
+    Waiting,
+}
+
+impl std::fmt::Display for Interruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interruption::Before(step) => write!(f, "before {step}"),
+            Interruption::Applying(Ok(report)) => write!(f, "after the last write: {}", report.summary()),
+            Interruption::Applying(Err(_)) => f.write_str("while applying"),
+            Interruption::Waiting => f.write_str("while waiting until every component is ready; everything was applied"),
+        }
+    }
+}
+
+/// The interruption received, as an error that stops the deployment at `at`.
+fn stop_if_interrupted(dir: &Path, at: impl FnOnce() -> Interruption) -> Result<(), DeployError> {
+    match crate::interrupt::requested() {
+        Some(signal) => Err(DeployError::Interrupted { signal, dir: dir.to_path_buf(), at: at() }),
+        None => Ok(()),
+    }
 }
 
 /// Why installing Kubeflow on the cluster failed.
@@ -129,6 +168,9 @@ pub enum InstallError {
     Wait(HealthError),
     #[error(transparent)]
     Lock(crate::lock::LockError),
+    /// Ctrl-C or SIGTERM (see [`DeployError::Interrupted`]).
+    #[error("interrupted by {name}, {at}", name = .0.name(), at = .1)]
+    Interrupted(Interrupt, Interruption),
 }
 
 /// Run the whole deployment (see the module's documentation), reporting into `sink`.
@@ -152,6 +194,7 @@ pub async fn deploy(opts: DeployOptions, sink: &dyn ProgressSink) -> Result<Depl
     }
 
     // 2. The cluster: non-Kubernetes resources first.
+    stop_if_interrupted(&app.dir, || Interruption::Before("creating or reaching the cluster"))?;
     let mut shell = Shell::real(sink);
     let provisioned = platform::provision_in(&mut shell, &app.dir, &app.config.platform, &app.config.version, &opts.provision)
         .await
@@ -173,8 +216,10 @@ pub async fn deploy(opts: DeployOptions, sink: &dyn ProgressSink) -> Result<Depl
     }
 
     // 4. Kubeflow: the Kubernetes resources.
+    stop_if_interrupted(&app.dir, || Interruption::Before("rendering and applying"))?;
     match install(&client, &app, opts.ready_timeout, &opts.purpose, &say, sink).await {
         Ok(status) => Ok(Deployed { app, client, access: provisioned.access, created, status: Some(status) }),
+        Err(InstallError::Interrupted(signal, at)) => Err(DeployError::Interrupted { signal, dir: app.dir.clone(), at }),
         Err(source) => Err(DeployError::Install { dir: app.dir.clone(), created, source }),
     }
 }
@@ -218,13 +263,32 @@ async fn install(
         .map_err(InstallError::RenderStopped)?
         .map_err(|source| InstallError::Render { dir: app.dir.clone(), source })?;
     say(Step::Rendered { objects: rendered.objects.len() });
+    if let Some(signal) = crate::interrupt::requested() {
+        return Err(InstallError::Interrupted(signal, Interruption::Before("applying")));
+    }
     // One writer per app: held while writing, not while waiting for readiness.
-    let lock = crate::lock::acquire(client, &crate::plan::AppTarget::for_app(app), purpose, true, sink).await.map_err(InstallError::Lock)?;
+    let lock = match crate::lock::acquire(client, &crate::plan::AppTarget::for_app(app), purpose, true, sink).await {
+        Ok(lock) => lock,
+        Err(crate::lock::LockError::Interrupted { .. }) => {
+            let signal = crate::interrupt::requested().expect("the lock stops waiting only when a signal was received");
+            return Err(InstallError::Interrupted(signal, Interruption::Before("applying (it was waiting for the app's lock)")));
+        }
+        Err(e) => return Err(InstallError::Lock(e)),
+    };
     let applied = apply::apply_app(client, app, &rendered, &ApplyOptions::default(), sink).await;
     lock.release().await;
+    if let Some(signal) = crate::interrupt::requested() {
+        return Err(InstallError::Interrupted(signal, Interruption::Applying(applied)));
+    }
     applied.map_err(InstallError::Apply)?;
     say(Step::Applied);
-    health::wait_ready(client, app, timeout, sink).await.map_err(InstallError::Wait)
+    tokio::select! {
+        ready = health::wait_ready(client, app, timeout, sink) => ready.map_err(InstallError::Wait),
+        () = crate::interrupt::received() => {
+            let signal = crate::interrupt::requested().expect("received means requested");
+            Err(InstallError::Interrupted(signal, Interruption::Waiting))
+        }
+    }
 }
 
 /// After the cluster exists, a failed install leaves it there on purpose: say so.

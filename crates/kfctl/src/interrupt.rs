@@ -57,9 +57,10 @@ pub async fn received() {
     notified.await;
 }
 
-/// Listen for SIGINT and SIGTERM on the current runtime. Without it (the web app, library
-/// callers) nothing is ever interrupted.
-pub fn install() -> std::io::Result<()> {
+/// Listen for SIGINT and SIGTERM on the current runtime. Without it (library callers) nothing
+/// is ever interrupted. `again` is the hint a second signal, which exits at once, prints: how to
+/// finish what was cut off (`run `kfctl apply DIR` again: ...`).
+pub fn install(again: String) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut int = signal(SignalKind::interrupt())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -70,7 +71,7 @@ pub fn install() -> std::io::Result<()> {
                 _ = term.recv() => Interrupt::Term,
             };
             if let Some(first) = requested() {
-                eprintln!("{}: stopping now; requests in flight may or may not have reached the cluster\n  hint: run `kfctl apply` again: it finds what this run created by its label", got.name());
+                eprintln!("{}: stopping now; requests in flight may or may not have reached the cluster\n  hint: {again}", got.name());
                 std::process::exit(i32::from(first.exit_code()));
             }
             SIGNAL.store(if got == Interrupt::Int { 2 } else { 15 }, Ordering::SeqCst);

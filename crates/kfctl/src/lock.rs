@@ -30,6 +30,8 @@ const PURPOSE_ANNOTATION: &str = "kfctl.kubeflow.org/purpose";
 pub enum LockError {
     #[error("app {app} is locked by {holder} ({purpose}), renewed {renewed} ago, Lease {namespace}/{lease}\n  hint: wait for it to finish (run again without --no-wait to wait), or, if that process is gone, the lock expires {expires}")]
     Held { app: String, namespace: String, lease: String, holder: String, purpose: String, renewed: String, expires: String },
+    #[error("interrupted while waiting for the lock of app {app}, held by {holder} ({purpose}); nothing was written")]
+    Interrupted { app: String, holder: String, purpose: String },
     #[error("not allowed to use the app's lock (Lease {namespace}/{lease}): {reason}")]
     Forbidden { namespace: String, lease: String, reason: String },
     #[error("cannot take the lock of app {app} (Lease {namespace}/{lease}): {reason}\n  hint: kfctl needs to get, create, update and delete Leases (coordination.k8s.io) in namespace {namespace}; check the cluster is reachable and `kubectl auth can-i create leases -n {namespace}`")]
@@ -169,7 +171,13 @@ async fn acquire_lease(client: &Client, target: &AppTarget, purpose: &str, wait:
                         sink.report(Progress::Message { text: text.clone() });
                         said_waiting = Some(text);
                     }
-                    tokio::time::sleep(poll_interval(duration)).await;
+                    // Ctrl-C while waiting (where the face listens): stop; nothing was written.
+                    tokio::select! {
+                        () = tokio::time::sleep(poll_interval(duration)) => {}
+                        () = crate::interrupt::received() => {
+                            return Err(LockError::Interrupted { app: target.name.clone(), holder: held.holder.clone(), purpose: held.purpose.clone() });
+                        }
+                    }
                     continue;
                 }
                 // Released or expired: take it over, unless someone else is quicker.

@@ -70,6 +70,11 @@ impl Server {
 
     /// `kfctl serve`, with the operator's archive if any, and extra release catalogs if any.
     fn start_with(state_dir: &Path, registry: Option<&Path>, catalogs: Option<&Path>) -> Server {
+        Server::spawn(Server::command(state_dir, registry, catalogs))
+    }
+
+    /// The `kfctl serve` command [`Server::start_with`] runs, to adjust before [`Server::spawn`].
+    fn command(state_dir: &Path, registry: Option<&Path>, catalogs: Option<&Path>) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_kfctl"));
         command.args(["serve", "--listen", "127.0.0.1:0", "--state-dir"]).arg(state_dir);
         if let Some(registry) = registry {
@@ -78,11 +83,12 @@ impl Server {
         if let Some(catalogs) = catalogs {
             command.env("KFCTL_CATALOGS", catalogs);
         }
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start kfctl serve");
+        command.stdout(Stdio::piped()).stderr(Stdio::inherit());
+        command
+    }
+
+    fn spawn(mut command: Command) -> Server {
+        let mut child = command.spawn().expect("start kfctl serve");
         let stdout = BufReader::new(child.stdout.take().unwrap());
         let url = stdout.lines().map(Result::unwrap).find(|l| l.starts_with("http://")).expect("kfctl serve printed its URL");
         let (base, token) = url.split_once("/?token=").unwrap();
@@ -516,4 +522,283 @@ async fn a_deployed_app_is_upgraded_from_its_page_after_the_plan_is_confirmed() 
         .unwrap();
     assert!(delete.status.success(), "{}", String::from_utf8_lossy(&delete.stderr));
     let _ = namespaces.delete(&name, &Default::default()).await;
+}
+
+// ---- faults and load: a stopped or killed server, resumed jobs, many clients ----
+
+/// One SSE follower's view of a job: every event (the whole `JobEvent` JSON) in arrival order,
+/// how long each took from its append on the server to its arrival here, and how often the
+/// server ended the stream early (a lagging client) and the follower reconnected with
+/// Last-Event-ID, as a browser does.
+struct Followed {
+    events: Vec<Value>,
+    latencies_ms: Vec<f64>,
+    reconnects: usize,
+}
+
+async fn follow_to_end(client: &reqwest::Client, server: &Server, id: &str) -> Followed {
+    let deadline = Instant::now() + LIMIT;
+    let mut followed = Followed { events: Vec::new(), latencies_ms: Vec::new(), reconnects: 0 };
+    loop {
+        let mut request = client.get(format!("{}/api/jobs/{id}/events", server.base)).bearer_auth(&server.token);
+        if let Some(seen) = followed.events.last() {
+            request = request.header("last-event-id", seen["seq"].to_string());
+        }
+        let mut response = tokio::time::timeout_at(deadline.into(), request.send()).await.expect("the events request answers").unwrap();
+        assert_eq!(response.status(), 200);
+        let mut buffer = String::new();
+        loop {
+            let chunk = tokio::time::timeout_at(deadline.into(), response.chunk()).await;
+            let Some(chunk) = chunk.unwrap_or_else(|_| panic!("job {id} did not end within {LIMIT:?}; {} events so far", followed.events.len())).unwrap() else { break };
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:"))) else { continue };
+                let event: Value = serde_json::from_str(data).unwrap();
+                let sent: jiff::Timestamp = event["time"].as_str().unwrap().parse().unwrap();
+                followed.latencies_ms.push(jiff::Timestamp::now().duration_since(sent).as_secs_f64() * 1000.0);
+                followed.events.push(event);
+            }
+        }
+        if followed.events.last().is_some_and(|e| e["last"] == true) {
+            return followed;
+        }
+        followed.reconnects += 1;
+    }
+}
+
+/// Reads a job's events until one matches `wanted`; panics with what came if none does in time.
+async fn wait_for_event(server: &Server, id: &str, wanted: impl Fn(&Value) -> bool) {
+    let mut response = server.get(&format!("/api/jobs/{id}/events")).await;
+    let deadline = Instant::now() + LIMIT;
+    let mut buffer = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let chunk = tokio::time::timeout_at(deadline.into(), response.chunk()).await.expect("the wanted event in time").unwrap();
+        let Some(chunk) = chunk else { panic!("job {id} ended without the wanted event: {seen:#?}") };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:"))) {
+                let event: Value = serde_json::from_str(data).unwrap();
+                if wanted(&event["progress"]) {
+                    return;
+                }
+                seen.push(event["progress"].clone());
+            }
+        }
+    }
+}
+
+/// The process's peak resident set (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Issue 15's load: many browsers on one job while many jobs of one app queue. Every client gets
+/// every event of its job in order and the outcome; the jobs run one at a time and all succeed;
+/// the server answers a GET while loaded. `KFCTL_WEB_LOAD_CLIENTS` and `KFCTL_WEB_LOAD_JOBS`
+/// change the load (scripts/bench-web runs larger ones and prints the `web-load:` line as a
+/// table).
+#[tokio::test(flavor = "multi_thread")]
+async fn many_clients_follow_one_job_while_queued_jobs_of_one_app_run_one_at_a_time() {
+    let knob = |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (clients, jobs) = (knob("KFCTL_WEB_LOAD_CLIENTS", 200), knob("KFCTL_WEB_LOAD_JOBS", 20));
+    let kubeconfig = testenv_kubeconfig();
+    let _turn = CLUSTER.lock().await;
+    let client = kfctl::cluster::connect(Some(&kubeconfig), None).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let name = unique_name("web-load");
+    let registry = support::registry::fixture_registry(&work.path().join("fixture"), &name);
+    let server = Server::start(&state, &registry);
+    let http = server.client();
+
+    // Every job deploys the same app: they queue behind each other.
+    let form = form(&name, &kubeconfig);
+    let started = futures::future::join_all((0..jobs).map(|_| server.post("/api/jobs", &form))).await;
+    let mut ids = Vec::new();
+    for response in started {
+        assert_eq!(response.status(), reqwest::StatusCode::ACCEPTED);
+        ids.push(json_of(response).await["id"].as_str().unwrap().to_string());
+    }
+    let watched = ids[0].clone();
+    let followers = futures::future::join_all(
+        (0..clients).map(|_| follow_to_end(&http, &server, &watched)).chain(ids[1..].iter().map(|id| follow_to_end(&http, &server, id))),
+    );
+    // Meanwhile the server answers other requests.
+    let probe = async {
+        let mut worst = Duration::ZERO;
+        let mut answered = 0;
+        for _ in 0..20 {
+            let asked = Instant::now();
+            let response = tokio::time::timeout(Duration::from_secs(30), server.get("/api/jobs")).await.expect("GET /api/jobs answers while loaded");
+            assert_eq!(response.status(), 200);
+            worst = worst.max(asked.elapsed());
+            answered += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        (answered, worst)
+    };
+    let (followed, (answered, worst_get)) = tokio::join!(followers, probe);
+    let peak_kib = peak_rss_kib(server.child.id());
+
+    // The reference: each job's whole log, replayed afresh now that it has ended.
+    let mut events_total = 0;
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut reconnects = 0;
+    for (i, view) in followed.iter().enumerate() {
+        let id = if i < clients { &watched } else { &ids[i - clients + 1] };
+        let seqs: Vec<u64> = view.events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "client {i} of job {id}: every event once, in order");
+        let last = &view.events.last().unwrap()["progress"];
+        assert_eq!(last["ok"], true, "job {id} failed: {}", last["summary"]);
+        events_total += view.events.len();
+        latencies.extend(&view.latencies_ms);
+        reconnects += view.reconnects;
+    }
+    let reference = follow_to_end(&http, &server, &watched).await.events;
+    for view in &followed[..clients] {
+        assert_eq!(view.events, reference, "a client's view of job {watched} is its log");
+    }
+    for id in &ids {
+        assert_eq!(json_of(server.get(&format!("/api/jobs/{id}")).await).await["state"], "succeeded", "job {id}");
+    }
+
+    // One at a time: each job's own work (from its first step to its outcome) starts after the
+    // one before it ended; all but the first said they were queued.
+    let mut spans = Vec::new();
+    let mut queued = 0;
+    for id in &ids {
+        let log = follow_to_end(&http, &server, id).await.events;
+        queued += usize::from(log.iter().any(|e| e["progress"]["text"].as_str().is_some_and(|t| t.starts_with("Queued:"))));
+        let time = |e: &Value| e["time"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+        let first = log.iter().find(|e| e["progress"]["text"].as_str().is_some_and(|t| t.starts_with("Deploying "))).expect("the job's first step");
+        spans.push((time(first), time(log.last().unwrap())));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(pair[1].0 >= pair[0].1, "two jobs of one app overlapped: {pair:?}");
+    }
+    assert_eq!(queued, jobs - 1, "every job but the first waited its turn");
+
+    latencies.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    println!(
+        "web-load: clients={clients} jobs={jobs} events={events_total} reconnects={reconnects} peak_rss_kib={peak_kib} p50_ms={p50:.1} p99_ms={p99:.1} get_answered={answered} get_max_ms={}",
+        worst_get.as_millis()
+    );
+    // A bound far above what it takes (see scripts/bench-web for the figures), to catch a leak
+    // per client or per event, not to time anything.
+    assert!(peak_kib < 1024 * 1024, "kfctl serve peaked at {peak_kib} KiB");
+
+    cleanup(&client, &job_app_dir(&state, &ids[0])).await;
+}
+
+/// Ctrl-C or SIGTERM to `kfctl serve`: it stops accepting, the running job stops writing and is
+/// recorded `interrupted`, the server exits 143; restarted, the job is resumed through the API
+/// and converges.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_server_marks_its_running_job_interrupted_and_resume_converges() {
+    let kubeconfig = testenv_kubeconfig();
+    let _turn = CLUSTER.lock().await;
+    let client = kfctl::cluster::connect(Some(&kubeconfig), None).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let name = unique_name("web-term");
+    let registry = support::registry::fixture_registry(&work.path().join("fixture"), &name);
+    let mut command = Server::command(&state, Some(&registry), None);
+    command.stderr(Stdio::piped());
+    let mut server = Server::spawn(command);
+    let id = json_of(server.post("/api/jobs", &form(&name, &kubeconfig)).await).await["id"].as_str().unwrap().to_string();
+    wait_for_event(&server, &id, |p| p["type"] == "object_applied").await;
+    Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "kfctl serve did not stop within 30s of SIGTERM");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut said = String::new();
+    server.child.stderr.take().unwrap().read_to_string(&mut said).unwrap();
+    assert_eq!(status.code(), Some(143), "{said}");
+    assert!(said.contains("stopped by SIGTERM; 1 running job(s) marked interrupted"), "{said}");
+    // Persisted: the record on disk says so before any restart.
+    let record: Value = serde_json::from_str(&std::fs::read_to_string(state.join("jobs").join(&id).join("job.json")).unwrap()).unwrap();
+    assert_eq!(record["state"], "interrupted", "{record:#}");
+    assert!(record["summary"].as_str().unwrap().contains("SIGTERM"), "{record:#}");
+    drop(server);
+
+    let server = Server::start(&state, &registry);
+    assert_eq!(json_of(server.get(&format!("/api/jobs/{id}")).await).await["state"], "interrupted");
+    let resumed = server.post(&format!("/api/jobs/{id}/resume"), &json!({})).await;
+    assert_eq!(resumed.status(), reqwest::StatusCode::ACCEPTED);
+    let again = server.post(&format!("/api/jobs/{id}/resume"), &json!({})).await;
+    assert_eq!(again.status(), reqwest::StatusCode::CONFLICT, "a running job is not resumed twice");
+    let log = follow_to_end(&server.client(), &server, &id).await.events;
+    let outcomes: Vec<&Value> = log.iter().filter(|e| e["last"] == true).map(|e| &e["progress"]).collect();
+    assert_eq!(outcomes.len(), 2, "the interruption's outcome, then the resumed run's: {outcomes:#?}");
+    assert_eq!(outcomes[1]["ok"], true, "{}", outcomes[1]["summary"]);
+    assert_eq!(json_of(server.get(&format!("/api/jobs/{id}")).await).await["state"], "succeeded");
+    assert_login_set(&client, &name, &format!("{name}@example.com")).await;
+    cleanup(&client, &job_app_dir(&state, &id)).await;
+}
+
+/// `kfctl serve` killed (SIGKILL) mid-job and started again on the same state directory: the job
+/// is shown interrupted, in the API and on its page, and the page's Resume button runs it again
+/// to Ready (after the killed server's lock of the app expires).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_cut_off_by_sigkill_is_shown_interrupted_and_resumed_from_its_page() {
+    let kubeconfig = testenv_kubeconfig();
+    let _turn = CLUSTER.lock().await;
+    let client = kfctl::cluster::connect(Some(&kubeconfig), None).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("state");
+    let name = unique_name("web-kill");
+    let registry = support::registry::fixture_registry(&work.path().join("fixture"), &name);
+    let serve = || {
+        let mut command = Server::command(&state, Some(&registry), None);
+        command.env(kfctl::lock::LEASE_SECONDS_ENV, "3");
+        Server::spawn(command)
+    };
+    let server = serve();
+    let id = json_of(server.post("/api/jobs", &form(&name, &kubeconfig)).await).await["id"].as_str().unwrap().to_string();
+    wait_for_event(&server, &id, |p| p["type"] == "object_applied").await;
+    drop(server); // SIGKILL
+
+    let server = serve();
+    let record = json_of(server.get(&format!("/api/jobs/{id}")).await).await;
+    assert_eq!(record["state"], "interrupted", "{record:#}");
+    let shots = support::artifacts_dir();
+    let downloads = work.path().join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let browser = Browser::start(&downloads).await;
+    browser.goto(&format!("{}/?token={}#/job/{id}", server.base, server.token)).await;
+    browser.wait_until("return document.querySelector('#job-state').textContent === 'interrupted'", Duration::from_secs(20), "the job shown interrupted").await;
+    let resume = browser.wait_for("#resume-job", Duration::from_secs(10)).await;
+    assert!(browser.is_displayed(&resume).await, "the Resume button is shown");
+    browser.screenshot(&shots.join("resume-1-interrupted.png")).await;
+    browser.click(&resume).await;
+    browser.wait_until(
+        "const s = document.querySelector('#job-state').textContent; return s === 'succeeded' || s === 'failed'",
+        LIMIT,
+        "the resumed job finished",
+    )
+    .await;
+    browser.screenshot(&shots.join("resume-2-done.png")).await;
+    let log = browser.text(&browser.find("#job-log").await).await;
+    assert_eq!(browser.text(&browser.find("#job-state").await).await, "succeeded", "log:\n{log}");
+    assert!(log.contains("Interrupted: the server stopped during the job") && log.contains("Resuming the deployment"), "{log}");
+    assert!(!browser.is_displayed(&browser.find("#resume-job").await).await, "no Resume button once it succeeded");
+    assert_eq!(json_of(server.get(&format!("/api/jobs/{id}")).await).await["state"], "succeeded");
+    assert_login_set(&client, &name, &format!("{name}@example.com")).await;
+    cleanup(&client, &job_app_dir(&state, &id)).await;
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use kfctl::progress::Progress;
-use kfctl::web::jobs::{JobState, JobStore};
+use kfctl::web::jobs::{JobKind, JobState, JobStore};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
 
@@ -345,12 +345,11 @@ async fn lists_kubeconfig_contexts_from_an_upload_or_a_server_path() {
 /// Jobs written into a state directory before the server starts, as a previous server left them.
 fn seed_jobs(state_dir: &Path) -> (String, String) {
     let store = JobStore::open(state_dir).unwrap();
-    let finished = store.create("finished", "existing", "v1.4.1").unwrap();
+    let finished = store.create(JobKind::Deploy, "finished", "existing", "v1.4.1").unwrap();
     finished.append(Progress::Message { text: "starting".into() }).unwrap();
     finished.append(Progress::PhaseStarted { phase: "crds".into(), objects: 2 }).unwrap();
     finished.append(Progress::ComponentStatus { component: "istio".into(), ready: true, reason: None }).unwrap();
-    finished.append_last(Progress::Finished { ok: true, summary: "ready".into() }).unwrap();
-    finished.finish(JobState::Succeeded, "ready".into(), Vec::new()).unwrap();
+    finished.end(JobState::Succeeded, "ready".into(), Vec::new()).unwrap();
     let app = finished.app_dir();
     std::fs::create_dir_all(app.join("manifests/istio")).unwrap();
     std::fs::write(app.join("kfctl.yaml"), "name: finished\n").unwrap();
@@ -359,7 +358,7 @@ fn seed_jobs(state_dir: &Path) -> (String, String) {
     std::fs::write(app.join("leak.txt"), "token kubeconfig-secret-token-value\n").unwrap();
     std::fs::write(finished.private_dir().join("kubeconfig"), KUBECONFIG).unwrap();
 
-    let running = store.create("cut-off", "kind", "v1.4.1").unwrap();
+    let running = store.create(JobKind::Deploy, "cut-off", "kind", "v1.4.1").unwrap();
     running.append(Progress::Message { text: "applying".into() }).unwrap();
     (finished.id.to_string(), running.id.to_string())
 }
@@ -413,6 +412,37 @@ async fn jobs_survive_a_restart_and_their_progress_replays_from_last_event_id() 
     assert_eq!(sse_events(resumed).await.iter().map(|e| e.0).collect::<Vec<_>>(), vec![3, 4]);
     let after = sse_events(get(&server, &format!("/api/jobs/{finished}/events?after=3")).await).await;
     assert_eq!(after.iter().map(|e| e.0).collect::<Vec<_>>(), vec![4]);
+    // A client that saw the last event gets an empty stream that ends (not one left open).
+    let path = format!("/api/jobs/{finished}/events?after=4");
+    let seen_all = tokio::time::timeout(std::time::Duration::from_secs(10), async { sse_events(get(&server, &path).await).await }).await;
+    assert_eq!(seen_all.expect("the stream after the last event ends").len(), 0);
+}
+
+#[tokio::test]
+async fn resume_needs_the_csrf_token_and_an_interrupted_job_with_an_app_directory() {
+    let state = tempfile::tempdir().unwrap();
+    let (finished, cut_off) = seed_jobs(state.path());
+    let server = Server::start_in(state.path(), &[]);
+
+    // Like every state change: the access token and the CSRF header.
+    let no_csrf = client().post(server.url(&format!("/api/jobs/{cut_off}/resume"))).bearer_auth(&server.token).send().await.unwrap();
+    assert_eq!(no_csrf.status(), StatusCode::FORBIDDEN);
+    let no_token = client().post(server.url(&format!("/api/jobs/{cut_off}/resume"))).send().await.unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+
+    let response = post(&server, &format!("/api/jobs/{finished}/resume"), &serde_json::json!({})).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body = json(response).await;
+    assert!(body["error"].as_str().unwrap().contains("only an interrupted job can be resumed"), "{body}");
+
+    // Cut off before it wrote its app directory: nothing of it reached a cluster.
+    let response = post(&server, &format!("/api/jobs/{cut_off}/resume"), &serde_json::json!({})).await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    let body = json(response).await;
+    assert!(body["error"].as_str().unwrap().contains("before job") && body["hint"].as_str().unwrap().contains("new deployment"), "{body}");
+    assert_eq!(json(get(&server, &format!("/api/jobs/{cut_off}")).await).await["state"], "interrupted", "a refused resume changes nothing");
+    let response = post(&server, "/api/jobs/0123456789abcdef0123456789abcdef/resume", &serde_json::json!({})).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

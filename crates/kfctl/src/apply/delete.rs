@@ -99,6 +99,10 @@ pub async fn delete_entries(
     for ((_, _), group) in groups {
         let results: Vec<(InventoryEntry, DeleteResult)> = stream::iter(group)
             .map(|e| async move {
+                // Interrupted (Ctrl-C): no new deletions; the entry stays in the inventory.
+                if crate::interrupt::requested().is_some() {
+                    return (e, Err(Err(crate::interrupt::NOT_STARTED.to_string())));
+                }
                 let r = delete_one(client, resolver, target, &e, purge, kept_claims).await;
                 (e, r)
             })
@@ -122,7 +126,9 @@ pub async fn delete_entries(
                     outcome.kept.push((e, reason));
                 }
                 Err(Err(reason)) => {
-                    sink.report(Progress::Message { text: format!("could not delete {}: {reason}", e.reference) });
+                    if reason != crate::interrupt::NOT_STARTED {
+                        sink.report(Progress::Message { text: format!("could not delete {}: {reason}", e.reference) });
+                    }
                     outcome.failed.push((e, reason));
                 }
             }
@@ -132,7 +138,12 @@ pub async fn delete_entries(
                 if let Some(resolved) = resolver.resolve(&e.reference.api_version(), &e.reference.kind) {
                     let api = api_for(client, &resolved, e.reference.namespace.as_deref());
                     let gone = tokio::time::timeout(DELETE_WAIT, await_condition(api, &e.reference.name, conditions::is_deleted(&uid)));
-                    if !matches!(gone.await, Ok(Ok(_))) {
+                    // Interrupted: stop waiting; the deletion goes on without kfctl.
+                    let gone = tokio::select! {
+                        gone = gone => matches!(gone, Ok(Ok(_))),
+                        () = crate::interrupt::received() => false,
+                    };
+                    if !gone {
                         sink.report(Progress::Message { text: format!("{} is still terminating", e.reference) });
                     }
                 }
@@ -280,7 +291,7 @@ pub async fn delete_target(client: &Client, target: &AppTarget, purge: bool, sin
     let own: Vec<InventoryEntry> = entries.iter().filter(|e| !e.reference.is_shared()).cloned().collect();
     let outcome = delete_entries(client, &resolver, target, &own, purge, sink).await;
     let mut report = DeleteReport { deleted: outcome.deleted.iter().map(|e| e.reference.to_string()).collect(), ..Default::default() };
-    if purge {
+    if purge && crate::interrupt::requested().is_none() {
         purge_shared_crds(client, target, sink, &mut report).await;
     }
     let mut remaining: Vec<InventoryEntry> = Vec::new();

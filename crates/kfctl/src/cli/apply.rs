@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::AppArgs;
-use super::common::{ClusterArgs, connect, open_target, parse_duration, render, runtime};
+use super::common::{ClusterArgs, connect, interrupted_text, open_target, parse_duration, render, runtime};
 use crate::apply::{ApplyOptions, ReleaseRange, apply_rendered, plan_for};
 use crate::plan::KindTable;
 use crate::progress::Printer;
@@ -68,11 +68,13 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         let rendered = render(app).await?;
         times.mark("render", "");
         let lock = crate::lock::acquire(&client, &target, "kfctl apply", !args.no_wait, &printer).await?;
-        crate::interrupt::install().context("cannot listen for Ctrl-C")?;
+        crate::interrupt::install(format!("run `kfctl apply {}` again: it finds what this run created by its label", args.app.dir.display()))
+            .context("cannot listen for Ctrl-C")?;
         let applied = apply_rendered(&client, &target, &rendered, &opts, &printer).await;
         lock.release().await;
         if let Some(signal) = crate::interrupt::requested() {
-            eprintln!("{}", interrupted_text(signal, &applied, &args.app.dir));
+            let resume = format!("run `kfctl apply {}` to finish: objects already applied stay, the rest is applied", args.app.dir.display());
+            eprintln!("{}", interrupted_text(signal, &applied, &resume));
             return Ok(ExitCode::from(signal.exit_code()));
         }
         if applied?.wrote {
@@ -81,46 +83,4 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// What an interrupted apply did and did not do, and how to finish it.
-fn interrupted_text(signal: crate::interrupt::Interrupt, applied: &Result<crate::apply::ApplyReport, crate::apply::ApplyError>, dir: &std::path::Path) -> String {
-    let resume = format!("  hint: run `kfctl apply {}` to finish: objects already applied stay, the rest is applied", dir.display());
-    let report = match applied {
-        Ok(report) => return format!("interrupted by {}, after the last write: {}
-{resume}", signal.name(), report.summary()),
-        Err(crate::apply::ApplyError::Failed { report }) => report,
-        Err(e) => return format!("interrupted by {}: {e}
-{resume}", signal.name()),
-    };
-    let (not_started, failed): (Vec<_>, Vec<_>) = report.failed.iter().partition(|f| f.reason == crate::interrupt::NOT_STARTED);
-    let mut text = format!(
-        "interrupted by {}: {} object(s) applied ({} created, {} configured, {} unchanged), {} not applied",
-        signal.name(),
-        report.created + report.configured + report.unchanged,
-        report.created,
-        report.configured,
-        report.unchanged,
-        not_started.len() + failed.len() + report.held_back.len()
-    );
-    let shown: Vec<String> = not_started.iter().take(10).map(|f| format!("  - {} [{}]", f.object, f.component)).collect();
-    if !shown.is_empty() {
-        text.push_str(&format!("
-  not started ({}):
-{}", not_started.len(), shown.join("
-")));
-        if not_started.len() > shown.len() {
-            text.push_str(&format!("
-  - and {} more", not_started.len() - shown.len()));
-        }
-    }
-    for f in &failed {
-        text.push_str(&format!("
-  failed: {} [{}]: {}", f.object, f.component, f.reason));
-    }
-    text.push_str("
-  the inventory records every object this run may have created; nothing was pruned
-");
-    text.push_str(&resume);
-    text
 }

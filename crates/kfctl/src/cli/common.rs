@@ -66,6 +66,49 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// What an interrupted apply did and did not do, and how to finish it.
+/// `resume` is the hint's text: the command that finishes the job.
+pub(super) fn interrupted_text(signal: crate::interrupt::Interrupt, applied: &Result<crate::apply::ApplyReport, crate::apply::ApplyError>, resume: &str) -> String {
+    let resume = format!("  hint: {resume}");
+    let report = match applied {
+        Ok(report) => return format!("interrupted by {}, after the last write: {}
+{resume}", signal.name(), report.summary()),
+        Err(crate::apply::ApplyError::Failed { report }) => report,
+        Err(e) => return format!("interrupted by {}: {e}
+{resume}", signal.name()),
+    };
+    let (not_started, failed): (Vec<_>, Vec<_>) = report.failed.iter().partition(|f| f.reason == crate::interrupt::NOT_STARTED);
+    let mut text = format!(
+        "interrupted by {}: {} object(s) applied ({} created, {} configured, {} unchanged), {} not applied",
+        signal.name(),
+        report.created + report.configured + report.unchanged,
+        report.created,
+        report.configured,
+        report.unchanged,
+        not_started.len() + failed.len() + report.held_back.len()
+    );
+    let shown: Vec<String> = not_started.iter().take(10).map(|f| format!("  - {} [{}]", f.object, f.component)).collect();
+    if !shown.is_empty() {
+        text.push_str(&format!("
+  not started ({}):
+{}", not_started.len(), shown.join("
+")));
+        if not_started.len() > shown.len() {
+            text.push_str(&format!("
+  - and {} more", not_started.len() - shown.len()));
+        }
+    }
+    for f in &failed {
+        text.push_str(&format!("
+  failed: {} [{}]: {}", f.object, f.component, f.reason));
+    }
+    text.push_str("
+  the inventory records every object this run may have created; nothing was pruned
+");
+    text.push_str(&resume);
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use super::AppArgs;
 use super::common::{ClusterArgs, connect, open_target, runtime};
-use crate::apply::delete_target;
+use anyhow::Context;
+
+use crate::apply::{DeleteReport, delete_target};
 use crate::progress::Printer;
 
 #[derive(Debug, clap::Args)]
@@ -40,6 +42,7 @@ pub fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let ok = runtime()?.block_on(async {
         let objects = delete_objects(&args, &app, &target, json, &printer).await;
         let objects_ok = match objects {
+            Ok(code) if crate::interrupt::requested().is_some() => return Ok(Err(code)),
             Ok(code) => code == ExitCode::SUCCESS,
             // A cluster that is already gone (or broken) must not keep its cloud resources alive.
             Err(err) if args.platform => {
@@ -53,9 +56,44 @@ pub fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
             crate::platform::teardown(&app.dir, &app.config.platform, &opts, &printer).await?;
             eprintln!("removed the {} cluster of {}", app.config.platform.kind, app.dir.display());
         }
-        anyhow::Ok(objects_ok)
+        anyhow::Ok(Ok(objects_ok))
     })?;
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(match ok {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        // Interrupted: its exit code, and the cluster (with --platform) stays.
+        Err(code) => code,
+    })
+}
+
+/// What an interrupted delete did and did not do, and how to finish it.
+fn interrupted_text(signal: crate::interrupt::Interrupt, report: &DeleteReport, command: &str) -> String {
+    let (not_started, failed): (Vec<&String>, Vec<&String>) = report.failed.iter().partition(|f| f.ends_with(crate::interrupt::NOT_STARTED));
+    let mut text = format!(
+        "interrupted by {}: {} object(s) deleted, {} not deleted ({} not started, {} failed, {} kept)",
+        signal.name(),
+        report.deleted.len(),
+        not_started.len() + failed.len() + report.kept.len(),
+        not_started.len(),
+        failed.len(),
+        report.kept.len()
+    );
+    if !not_started.is_empty() {
+        text.push_str(&format!("\n  not started ({}):", not_started.len()));
+        for f in not_started.iter().take(10) {
+            let object = f.strip_suffix(crate::interrupt::NOT_STARTED).unwrap_or(f).trim_end_matches([' ', ':']);
+            text.push_str(&format!("\n  - {object}"));
+        }
+        if not_started.len() > 10 {
+            text.push_str(&format!("\n  - and {} more", not_started.len() - 10));
+        }
+    }
+    for f in &failed {
+        text.push_str(&format!("\n  failed: {f}"));
+    }
+    text.push_str("\n  the inventory lists every object not deleted; deletions already sent go on without kfctl");
+    text.push_str(&format!("\n  hint: run `{command}` again to finish"));
+    text
 }
 
 async fn delete_objects(
@@ -68,9 +106,15 @@ async fn delete_objects(
     let client = connect(&args.app, &args.cluster, app).await?;
     let purpose = if args.purge { "kfctl delete --purge" } else { "kfctl delete" };
     let lock = crate::lock::acquire(&client, target, purpose, !args.no_wait, printer).await?;
+    let again = format!("run `{purpose} {}` again: it finds what is left by its label", args.app.dir.display());
+    crate::interrupt::install(again).context("cannot listen for Ctrl-C")?;
     let deleted = delete_target(&client, target, args.purge, printer).await;
     lock.release().await;
     let report = deleted?;
+    if let Some(signal) = crate::interrupt::requested() {
+        eprintln!("{}", interrupted_text(signal, &report, &format!("{purpose} {}", args.app.dir.display())));
+        return Ok(ExitCode::from(signal.exit_code()));
+    }
     if json {
         println!("{}", serde_json::to_string(&report)?);
     } else {

@@ -21,7 +21,7 @@ use super::OutputFormat;
 use super::common::runtime;
 use crate::app::{App, InitOptions};
 use crate::config;
-use crate::deploy::{AppSource, DeployOptions, Step, deploy};
+use crate::deploy::{AppSource, DeployError, DeployOptions, Interruption, Step, deploy};
 use crate::platform::shell::{Shell, quote};
 use crate::platform::{self, GpuPool, PlatformKind, PlatformSpec, ProvisionOptions};
 use crate::progress::Printer;
@@ -177,11 +177,42 @@ pub fn run(args: DeployArgs) -> anyhow::Result<ExitCode> {
         words: Box::new(words),
         purpose: "kfctl deploy".into(),
     };
-    let deployed = runtime()?.block_on(deploy(opts, &sink))?;
+    let again = format!("run `kfctl deploy {}` again with the same flags: it goes on from what this run did", args.dir.display());
+    let deployed = runtime()?.block_on(async {
+        crate::interrupt::install(again).context("cannot listen for Ctrl-C")?;
+        anyhow::Ok(deploy(opts, &sink).await)
+    })?;
+    let deployed = match deployed {
+        Err(DeployError::Interrupted { signal, dir, at }) => {
+            eprintln!("{}", interrupted_text(signal, &dir, &at));
+            return Ok(ExitCode::from(signal.exit_code()));
+        }
+        deployed => deployed?,
+    };
     if !args.cluster_only {
         println!("Kubeflow is ready. Connect with:\n  {}", open_command(&deployed.app));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What an interrupted deploy did and did not do, and how to go on.
+fn interrupted_text(signal: crate::interrupt::Interrupt, dir: &std::path::Path, at: &Interruption) -> String {
+    let dir = dir.display();
+    match at {
+        Interruption::Before(step) => format!(
+            "interrupted by {} before {step}; nothing of it was started\n  hint: run `kfctl deploy {dir}` again with the same flags to go on",
+            signal.name()
+        ),
+        Interruption::Applying(applied) => super::common::interrupted_text(
+            signal,
+            applied,
+            &format!("run `kfctl deploy {dir}` again (or `kfctl apply {dir}`, then `kfctl wait {dir}`) to finish: objects already applied stay, the rest is applied"),
+        ),
+        Interruption::Waiting => format!(
+            "interrupted by {} while waiting until every component is ready; everything was applied\n  hint: `kfctl wait {dir}` goes on waiting; `kfctl status {dir}` shows where each component stands",
+            signal.name()
+        ),
+    }
 }
 
 /// What `kfctl deploy` says at each step, besides the progress of each stage.

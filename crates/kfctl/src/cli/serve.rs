@@ -1,4 +1,5 @@
-//! `kfctl serve`: the click-to-deploy web app.
+//! `kfctl serve`: the click-to-deploy web app. Ctrl-C or SIGTERM stops it: no new connections,
+//! running jobs stop writing and are marked interrupted (resumable after a restart), exit 130/143.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,6 +31,9 @@ pub struct ServeArgs {
     pub registry_sha256: Option<String>,
 }
 
+/// How long running jobs get, after Ctrl-C or SIGTERM, to stop their writes and end on their own.
+const JOB_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn default_state_dir() -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(dir).join("kfctl/serve"));
@@ -48,7 +52,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let releases = Release::from_catalog(registry)?;
     let options = ServeOptions { listen: args.listen, allow_remote: args.allow_remote, state_dir, releases };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         let server = BoundServer::bind(&options).await?;
         if !server.local_addr.ip().is_loopback() {
             eprintln!(
@@ -61,8 +65,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         // The URL goes to stdout alone on its line, so scripts (and tests) can read it.
         println!("Open this URL in your browser (it carries the access token):");
         println!("{}", server.url());
-        server.run().await?;
-        Ok::<_, anyhow::Error>(())
-    })?;
-    Ok(ExitCode::SUCCESS)
+        crate::interrupt::install("start `kfctl serve` again: jobs that were running are shown interrupted, each with a Resume button".into())
+            .context("cannot listen for Ctrl-C")?;
+        let (signal, running) = server.run_until_interrupted(JOB_STOP_GRACE).await?;
+        eprintln!(
+            "kfctl serve: stopped by {}; {running} running job(s) marked interrupted\n  hint: start `kfctl serve --state-dir {}` again and resume them from their pages",
+            signal.name(),
+            options.state_dir.display()
+        );
+        Ok::<_, anyhow::Error>(signal.exit_code())
+    });
+    // Job threads still stopping are not waited for: what they did is recorded.
+    runtime.shutdown_background();
+    Ok(ExitCode::from(code?))
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use serde::Serialize;
 
-use super::jobs::{AccessLink, Job, JobError, JobState};
+use super::jobs::{AccessLink, Job, JobError, JobKind};
+use super::worker;
 use super::wizard::{CheckedDeployment, KubeconfigSource, PlatformForm};
 use super::{Release, ServerState};
 use crate::app::{App, InitOptions};
@@ -180,10 +181,11 @@ async fn terraform_summary(name: &str, version: &str, spec: &PlatformSpec) -> Re
     Ok(summary)
 }
 
-/// Creates the job, stores its credentials privately, and starts the deployment on its own task.
+/// Creates the job, stores its credentials privately, and starts the deployment on its own
+/// thread (after the app's earlier jobs, see [`super::worker`]).
 pub fn start(state: Arc<ServerState>, release: Release, checked: CheckedDeployment) -> Result<Arc<Job>, DeployError> {
     let form = &checked.form;
-    let job = state.jobs.create(&form.name, form.platform.kind_name(), &form.version)?;
+    let job = state.jobs.create(JobKind::Deploy, &form.name, form.platform.kind_name(), &form.version)?;
     let kubeconfig = match &form.platform {
         PlatformForm::Existing { kubeconfig: source, .. } => Some(store_kubeconfig_source(&job.private_dir(), source)?),
         _ => None,
@@ -193,35 +195,29 @@ pub fn start(state: Arc<ServerState>, release: Release, checked: CheckedDeployme
         secrets.extend(checked_kubeconfig.secret_values());
     }
     state.job_secrets.lock().expect("job secrets lock").insert(job.id.clone(), secrets);
-
-    // Each job gets a thread with its own single-threaded runtime: the apply/health futures are
-    // not `Send` (their stream pipelines hit rustc's higher-ranked closure limitation), and a job
-    // of its own cannot starve the server or another job.
-    let task_job = job.clone();
-    let spawned = std::thread::Builder::new().name(format!("kfctl-job-{}", &job.id.as_str()[..8])).spawn(move || {
-        let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(runtime) => runtime.block_on(run(&task_job, &release, &checked, kubeconfig)),
-            Err(err) => Err(DeployError::Pipeline(format!("cannot start the job's async runtime: {err}"))),
-        };
-        let (state_after, summary, access) = match outcome {
-            Ok(access) => (JobState::Succeeded, format!("Kubeflow {} is ready", checked.form.version), access),
-            Err(err) => (JobState::Failed, err.to_string(), Vec::new()),
-        };
-        let outcome = Progress::Finished { ok: state_after == JobState::Succeeded, summary: summary.clone() };
-        if let Err(err) = task_job.append_last(outcome).and_then(|_| task_job.finish(state_after, summary, access)) {
-            eprintln!("kfctl serve: job {}: {err}", task_job.id);
-        }
+    worker::spawn(&state, job.clone(), move |job| async move {
+        let access = run(&job, &release, &checked, kubeconfig).await.map_err(|e| e.to_string())?;
+        Ok((format!("Kubeflow {} is ready", checked.form.version), access))
     });
-    if let Err(err) = spawned {
-        let summary = format!("cannot start the job's thread: {err}");
-        job.append_last(Progress::Finished { ok: false, summary: summary.clone() })?;
-        job.finish(JobState::Failed, summary, Vec::new())?;
-    }
     Ok(job)
 }
 
 fn step(job: &Job, text: impl Into<String>) {
     job.report(Progress::Message { text: text.into() });
+}
+
+/// What a deployment job says at each step, in the wizard's words.
+fn words(enabled: Option<usize>) -> deploy::Words {
+    Box::new(move |step| match step {
+        Step::Creating { registry, .. } => Some(format!("Fetching and verifying the registry {registry}")),
+        Step::AppReady { app } => {
+            let enabled = enabled.unwrap_or_else(|| app.config.components.iter().filter(|c| c.enabled).count());
+            Some(format!("App directory ready: {enabled} components enabled"))
+        }
+        Step::Rendered { objects } => Some(format!("Rendered {objects} objects")),
+        Step::Applied => Some("Applied; waiting until every component is ready".into()),
+        Step::Detected { .. } | Step::ClusterReady { .. } => None,
+    })
 }
 
 /// The deployment itself: [`crate::deploy::deploy`] (init the app directory with the wizard's
@@ -242,24 +238,35 @@ async fn run(job: &Arc<Job>, release: &Release, checked: &CheckedDeployment, kub
         force: false,
     };
     let choices = checked.clone();
-    let enabled = checked.components.len();
     let opts = DeployOptions {
         app: AppSource::Init(init),
         configure: Some(Box::new(move |config| apply_choices(config, &choices).map_err(|e| e.to_string()))),
         provision: ProvisionOptions { assume_yes: true, ..ProvisionOptions::default() },
         cluster_only: false,
         ready_timeout: READY_TIMEOUT,
-        words: Box::new(move |step| match step {
-            Step::Creating { registry, .. } => Some(format!("Fetching and verifying the registry {registry}")),
-            Step::AppReady { .. } => Some(format!("App directory ready: {enabled} components enabled")),
-            Step::Rendered { objects } => Some(format!("Rendered {objects} objects")),
-            Step::Applied => Some("Applied; waiting until every component is ready".into()),
-            Step::Detected { .. } | Step::ClusterReady { .. } => None,
-        }),
+        words: words(Some(checked.components.len())),
         purpose: format!("web-app job {}", job.id.as_str()),
     };
     let deployed = deploy::deploy(opts, job.as_ref()).await.map_err(job_error)?;
     Ok(access_links(&deployed.client, &deployed.app, &deployed.access, &job.dir).await)
+}
+
+/// A resumed deployment: the same pipeline on the app directory the interrupted run wrote (its
+/// kfctl.yaml holds the wizard's choices, the password only as a hash, and the platform as
+/// far as it got), so it provisions what is missing, applies what is not applied and waits.
+pub async fn resume(job: &Arc<Job>) -> worker::Outcome {
+    let opts = DeployOptions {
+        app: AppSource::Open(job.app_dir()),
+        configure: None,
+        provision: ProvisionOptions { assume_yes: true, ..ProvisionOptions::default() },
+        cluster_only: false,
+        ready_timeout: READY_TIMEOUT,
+        words: words(None),
+        purpose: format!("web-app job {} (resumed)", job.id.as_str()),
+    };
+    let deployed = deploy::deploy(opts, job.as_ref()).await.map_err(|e| job_error(e).to_string())?;
+    let access = access_links(&deployed.client, &deployed.app, &deployed.access, &job.dir).await;
+    Ok((format!("Kubeflow {} is ready", deployed.app.config.version), access))
 }
 
 /// A failed deployment in the job log's words: the stage, then the reason.
@@ -277,6 +284,9 @@ fn job_error(err: deploy::DeployError) -> DeployError {
         Stage::Install { source: InstallError::Apply(e), .. } => format!("apply failed: {e}"),
         Stage::Install { source: InstallError::Wait(e), .. } => format!("not ready: {e}"),
         Stage::Install { source: InstallError::Lock(e), .. } => format!("cannot take the app's lock: {e}"),
+        Stage::Interrupted { signal, at, .. } | Stage::Install { source: InstallError::Interrupted(signal, at), .. } => {
+            format!("stopped by {} {at}", signal.name())
+        }
     };
     DeployError::Pipeline(message)
 }

@@ -3,7 +3,9 @@
 //! Each SSE event carries the job event's sequence number as its id. A browser that reconnects
 //! sends `Last-Event-ID` and gets only what came after it, replayed from the on-disk log, then the
 //! live feed; a page that loads afresh replays the whole log. The stream ends after the job's
-//! last event (its outcome), so a finished job's page does not keep a connection open.
+//! last event (its outcome), so a finished job's page does not keep a connection open. A resumed
+//! job's log holds the interruption's last event and goes on after it: the stream ends when the
+//! log's newest event is a last one, not at any earlier one.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,9 +33,18 @@ pub async fn stream(job: Arc<Job>, after: u64) -> Result<Sse<impl Stream<Item = 
     // and the sequence filter below drops the ones the log already had.
     let live = job.subscribe();
     let reader = job.clone();
-    let past = tokio::task::spawn_blocking(move || reader.events_after(after)).await.expect("event log reader panicked")?;
+    // Read from the event the client saw last too, to know whether it was the last one.
+    let read = tokio::task::spawn_blocking(move || {
+        let mut events = reader.events_after(after.saturating_sub(1))?;
+        let seen_last = events.first().is_some_and(|e| e.seq == after && e.last);
+        events.retain(|e| e.seq > after);
+        Ok::<_, JobError>((seen_last, events))
+    });
+    let (seen_last, past) = read.await.expect("event log reader panicked")?;
     let last_seen = past.last().map(|e| e.seq).unwrap_or(after);
-    let ended = past.iter().any(|e| e.last) || job.record().state.is_final();
+    // The job's end is logged after its record is written (see `jobs`): the log's newest event
+    // says whether more can come.
+    let ended = past.last().map_or(seen_last, |e| e.last);
 
     let replay = stream::iter(past.into_iter().map(|e| Ok(sse_event(&e))));
     let live = stream::unfold((live, last_seen, ended), |(mut live, last_seen, ended)| async move {

@@ -7,8 +7,14 @@
 //! - `app/`: the app directory the deploy writes (what the download packs);
 //! - `private/`: credentials the job needs (an uploaded kubeconfig), mode 0700, never served.
 //!
-//! A job found `running` at start-up was cut off by a restart: it is marked `interrupted` and its
-//! log says so, rather than pretending it is still going.
+//! A job found `running` at start-up was cut off by a restart (or a kill): it is marked
+//! `interrupted` and its log says so, rather than pretending it is still going. An interrupted
+//! job can be resumed ([`Job::resume`]): the same job runs again on the app directory the
+//! interruption left, and its log goes on after the interruption's last event.
+//!
+//! A job's end (its state in `job.json` and its last event in the log) is written under the
+//! record's lock, state first: whoever sees the last event and then reads the record sees it
+//! final, and a job already ended (by a shutdown) is not ended twice.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -93,16 +99,29 @@ pub enum JobState {
 }
 
 impl JobState {
-    /// Whether the job will not change any more.
+    /// Whether the job will not change any more (unless an interrupted one is resumed).
     pub fn is_final(self) -> bool {
         self != JobState::Running
     }
+}
+
+/// What a job does, which decides what resuming it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// A deployment from the wizard (jobs written before kinds were recorded are deployments).
+    #[default]
+    Deploy,
+    /// An upgrade of a deployed app to `version`.
+    Upgrade,
 }
 
 /// What `job.json` holds: the request's public parts and the job's state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobRecord {
     pub id: JobId,
+    #[serde(default)]
+    pub kind: JobKind,
     /// The app's name (DNS-1123).
     pub name: String,
     /// The platform kind, for the job list.
@@ -190,11 +209,6 @@ impl Job {
         self.append_event(progress, false)
     }
 
-    /// Appends the job's outcome, its last event.
-    pub fn append_last(&self, progress: Progress) -> Result<JobEvent, JobError> {
-        self.append_event(progress, true)
-    }
-
     fn append_event(&self, progress: Progress, last: bool) -> Result<JobEvent, JobError> {
         let mut log = self.log.lock().expect("job log lock");
         let event = JobEvent { seq: log.next_seq, time: now(), progress, last };
@@ -214,17 +228,60 @@ impl Job {
         read_events(&self.events_path(), after)
     }
 
-    /// Records the job's end: state, summary and (when it succeeded) the access links.
-    pub fn finish(&self, state: JobState, summary: String, access: Vec<AccessLink>) -> Result<(), JobError> {
-        let record = {
-            let mut record = self.record.lock().expect("job record lock");
-            record.state = state;
-            record.finished = Some(now());
-            record.summary = Some(summary);
-            record.access = access;
-            record.clone()
-        };
-        write_record(&self.dir, &record)
+    /// Ends a running job: its state, summary and (when it succeeded) the access links in
+    /// `job.json`, then `last` as the log's last event. A job that has already ended (a shutdown
+    /// marked it interrupted while its work was still stopping) is left as it is: `Ok(false)`.
+    pub fn end(&self, state: JobState, summary: String, access: Vec<AccessLink>) -> Result<bool, JobError> {
+        self.end_saying(None, state, summary, access)
+    }
+
+    /// [`Job::end`], with `note` logged just before the outcome (only if the job ends here).
+    fn end_saying(&self, note: Option<String>, state: JobState, summary: String, access: Vec<AccessLink>) -> Result<bool, JobError> {
+        let mut record = self.record.lock().expect("job record lock");
+        if record.state.is_final() {
+            return Ok(false);
+        }
+        if let Some(text) = note {
+            self.append(Progress::Message { text })?;
+        }
+        let mut ended = record.clone();
+        ended.state = state;
+        ended.finished = Some(now());
+        ended.summary = Some(summary.clone());
+        ended.access = access;
+        write_record(&self.dir, &ended)?;
+        *record = ended;
+        self.append_event(Progress::Finished { ok: state == JobState::Succeeded, summary }, true)?;
+        Ok(true)
+    }
+
+    /// Ends a running job as interrupted by `why` (the server stopped or was stopped), saying in
+    /// its log what that means and how to go on.
+    pub fn interrupt(&self, why: &str) -> Result<bool, JobError> {
+        let note = format!(
+            "Interrupted: {why}. What it had applied stays on the cluster; \
+             Resume runs the job again from its app directory and finishes it."
+        );
+        self.end_saying(Some(note), JobState::Interrupted, format!("interrupted: {why}"), Vec::new())
+    }
+
+    /// Makes an interrupted job run again: `running` in `job.json`, and `note` in the log after
+    /// the interruption's last event. `Ok(false)` when the job is not interrupted (running,
+    /// or it ended otherwise): nothing changes.
+    pub fn resume(&self, note: String) -> Result<bool, JobError> {
+        let mut record = self.record.lock().expect("job record lock");
+        if record.state != JobState::Interrupted {
+            return Ok(false);
+        }
+        let mut resumed = record.clone();
+        resumed.state = JobState::Running;
+        resumed.finished = None;
+        resumed.summary = None;
+        resumed.access = Vec::new();
+        write_record(&self.dir, &resumed)?;
+        *record = resumed;
+        self.append_event(Progress::Message { text: note }, false)?;
+        Ok(true)
     }
 }
 
@@ -287,13 +344,7 @@ impl JobStore {
             }
             let job = load_job(&entry.path(), id.clone())?;
             if job.record().state == JobState::Running {
-                job.append(Progress::Message {
-                    text: "The kfctl server stopped while this deployment was running; it did not finish. \
-                           Check the cluster with `kfctl status` from the downloaded app directory, or deploy again."
-                        .into(),
-                })?;
-                job.append_last(Progress::Finished { ok: false, summary: "interrupted: the server stopped during the deployment".into() })?;
-                job.finish(JobState::Interrupted, "interrupted: the server stopped during the deployment".into(), Vec::new())?;
+                job.interrupt("the server stopped during the job")?;
             }
             jobs.insert(id, Arc::new(job));
         }
@@ -301,7 +352,7 @@ impl JobStore {
     }
 
     /// Creates a new running job's directory and record.
-    pub fn create(&self, name: &str, platform: &str, version: &str) -> Result<Arc<Job>, JobError> {
+    pub fn create(&self, kind: JobKind, name: &str, platform: &str, version: &str) -> Result<Arc<Job>, JobError> {
         let id = JobId::generate();
         let dir = self.root.join(id.as_str());
         fs::create_dir(&dir).map_err(io("create", &dir))?;
@@ -310,6 +361,7 @@ impl JobStore {
         restrict_dir(&private)?;
         let record = JobRecord {
             id: id.clone(),
+            kind,
             name: name.to_string(),
             platform: platform.to_string(),
             version: version.to_string(),
@@ -328,6 +380,11 @@ impl JobStore {
     /// The job with this id.
     pub fn get(&self, id: &JobId) -> Option<Arc<Job>> {
         self.jobs.lock().expect("job map lock").get(id).cloned()
+    }
+
+    /// The jobs still running.
+    pub fn running(&self) -> Vec<Arc<Job>> {
+        self.jobs.lock().expect("job map lock").values().filter(|job| job.record().state == JobState::Running).cloned().collect()
     }
 
     /// Every job's record, newest first.
@@ -383,12 +440,12 @@ mod tests {
     fn log_survives_reopen_and_running_jobs_become_interrupted() {
         let state = tempfile::tempdir().unwrap();
         let store = JobStore::open(state.path()).unwrap();
-        let job = store.create("demo", "existing", "v1.4.1").unwrap();
+        let job = store.create(JobKind::Deploy, "demo", "existing", "v1.4.1").unwrap();
         job.append(Progress::Message { text: "one".into() }).unwrap();
         job.append(Progress::PhaseStarted { phase: "crds".into(), objects: 3 }).unwrap();
-        let done = store.create("done", "kind", "v1.4.1").unwrap();
-        done.append_last(Progress::Finished { ok: true, summary: "ready".into() }).unwrap();
-        done.finish(JobState::Succeeded, "ready".into(), Vec::new()).unwrap();
+        let done = store.create(JobKind::Deploy, "done", "kind", "v1.4.1").unwrap();
+        assert!(done.end(JobState::Succeeded, "ready".into(), Vec::new()).unwrap());
+        assert!(!done.end(JobState::Failed, "again".into(), Vec::new()).unwrap(), "an ended job stays as it ended");
         let id = job.id.clone();
         drop((job, done, store));
 
@@ -397,9 +454,21 @@ mod tests {
         assert_eq!(job.record().state, JobState::Interrupted);
         let events = job.events_after(0).unwrap();
         assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-        assert_eq!(events[3].progress, Progress::Finished { ok: false, summary: "interrupted: the server stopped during the deployment".into() });
+        assert_eq!(events[3].progress, Progress::Finished { ok: false, summary: "interrupted: the server stopped during the job".into() });
         assert!(events[3].last && !events[2].last);
         assert_eq!(job.events_after(2).unwrap().len(), 2);
+
+        // Resumed, it runs again and its log goes on after the interruption.
+        assert!(job.resume("resumed".into()).unwrap());
+        assert!(!job.resume("twice".into()).unwrap(), "only an interrupted job resumes");
+        assert_eq!(job.record().state, JobState::Running);
+        assert!(job.end(JobState::Succeeded, "ready".into(), Vec::new()).unwrap());
+        let events = job.events_after(4).unwrap();
+        assert_eq!(events.iter().map(|e| (e.seq, e.last)).collect::<Vec<_>>(), vec![(5, false), (6, true)]);
+        drop(job);
+        drop(store);
+        let store = JobStore::open(state.path()).unwrap();
+        assert_eq!(store.get(&id).unwrap().record().state, JobState::Succeeded);
         let list = store.list();
         assert_eq!(list.len(), 2);
         assert!(list.iter().any(|r| r.name == "done" && r.state == JobState::Succeeded));

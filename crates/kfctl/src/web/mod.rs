@@ -4,7 +4,8 @@
 //! are validated here ([`wizard`]), a deployment runs as a background task writing its own app
 //! directory and progress log under the state directory ([`jobs`], [`deploy`]), the browser
 //! follows it over server-sent events ([`events`]) and downloads the app directory without
-//! credentials at the end ([`archive`]). Every request passes [`access::guard`].
+//! credentials at the end ([`archive`]). Every request passes [`access::guard`]. Jobs run on
+//! threads of their own, one per app at a time ([`worker`]); an interrupted one can be resumed.
 
 pub mod access;
 pub mod archive;
@@ -14,6 +15,7 @@ pub mod jobs;
 mod routes;
 pub mod upgrade;
 pub mod wizard;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -144,6 +146,8 @@ pub struct ServerState {
     pub releases: Vec<Release>,
     /// Secrets a running job holds only in memory (the user's password), for the download scan.
     pub job_secrets: Mutex<HashMap<JobId, Vec<String>>>,
+    /// Jobs of one app take turns.
+    pub turns: worker::AppTurns,
 }
 
 impl ServerState {
@@ -157,6 +161,7 @@ impl ServerState {
             jobs: JobStore::open(&options.state_dir)?,
             releases: options.releases.clone(),
             job_secrets: Mutex::new(HashMap::new()),
+            turns: worker::AppTurns::default(),
         })
     }
 
@@ -203,5 +208,32 @@ impl BoundServer {
     /// Serves until the process ends.
     pub async fn run(self) -> Result<(), WebError> {
         axum::serve(self.listener, router(self.state)).await.map_err(WebError::Serve)
+    }
+
+    /// Serves until Ctrl-C or SIGTERM ([`crate::interrupt`], installed by the caller), then
+    /// stops: no new connections; running jobs stop starting writes (their apply sees the
+    /// interruption) and get up to `grace` to end on their own, as `interrupted`; the ones
+    /// still running then (waiting for readiness, say) are marked `interrupted` here. Returns
+    /// the signal and how many jobs were interrupted.
+    pub async fn run_until_interrupted(self, grace: std::time::Duration) -> Result<(crate::interrupt::Interrupt, usize), WebError> {
+        let state = self.state.clone();
+        tokio::select! {
+            served = self.run() => {
+                served?;
+                return Err(WebError::Serve(std::io::Error::other("the listener stopped")));
+            }
+            () = crate::interrupt::received() => {}
+        }
+        let signal = crate::interrupt::requested().expect("received means requested");
+        let running = state.jobs.running();
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline && running.iter().any(|job| !job.record().state.is_final()) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let why = format!("the server was stopped ({})", signal.name());
+        for job in &running {
+            job.interrupt(&why)?;
+        }
+        Ok((signal, running.len()))
     }
 }

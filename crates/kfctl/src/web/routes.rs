@@ -17,6 +17,7 @@
 //! | POST   | /api/jobs/{id}/upgrade/plan  | the plan for upgrading its app (changes nothing)  |
 //! | POST   | /api/jobs/{id}/upgrade       | start upgrading its app (a new job)               |
 //! | POST   | /api/jobs/{id}/notebook      | JupyterLab with codelabs for a finished deployment |
+//! | POST   | /api/jobs/{id}/resume        | run an interrupted job again, in the same job     |
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use super::upgrade::{self, UpgradeRequest, UpgradeWebError};
 use super::events;
 use super::jobs::{Job, JobId};
 use super::wizard::{self, DeploymentForm, KubeconfigSource};
+use super::worker::{self, ResumeError};
 use super::{Release, ServerState};
 
 /// Largest request body: room for an uploaded kubeconfig, nothing more.
@@ -57,6 +59,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/api/jobs/{id}/upgrade/plan", post(upgrade_plan))
         .route("/api/jobs/{id}/upgrade", post(start_upgrade))
         .route("/api/jobs/{id}/notebook", post(open_notebook))
+        .route("/api/jobs/{id}/resume", post(resume_job))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), access::guard))
@@ -200,6 +203,23 @@ async fn open_notebook(State(state): State<Arc<ServerState>>, Path(id): Path<Str
     match deploy::open_codelabs(&job).await {
         Ok(link) => Json(link).into_response(),
         Err(error) => refusal(StatusCode::BAD_GATEWAY, &error, "`kfctl notebook` in the downloaded app directory shows the same steps on your machine"),
+    }
+}
+
+/// "Resume" on an interrupted job's page: the same job runs again (202 with its record; its
+/// events go on in the same log).
+async fn resume_job(State(state): State<Arc<ServerState>>, Path(id): Path<String>) -> Response {
+    let job = match lookup(&state, &id) {
+        Ok(job) => job,
+        Err(response) => return response,
+    };
+    match worker::resume(&state, job.clone()) {
+        Ok(()) => (StatusCode::ACCEPTED, Json(job.record())).into_response(),
+        Err(err @ ResumeError::NotInterrupted { .. }) => {
+            refusal(StatusCode::CONFLICT, &err.to_string(), "a running job goes on by itself; for a finished one, start a new deployment or an upgrade")
+        }
+        Err(err @ ResumeError::NoAppDir(_)) => refusal(StatusCode::CONFLICT, &err.to_string(), "start a new deployment from the wizard"),
+        Err(err) => refusal(StatusCode::INTERNAL_SERVER_ERROR, &err.to_string(), "check the state directory"),
     }
 }
 

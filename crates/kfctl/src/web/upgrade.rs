@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::ServerState;
-use super::jobs::{Job, JobState};
+use super::jobs::{Job, JobKind, JobState};
 use crate::apply::{ApplyOptions, ReleaseRange};
 use crate::app::App;
 use crate::plan::AppTarget;
@@ -128,30 +128,26 @@ pub fn start(state: Arc<ServerState>, job: &Arc<Job>, request: UpgradeRequest) -
     if record.state != JobState::Succeeded {
         return Err(UpgradeWebError::NotDeployed(record.state));
     }
-    let upgrade_job = state.jobs.create(&record.name, &record.platform, &request.to).map_err(fail)?;
+    let upgrade_job = state.jobs.create(JobKind::Upgrade, &record.name, &record.platform, &request.to).map_err(fail)?;
     copy_dir(&job.app_dir(), &upgrade_job.app_dir()).map_err(fail)?;
-    let task_job = upgrade_job.clone();
     let from = record.version.clone();
-    let spawned = std::thread::Builder::new().name(format!("kfctl-job-{}", &upgrade_job.id.as_str()[..8])).spawn(move || {
-        let outcome = match job_runtime() {
-            Ok(runtime) => runtime.block_on(run(&task_job, &from, &request)),
-            Err(err) => Err(fail(format!("cannot start the job's async runtime: {err}"))),
-        };
-        let (state_after, summary) = match outcome {
-            Ok(summary) => (JobState::Succeeded, summary),
-            Err(err) => (JobState::Failed, err.to_string()),
-        };
-        let last = Progress::Finished { ok: state_after == JobState::Succeeded, summary: summary.clone() };
-        if let Err(err) = task_job.append_last(last).and_then(|_| task_job.finish(state_after, summary, Vec::new())) {
-            eprintln!("kfctl serve: job {}: {err}", task_job.id);
-        }
+    super::worker::spawn(&state, upgrade_job.clone(), move |job| async move {
+        let summary = run(&job, &from, &request).await.map_err(|e| e.to_string())?;
+        Ok((summary, Vec::new()))
     });
-    if let Err(err) = spawned {
-        let summary = format!("cannot start the job's thread: {err}");
-        let _ = upgrade_job.append_last(Progress::Finished { ok: false, summary: summary.clone() });
-        let _ = upgrade_job.finish(JobState::Failed, summary, Vec::new());
-    }
     Ok(upgrade_job)
+}
+
+/// A resumed upgrade job: the upgrade to `to` again in its app directory, which finishes the
+/// upgrade kfctl.yaml records when the interrupted run had begun it (see `upgrade::prepare`).
+/// Manual steps confirmed then are in that record; an upgrade cut off before it was recorded
+/// starts afresh and stops for its manual steps, saying which.
+pub async fn resume(job: &Arc<Job>, to: &str) -> super::worker::Outcome {
+    let app = App::open(&job.app_dir()).map_err(|e| e.to_string())?;
+    let request = UpgradeRequest { to: to.to_string(), confirm: Vec::new() };
+    let from = upgrade::open_upgrade(&app.config).map_or(app.config.version.clone(), |open| open.from.clone());
+    let summary = run(job, &from, &request).await.map_err(|e| e.to_string())?;
+    Ok((summary, Vec::new()))
 }
 
 async fn run(job: &Arc<Job>, from: &str, request: &UpgradeRequest) -> Result<String, UpgradeWebError> {

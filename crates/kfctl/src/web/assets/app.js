@@ -341,6 +341,9 @@ function setJobState(record) {
   badge.className = `badge ${record.state}`;
   $("#job-summary").textContent = record.summary || `${record.platform}, Kubeflow ${record.version}`;
   document.title = `kfctl — ${record.name}: ${record.state}`;
+  const resume = $("#job-resume");
+  resume.hidden = record.state !== "interrupted";
+  $("#resume-job").onclick = () => resumeJob(record.id);
   if (record.state !== "running") {
     const links = $("#job-links");
     links.replaceChildren(...record.access.map((link) => el("li", {},
@@ -403,6 +406,23 @@ async function startUpgrade() {
     location.hash = `#/job/${job.id}`;
   } catch (error) {
     showBanner(`${error.message}${error.data && error.data.hint ? " — " + error.data.hint : ""}`);
+    button.disabled = false;
+  }
+}
+
+// ---- resuming a job the server's stop interrupted: the same job runs again ----
+
+async function resumeJob(id) {
+  const button = $("#resume-job");
+  button.disabled = true;
+  showBanner("");
+  try {
+    await api("POST", `/api/jobs/${id}/resume`, {});
+    if (state.events) { state.events.close(); state.events = null; }
+    await showJob(id);
+  } catch (error) {
+    showBanner(`${error.message}${error.data && error.data.hint ? " — " + error.data.hint : ""}`);
+  } finally {
     button.disabled = false;
   }
 }
@@ -504,9 +524,13 @@ async function showJob(id) {
   events.addEventListener("progress", (message) => {
     const event = JSON.parse(message.data);
     applyEvent(event);
+    // A resumed job's log holds its interruption's last event and goes on after it: the
+    // stream is done only when the job's record says it ended (written before its last event).
     if (event.last) {
-      events.close();
-      api("GET", `/api/jobs/${id}`).then(setJobState).catch((error) => showBanner(error.message));
+      api("GET", `/api/jobs/${id}`).then((record) => {
+        if (record.state !== "running") events.close();
+        setJobState(record);
+      }).catch((error) => showBanner(error.message));
     }
   });
 }
