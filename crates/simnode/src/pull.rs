@@ -6,7 +6,8 @@
 //! (keys are free names). For pods of that namespace simnode resolves each image (containers
 //! and initContainers) by a manifest HEAD, as a kubelet's pull would start: over https trusting
 //! the system roots plus `caPEM`, or plain http for `insecure` registries, with the credentials of
-//! the pod's `imagePullSecrets` (kubernetes.io/dockerconfigjson). Until every image resolves the
+//! the pod's `imagePullSecrets` (kubernetes.io/dockerconfigjson), else the node's own
+//! (`"nodeCredentials": {"username", "password"}` in the registry's rule). Until every image resolves the
 //! containers wait with reason ErrImagePull (first failure) then ImagePullBackOff, and the pod is
 //! re-checked with a backoff; once they resolve the pod starts as usual and is never checked again.
 
@@ -42,12 +43,23 @@ struct RegistryRule {
     ca_pem: Option<String>,
     #[serde(default)]
     insecure: bool,
+    /// The node's own credentials for this registry (as a kubelet's config.json gives them to
+    /// every pod), used when the pod's imagePullSecrets have none: `{"username", "password"}`.
+    #[serde(default)]
+    node_credentials: Option<NodeCredentials>,
+}
+
+#[derive(serde::Deserialize)]
+struct NodeCredentials {
+    username: String,
+    password: String,
 }
 
 /// How one registry is reached.
 struct Registry {
     scheme: &'static str,
     client: reqwest::Client,
+    node_credentials: Option<(String, String)>,
 }
 
 /// Registries by host, for one opted-in namespace.
@@ -129,6 +141,7 @@ fn policy_of(text: &str) -> anyhow::Result<(String, PullPolicy)> {
             Registry {
                 scheme: if r.insecure { "http" } else { "https" },
                 client,
+                node_credentials: r.node_credentials.map(|c| (c.username, c.password)),
             },
         );
     }
@@ -254,7 +267,8 @@ pub async fn first_unpullable(
             ),
         };
         let url = format!("{scheme}://{host}/v2/{repository}/manifests/{reference}");
-        if let Err(why) = head(http, &url, credentials.get(&host)).await {
+        let node = policy.registries.get(&host).and_then(|r| r.node_credentials.as_ref());
+        if let Err(why) = head(http, &url, credentials.get(&host).or(node)).await {
             return Some((image, why));
         }
     }

@@ -284,6 +284,14 @@ impl Drop for TestNamespace {
 }
 
 /// Sets (or with `None` removes) one rule of simnode's ConfigMap `name` (faults or image pulls).
+/// Makes simnode check image pulls for pods of `namespace` (`registries` as in
+/// [`TestNamespace::check_image_pulls`]), or stop checking them (None): for tests that deploy
+/// into namespaces they do not own.
+pub async fn set_image_pull_rule(client: &Client, namespace: &str, registries: Option<serde_json::Value>) {
+    let rule = registries.map(|r| serde_json::json!({ "namespace": namespace, "registries": r }).to_string());
+    set_fault_rule(client, PULLS_NAME, namespace, rule.as_deref()).await;
+}
+
 async fn set_fault_rule(client: &Client, name: &str, key: &str, rule: Option<&str>) {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), FAULTS_NAMESPACE);
     let patch = serde_json::json!({ "data": { key: rule } });
