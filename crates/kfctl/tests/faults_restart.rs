@@ -169,7 +169,7 @@ async fn waits_out(fault: Fault, label: &str) {
 async fn stops_after_timeout_then_resumes() {
     let ns = TestNamespace::new("outage-timeout").await;
     let app = app_of_config_maps(&ns);
-    let run = apply_through(&ns, &app, Fault::ApiServer(15), &["--timeout", "4s"]);
+    let run = apply_through(&ns, &app, Fault::ApiServer(9), &["--timeout", "4s"]);
     eprintln!("outage longer than --timeout: exit {:?} after {:.1}s; kfctl said:\n{}", run.code, run.took.as_secs_f64(), run.stderr);
     assert_eq!(run.code, Some(1), "{}", run.stderr);
     assert!(run.stderr.contains("waiting for the API server at https://"), "{}", run.stderr);
