@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::{Body, DynBody};
@@ -266,7 +265,7 @@ async fn transient_status(response: Response<Box<DynBody>>) -> Result<Response<B
     if is_transient(status, &message) {
         return Err(format!("{} ({message})", status.as_u16()));
     }
-    let body: Box<DynBody> = Box::new(http_body_util::Full::new(Bytes::from(bytes)).map_err(|never| match never {}));
+    let body: Box<DynBody> = Box::new(http_body_util::Full::new(bytes).map_err(|never| match never {}));
     Ok(Response::from_parts(parts, body))
 }
 
