@@ -1,9 +1,13 @@
-//! Connecting to a cluster: kubeconfig, context, one rustls crypto provider.
+//! Connecting to a cluster: kubeconfig, context, one rustls crypto provider, and waiting out a
+//! server that stops answering mid-run ([`outage`]).
+
+pub mod outage;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::client::ClientBuilder;
 use kube::{Client, Config};
 
 /// Why kfctl could not talk to a cluster. Every message names what failed and what to do next.
@@ -67,9 +71,14 @@ pub async fn configure(kubeconfig: Option<&Path>, context: Option<&str>) -> Resu
         .await
         .map_err(|source| ClusterError::Context { context: context_name.clone(), source })?;
     config.connect_timeout = Some(REACH_TIMEOUT);
+    // kube's own retry (429, 503, 504) would wait without a word; the outage layer retries those
+    // and every other transient failure in one place, and says what it waits for.
+    config.default_retry = false;
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config)
-        .map_err(|source| ClusterError::Client { server: server.clone(), context: context_name.clone(), source })?;
+    let client = ClientBuilder::try_from(config)
+        .map_err(|source| ClusterError::Client { server: server.clone(), context: context_name.clone(), source })?
+        .with_layer(&outage::OutageLayer::new(server.clone()))
+        .build();
     Ok(Configured { client, server, context: context_name })
 }
 

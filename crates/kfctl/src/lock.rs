@@ -157,6 +157,8 @@ async fn acquire_lease(client: &Client, target: &AppTarget, purpose: &str, wait:
                 }
                 Err(e) => return Err(api_error(e)),
             },
+            // Ours already: a create the outage layer sent again after the first one went in.
+            Some(current) if current.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(me.as_str()) => Some(current),
             Some(current) => {
                 let held = Held::of(&current, now);
                 if held.live {
@@ -242,6 +244,15 @@ async fn renew(api: Api<Lease>, name: String, lease: Arc<Mutex<Lease>>, duration
                 *lease.lock().expect("lease lock") = written;
             }
             Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+                // A renewal sent again after an outage conflicts with its own first copy: the
+                // Lease is still ours when it still names this process.
+                let me = next.spec.as_ref().and_then(|s| s.holder_identity.clone());
+                if let Ok(Some(current)) = api.get_opt(&name).await
+                    && current.spec.as_ref().and_then(|s| s.holder_identity.clone()) == me
+                {
+                    *lease.lock().expect("lease lock") = current;
+                    continue;
+                }
                 eprintln!("warning: lost the lock of {what}: another writer took it over (this run stalled longer than the lease, {}s)", duration.as_secs());
                 return;
             }

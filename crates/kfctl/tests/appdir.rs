@@ -402,31 +402,51 @@ fn render_applies_parameters_patches_images_and_own_components() {
     assert!(last_dex < first_user && first_user < first_seldon && first_seldon < first_own, "render order: catalog, then own");
 }
 
+/// Files under `dir`, recursively (0 when it is gone).
+fn files_under(dir: &Path) -> usize {
+    let Ok(read) = fs::read_dir(dir) else { return 0 };
+    read.flatten().map(|e| if e.file_type().is_ok_and(|t| t.is_dir()) { files_under(&e.path()) } else { 1 }).sum()
+}
+
 #[test]
 fn an_interrupted_init_leaves_no_half_written_app() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("app");
     let archive = real_archive();
-    // Kill init at different points; whatever the moment, the app is either absent or whole.
-    for delay_ms in [0u64, 20, 80, 200, 400] {
+    // How many files a whole app holds: the kills are spread over them.
+    init_app(tmp.path());
+    let total = files_under(&dir);
+    fs::remove_dir_all(&dir).unwrap();
+    // Kill init (SIGKILL: no cleanup code runs) at once, then once its staging directory holds
+    // 1/5 .. 4/5 of the app's files; whatever the moment, the app is either absent or whole.
+    let mut mid_run = 0;
+    for share in 0..5 {
+        let kill_at = total * share / 5;
         let mut child = Command::new(env!("CARGO_BIN_EXE_kfctl"))
             .args(["init", dir.to_str().unwrap(), "--registry", archive.to_str().unwrap()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill(); // SIGKILL: no cleanup code runs
-        child.wait().unwrap();
+        loop {
+            let staged: usize = entries(tmp.path()).iter().filter(|n| n.starts_with(".kfctl-init-")).map(|n| files_under(&tmp.path().join(n))).sum();
+            if staged >= kill_at || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let _ = child.kill();
+        mid_run += usize::from(child.wait().unwrap().code().is_none() && !dir.exists());
         if dir.exists() {
-            assert!(dir.join("kfctl.yaml").is_file() && dir.join("registry/v1.4.1/example/kustomization.yaml").is_file(), "half-written app after {delay_ms} ms");
+            assert!(dir.join("kfctl.yaml").is_file() && dir.join("registry/v1.4.1/example/kustomization.yaml").is_file(), "half-written app, killed at {kill_at} of {total} files");
             kfctl::app::App::open(&dir).unwrap();
             fs::remove_dir_all(&dir).unwrap();
         }
         for name in entries(tmp.path()) {
-            assert!(name.starts_with(".kfctl-init-"), "after {delay_ms} ms: {name} left visible");
+            assert!(name.starts_with(".kfctl-init-"), "killed at {kill_at} of {total} files: {name} left visible");
         }
     }
+    assert!(mid_run >= 4, "only {mid_run} of 5 kills landed before init finished");
     // The next init removes what killed runs left behind.
     init_app(tmp.path());
     assert_eq!(entries(tmp.path()), vec!["app"]);

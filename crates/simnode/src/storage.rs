@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context as _;
-use futures::{StreamExt as _, TryStreamExt as _};
+use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{
     HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
 };
@@ -92,7 +92,15 @@ pub async fn provision_claims(client: kube::Client) -> anyhow::Result<()> {
     let claims: Api<PersistentVolumeClaim> = Api::all(client.clone());
     let volumes: Api<PersistentVolume> = Api::all(client);
     let mut stream = watcher(claims, watcher::Config::default()).default_backoff().applied_objects().boxed();
-    while let Some(claim) = stream.try_next().await.context("watching PersistentVolumeClaims")? {
+    // An error (the API server restarting) is logged; the watcher backs off and watches again.
+    while let Some(claim) = stream.next().await {
+        let claim = match claim {
+            Ok(claim) => claim,
+            Err(e) => {
+                log!("watching PersistentVolumeClaims: {e}; retrying");
+                continue;
+            }
+        };
         let spec = claim.spec.as_ref();
         let pending = claim.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending");
         let ours = spec.and_then(|s| s.storage_class_name.as_deref()) == Some(STORAGE_CLASS);
@@ -123,7 +131,14 @@ pub async fn reclaim_volumes(client: kube::Client) -> anyhow::Result<()> {
     let volumes: Api<PersistentVolume> = Api::all(client);
     let mut stream =
         watcher(volumes.clone(), watcher::Config::default()).default_backoff().applied_objects().boxed();
-    while let Some(volume) = stream.try_next().await.context("watching PersistentVolumes")? {
+    while let Some(volume) = stream.next().await {
+        let volume = match volume {
+            Ok(volume) => volume,
+            Err(e) => {
+                log!("watching PersistentVolumes: {e}; retrying");
+                continue;
+            }
+        };
         let released = volume.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
         let ours = volume.annotations().get(PROVISIONED_BY).map(String::as_str) == Some(PROVISIONER);
         if released && ours && volume.metadata.deletion_timestamp.is_none() {

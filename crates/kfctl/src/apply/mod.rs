@@ -191,6 +191,8 @@ pub enum ApplyError {
     Failed { report: Box<ApplyReport> },
     #[error("cannot reach the API server: {reason}")]
     Api { reason: String },
+    #[error("{}", unavailable_text(reason, report))]
+    Unavailable { reason: String, report: Box<ApplyReport> },
     #[error("{}", missing_apis_text(missing, server, release.as_ref()))]
     ApisNotServed { missing: Vec<MissingApi>, server: String, release: Option<ReleaseRange> },
 }
@@ -258,6 +260,26 @@ fn failed_text(report: &ApplyReport) -> String {
     } else {
         text.push_str("\n  hint: fix the cause and run `kfctl apply` again; objects already applied stay as they are");
     }
+    text
+}
+
+/// The message of [`ApplyError::Unavailable`]: why kfctl stopped, what it applied before, how to
+/// finish.
+fn unavailable_text(reason: &str, report: &ApplyReport) -> String {
+    let applied = report.created + report.configured + report.unchanged;
+    let (not_applied, other): (Vec<&FailedObject>, Vec<&FailedObject>) = report.failed.iter().partition(|f| f.reason == reason);
+    let not_attempted: usize = report.not_attempted.iter().map(|(_, n)| n).sum();
+    let mut text = format!(
+        "{reason}\n  stopped: {applied} object(s) applied before kfctl stopped waiting ({} created, {} configured, {} unchanged), {} not applied",
+        report.created,
+        report.configured,
+        report.unchanged,
+        not_applied.len() + not_attempted + report.held_back.len()
+    );
+    for f in other {
+        text.push_str(&format!("\n  - {} [{}]: {}", f.object, f.component, f.reason));
+    }
+    text.push_str("\n  hint: run `kfctl apply` again once the API server answers (`kubectl get --raw /readyz`); it resumes where this run stopped, and finds every object this run wrote by the app's label");
     text
 }
 
@@ -553,6 +575,12 @@ async fn write_plan(
     let unready = if namespaces_failed { Vec::new() } else { writer.write(todo(false), &mut done).await.unready_webhooks };
     drop(done);
     report.unready_webhooks = unready;
+    if let Some(reason) = crate::cluster::outage::gave_up() {
+        // Nothing more reaches the server (the inventory neither): say what was applied. The next
+        // apply finds what this one wrote by its label.
+        sink.report(Progress::Finished { ok: false, summary: report.summary() });
+        return Err(ApplyError::Unavailable { reason: reason.to_owned(), report: Box::new(report) });
+    }
     if namespaces_failed {
         report.not_attempted = plan
             .phases

@@ -14,6 +14,10 @@ impl Failure {
     /// a webhook not serving yet, a kind not discovered yet (404 on the collection), transport
     /// errors. Everything else (403, 400, 422, ...) is final and reported with the server's text.
     pub fn from_kube(err: kube::Error) -> Failure {
+        // The outage layer waited as long as allowed (--timeout): another attempt fails at once.
+        if let Some(why) = crate::cluster::outage::gave_up() {
+            return Failure::Permanent(why.to_owned());
+        }
         match &err {
             kube::Error::Api(status) => {
                 let text = if status.message.is_empty() { status.reason.clone() } else { status.message.clone() };

@@ -30,6 +30,10 @@ pub struct ApplyArgs {
     /// intercepts is not applied.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     pub gate_timeout: std::time::Duration,
+    /// How long to wait for an API server that stops answering mid-run (a restart, a network
+    /// outage) before stopping; re-running `kfctl apply` then resumes.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
     /// Print the objects kfctl would apply (labelled, defaulted, in phase order) as one JSON
     /// `List`, without contacting the cluster.
     #[arg(long)]
@@ -61,6 +65,7 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let opts = ApplyOptions { prune: !args.no_prune, concurrency: args.concurrency, gate_timeout: args.gate_timeout, release: ReleaseRange::of(&app.config.version) };
+    crate::cluster::outage::set_timeout(args.timeout);
     runtime()?.block_on(async {
         let mut times = crate::progress::StageTimes::from_env();
         let client = connect(&args.app, &args.cluster, &app).await?;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use super::AppArgs;
-use super::common::{ClusterArgs, connect, open_target, runtime};
+use super::common::{ClusterArgs, connect, open_target, parse_duration, runtime};
 use anyhow::Context;
 
 use crate::apply::{DeleteReport, delete_target};
@@ -29,6 +29,10 @@ pub struct DeleteArgs {
     /// waiting for it.
     #[arg(long)]
     pub no_wait: bool,
+    /// How long to wait for an API server that stops answering mid-run (a restart, a network
+    /// outage) before stopping; re-running `kfctl delete` then finishes.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 pub fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
@@ -39,6 +43,7 @@ pub fn run(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         // Say so before deleting anything: the user asked for something kfctl cannot do.
         return Err(crate::platform::PlatformError::NothingToTearDown(app.config.platform.kind).into());
     }
+    crate::cluster::outage::set_timeout(args.timeout);
     let ok = runtime()?.block_on(async {
         let objects = delete_objects(&args, &app, &target, json, &printer).await;
         let objects_ok = match objects {
