@@ -107,6 +107,7 @@ async fn the_26_03_base_set_mirrored_to_a_private_registry_deploys_with_every_im
     mirror.extend(source_args(&source, &images));
     let (ok, stdout, stderr) = run(&kfctl, &mirror);
     assert!(ok, "kfctl mirror failed:\n{stdout}\n{}", tail(&stderr, 30));
+    eprintln!("first mirror: {}", tail(&stderr, 2));
     assert_eq!(stdout.lines().count(), images.len(), "one digest line per image:\n{stdout}");
     assert!(stderr.contains(&format!("recorded {} image overrides (by digest)", images.len())), "{}", tail(&stderr, 5));
     let config = AppConfig::load(&kfctl.app.join("kfctl.yaml")).unwrap();
@@ -120,6 +121,7 @@ async fn the_26_03_base_set_mirrored_to_a_private_registry_deploys_with_every_im
     let blobs = target.blob_count();
     let (ok, _, stderr) = run(&kfctl, &mirror);
     assert!(ok, "{}", tail(&stderr, 20));
+    eprintln!("second mirror: {}", tail(&stderr, 2));
     assert!(stderr.contains(&format!("mirrored {} images to {to}", images.len())) && stderr.contains(": 0 blobs copied"), "{}", tail(&stderr, 5));
     assert_eq!(target.blob_count(), blobs, "the second mirror wrote blobs");
     assert_eq!(AppConfig::load(&kfctl.app.join("kfctl.yaml")).unwrap().images, config.images);
@@ -198,6 +200,7 @@ async fn the_26_03_base_set_mirrored_to_a_private_registry_deploys_with_every_im
     args.extend(["--docker-config".to_owned(), docker_config.display().to_string()]);
     let (ok, stdout, stderr) = run(&kfctl, &args);
     assert!(ok, "kfctl mirror --from-bundle failed:\n{stdout}\n{}", tail(&stderr, 20));
+    eprintln!("mirror --from-bundle: {}", tail(&stderr, 2));
     assert_eq!(stdout.lines().count(), images.len(), "{stdout}");
     // The landed app already had the first mirror's overrides (they travel in kfctl.yaml): the
     // bundle's images are the released ones, and now the airgap prefix replaces them.
