@@ -144,15 +144,12 @@ async fn the_26_03_base_set_mirrored_to_a_private_registry_deploys_with_every_im
         .collect();
     let ca = std::fs::read_to_string(target.ca_file.as_ref().unwrap()).unwrap();
     let registries = serde_json::json!({ target.host(): { "caPEM": ca, "nodeCredentials": { "username": USER, "password": PASSWORD } } });
-    for ns in &namespaces {
-        support::set_image_pull_rule(&client, ns, Some(registries.clone())).await;
-    }
+    let namespaces: Vec<String> = namespaces.into_iter().collect();
+    let pull_rules = support::ImagePullRules::set(&env, &namespaces, registries).await;
     kfctl.ok(&["delete", &app, "--purge"]);
     let applied = kfctl.ok(&["apply", &app]);
     let waited = run(&kfctl, &["wait".into(), app.clone(), "--timeout".into(), "8m".into()]);
-    for ns in &namespaces {
-        support::set_image_pull_rule(&client, ns, None).await;
-    }
+    drop(pull_rules);
     assert!(waited.0, "not ready with images from the private registry:\n{}\n{}\n{}", tail(&applied, 10), waited.1, tail(&waited.2, 30));
 
     // Every image string in every applied object (ConfigMaps and custom resources included)

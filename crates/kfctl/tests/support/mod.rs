@@ -284,12 +284,40 @@ impl Drop for TestNamespace {
 }
 
 /// Sets (or with `None` removes) one rule of simnode's ConfigMap `name` (faults or image pulls).
-/// Makes simnode check image pulls for pods of `namespace` (`registries` as in
-/// [`TestNamespace::check_image_pulls`]), or stop checking them (None): for tests that deploy
-/// into namespaces they do not own.
-pub async fn set_image_pull_rule(client: &Client, namespace: &str, registries: Option<serde_json::Value>) {
-    let rule = registries.map(|r| serde_json::json!({ "namespace": namespace, "registries": r }).to_string());
-    set_fault_rule(client, PULLS_NAME, namespace, rule.as_deref()).await;
+/// Makes simnode check image pulls for pods of the given namespaces (`registries` as in
+/// [`TestNamespace::check_image_pulls`]), for tests that deploy into namespaces they do not own;
+/// undone when dropped, pass or fail, so no later test finds its pods held back.
+pub struct ImagePullRules {
+    env: TestEnv,
+    namespaces: Vec<String>,
+}
+
+impl ImagePullRules {
+    pub async fn set(env: &TestEnv, namespaces: &[String], registries: serde_json::Value) -> ImagePullRules {
+        let client = env.client().await.expect("client");
+        for namespace in namespaces {
+            let rule = serde_json::json!({ "namespace": namespace, "registries": registries }).to_string();
+            set_fault_rule(&client, PULLS_NAME, namespace, Some(&rule)).await;
+        }
+        ImagePullRules { env: env.clone(), namespaces: namespaces.to_vec() }
+    }
+}
+
+impl Drop for ImagePullRules {
+    fn drop(&mut self) {
+        // As TestNamespace's drop: a thread and runtime of our own.
+        let (env, namespaces) = (self.env.clone(), std::mem::take(&mut self.namespaces));
+        let cleanup = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let Ok(client) = env.client().await else { return };
+                for namespace in namespaces {
+                    set_fault_rule(&client, PULLS_NAME, &namespace, None).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
 }
 
 async fn set_fault_rule(client: &Client, name: &str, key: &str, rule: Option<&str>) {
