@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, ApiResource, GroupVersionKind};
 use serde_json::Value;
-use support::kubeflow::{APP, APP_LABEL, APP_NAMESPACE, INVENTORY, Kfctl, labelled, summary, tail, wait_namespaces_gone};
+use support::kubeflow::{APP, APP_LABEL, APP_NAMESPACE, INVENTORY, Kfctl, labelled, summary, tail, wait_namespaces_gone, wait_terminating_namespaces_gone};
 
 /// Apply and delete kill points of the CI chain.
 const CHAIN_APPLY_KILLS: usize = 4;
@@ -69,9 +69,11 @@ async fn base_set() -> BaseSet {
         .collect();
     let namespaces = items.iter().filter(|o| o["kind"] == "Namespace").map(|o| o["metadata"]["name"].as_str().unwrap().to_owned()).collect();
     let base = BaseSet { kfctl, client, gvks, owned: items.len(), namespaces, _work: work };
-    // Leftovers of an interrupted earlier run would make the first apply a re-run.
+    // Leftovers of an interrupted earlier run would make the first apply a re-run. A `kubeflow`
+    // namespace another test made (it holds apps' locks) is not this app's: it stays, and the
+    // first apply adopts it.
     base.kfctl.ok(&["delete", &app, "--purge"]);
-    wait_namespaces_gone(&base.client, &base.namespaces).await;
+    wait_terminating_namespaces_gone(&base.client, &base.namespaces).await;
     base
 }
 

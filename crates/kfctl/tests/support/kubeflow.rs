@@ -141,6 +141,23 @@ pub fn namespaces(entries: &[InventoryEntry]) -> Vec<String> {
     entries.iter().filter(|e| e.reference.group.is_empty() && e.reference.kind == "Namespace").map(|e| e.reference.name.clone()).collect()
 }
 
+/// Before a first apply: wait for those of `names` that are being deleted (an earlier run's
+/// leftovers) to be gone. One that exists and is not being deleted belongs to someone else (the
+/// app namespace `kubeflow` holds other tests' locks) and stays; the apply adopts it.
+pub async fn wait_terminating_namespaces_gone(client: &Client, names: &[String]) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    for name in names {
+        super::wait_until(&format!("namespace {name} to be gone or not terminating"), Duration::from_secs(300), || async {
+            match api.get_opt(name).await {
+                Ok(None) => true,
+                Ok(Some(ns)) => ns.metadata.deletion_timestamp.is_none(),
+                Err(_) => false,
+            }
+        })
+        .await;
+    }
+}
+
 pub async fn wait_namespaces_gone(client: &Client, names: &[String]) {
     let api: Api<Namespace> = Api::all(client.clone());
     for name in names {
