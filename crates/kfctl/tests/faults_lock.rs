@@ -130,8 +130,11 @@ async fn a_second_apply_waits_for_the_first_and_no_wait_fails_at_once_naming_the
     let mut said_waiting = false;
     while !first.finished() {
         let now = holder(&ns, &app).await;
-        if !first.finished() {
-            assert!(now.as_deref().is_some_and(|h| h.ends_with(&first_pid)), "the lock left the running first apply: holder {now:?}\n{}", second.text());
+        if !first.finished() && !now.as_deref().is_some_and(|h| h.ends_with(&first_pid)) {
+            // The first apply releases the lock just before it exits: allow it that moment, and
+            // only then call it a lock that left a running apply.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            assert!(first.finished(), "the lock left the running first apply: holder {now:?}\n{}", second.text());
         }
         said_waiting |= second.text().contains(&format!("waiting for the lock of app {}: held by", app.name)) && second.text().contains(&first_pid);
         tokio::time::sleep(Duration::from_millis(250)).await;
