@@ -28,6 +28,9 @@ enum Step {
 /// An object by `Kind namespace/name`, as the checks compare them.
 type Key = String;
 
+/// ConfigMaps that only make the app's apply take long enough to be killed mid-run.
+const FILLERS: usize = 40;
+
 struct Fixture {
     /// Test prefix: the app is named after it.
     ns: String,
@@ -80,7 +83,11 @@ impl Fixture {
                     "template": {"metadata": {"labels": {"app": "web"}},
                         "spec": {"containers": [{"name": "main", "image": "registry.invalid/kfctl-test:1"}]}}}}),
         ]);
-        self.app.config(&["namespaces", "widgets", "data", "web"]);
+        // Enough writes after the first few that a kill sent on the Nth lands mid-run even on an
+        // idle machine (the reader of kfctl's output can lag a short run's last lines).
+        let fillers: Vec<Value> = (0..FILLERS).map(|i| config_map(&app, &format!("filler-{i}"))).collect();
+        self.app.component("fillers", &fillers);
+        self.app.config(&["namespaces", "widgets", "data", "web", "fillers"]);
     }
 
     fn kfctl(&self, args: &[&str]) -> Command {
@@ -181,6 +188,7 @@ impl Fixture {
             key("Application", Some(&app), &self.ns),
         ]
         .into_iter()
+        .chain((0..FILLERS).map(|i| key("ConfigMap", Some(&app), &format!("filler-{i}"))))
         .collect()
     }
 
