@@ -29,7 +29,7 @@ enum Step {
 type Key = String;
 
 /// ConfigMaps that only make the app's apply take long enough to be killed mid-run.
-const FILLERS: usize = 40;
+const FILLERS: usize = 16;
 
 struct Fixture {
     /// Test prefix: the app is named after it.
@@ -83,8 +83,8 @@ impl Fixture {
                     "template": {"metadata": {"labels": {"app": "web"}},
                         "spec": {"containers": [{"name": "main", "image": "registry.invalid/kfctl-test:1"}]}}}}),
         ]);
-        // Enough writes after the first few that a kill sent on the Nth lands mid-run even on an
-        // idle machine (the reader of kfctl's output can lag a short run's last lines).
+        // Writes enough after the kill points (at most 5) that the run is still going when the
+        // signal reaches it.
         let fillers: Vec<Value> = (0..FILLERS).map(|i| config_map(&app, &format!("filler-{i}"))).collect();
         self.app.component("fillers", &fillers);
         self.app.config(&["namespaces", "widgets", "data", "web", "fillers"]);
@@ -118,21 +118,22 @@ impl Fixture {
             .expect("spawn kfctl");
         let stdout = child.stdout.take().unwrap();
         let mut written = 0;
-        let mut killed = false;
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             let Ok(v) = serde_json::from_str::<Value>(&line) else { continue };
             if v["type"] == "object_applied" && (v["outcome"] == "created" || v["outcome"] == "configured") {
                 written += 1;
                 if written >= writes {
-                    killed = child.kill().is_ok() && child.try_wait().map(|s| s.is_none()).unwrap_or(true);
+                    let _ = child.kill();
                     break;
                 }
             }
         }
         let status = child.wait().expect("wait for kfctl");
-        // Killed by the signal, or it finished on its own before reaching the kill point.
-        (written, killed && status.code().is_none())
+        // Ended by the signal, or it finished on its own before the kill reached it (an exit
+        // code). Not `try_wait` right after the kill: a process the signal already ended looks
+        // like one that had finished (CI counted two of four mid-run kills as finished that way).
+        (written, status.code().is_none())
     }
 
     fn dynamic(&self, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
