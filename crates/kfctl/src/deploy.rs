@@ -22,7 +22,7 @@ use std::time::Duration;
 use kube::Client;
 
 use crate::app::{App, AppError, InitOptions};
-use crate::apply::{self, ApplyError, ApplyOptions, ApplyReport};
+use crate::apply::{self, ApplyError, ApplyOptions, Interruption};
 use crate::interrupt::Interrupt;
 use crate::config::{self, AppConfig};
 use crate::health::{self, AppStatus, HealthError};
@@ -123,28 +123,6 @@ pub enum DeployError {
     /// Installing Kubeflow failed after the cluster exists; it stays, and the message says so.
     #[error("{}", leftover_note(created, dir))]
     Install { dir: PathBuf, created: Vec<Created>, source: InstallError },
-}
-
-/// Where an interrupted deployment stopped.
-#[derive(Debug)]
-pub enum Interruption {
-    /// Before this step (`creating or reaching the cluster`, `applying`): it did not start.
-    Before(&'static str),
-    /// While applying: what the apply did (its report lists what was not started).
-    Applying(Result<ApplyReport, ApplyError>),
-    /// Everything was applied; while waiting until every component is ready.
-    Waiting,
-}
-
-impl std::fmt::Display for Interruption {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Interruption::Before(step) => write!(f, "before {step}"),
-            Interruption::Applying(Ok(report)) => write!(f, "after the last write: {}", report.summary()),
-            Interruption::Applying(Err(_)) => f.write_str("while applying"),
-            Interruption::Waiting => f.write_str("while waiting until every component is ready; everything was applied"),
-        }
-    }
 }
 
 /// The interruption received, as an error that stops the deployment at `at`.

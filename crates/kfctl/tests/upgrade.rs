@@ -296,6 +296,68 @@ async fn a_prepared_upgrade_blocks_plain_apply_and_finishes_after_an_interruptio
     fx.run_ok(&["apply"], &[]);
 }
 
+/// Ctrl-C once the upgrade is under way stops it where it is (pods kept unready, so it cannot
+/// have finished), exits 130, records it in kfctl.yaml as failed with where it stopped, and frees
+/// the lock; the same command goes on. Twice: at the upgrade's start (before its migrations), then
+/// at the resumed run's first write (in the apply or the wait); a third run finishes.
+#[tokio::test(flavor = "multi_thread")]
+async fn ctrl_c_stops_the_upgrade_records_where_and_the_same_command_finishes_it() {
+    let fx = Fixture::new("upgrade-sigint").await;
+    fx.run_ok(&["apply"], &[]);
+    fx.ns.fail_pods("", "NotReady").await;
+    let new_archive = fx.archive("new");
+    let finish = format!("kfctl upgrade {} --to {}", fx.app.display(), fx.new);
+
+    for (registry, signal_at) in [(Some(new_archive.to_str().unwrap()), "UpgradeStarted"), (None, "object_applied")] {
+        let mut cmd = fx.ns.kfctl();
+        cmd.env("KFCTL_CATALOGS", fx.releases.catalogs()).args(["upgrade", "--to", &fx.new, "--yes", "--output", "json", "--timeout", "3m"]);
+        if let Some(registry) = registry {
+            cmd.args(["--registry", registry]);
+        }
+        cmd.arg(&fx.app).args(["--app-namespace", &fx.ns.name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let (stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let (signalled, status, said) = tokio::task::spawn_blocking(move || {
+            use std::io::{BufRead, Read};
+            let err_reader = std::thread::spawn(move || {
+                let mut text = String::new();
+                stderr.read_to_string(&mut text).unwrap();
+                text
+            });
+            let mut signalled = false;
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.contains(signal_at) && !signalled {
+                    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+                    assert!(sent.success());
+                    signalled = true;
+                }
+            }
+            (signalled, child.wait().unwrap(), err_reader.join().unwrap())
+        })
+        .await
+        .unwrap();
+        eprintln!("kfctl said, interrupted at {signal_at}:\n{said}");
+        assert!(signalled, "the upgrade never said {signal_at}:\n{said}");
+        assert_eq!(status.code(), Some(130), "exit status {status:?}:\n{said}");
+        assert!(said.contains("interrupted by SIGINT (Ctrl-C)") && said.contains("kfctl.yaml records the upgrade as failed"), "{said}");
+        assert!(said.contains(&format!("`{finish}`")), "the hint does not name the command that goes on:\n{said}");
+        let yaml = fx.kfctl_yaml();
+        // (Quoted when it holds a colon: `'interrupted by SIGINT (Ctrl-C), after the last write: ...'`.)
+        let message = yaml.lines().find(|l| l.trim_start().starts_with("message:")).unwrap_or_default();
+        assert!(yaml.contains("outcome: failed") && message.contains("interrupted by SIGINT (Ctrl-C)"), "{yaml}");
+        let text = fx.run_err(&["apply"], &[]);
+        assert!(text.contains("is not finished (failed)"), "{text}");
+    }
+
+    // The lock is free (--no-wait fails on a held one), and the same command finishes the upgrade.
+    fx.ns.clear_pod_failures().await;
+    let text = fx.run_ok(&["upgrade"], &["--to", &fx.new, "--yes", "--no-wait", "--timeout", "3m"]);
+    assert!(text.contains("Finishing the upgrade"), "{text}");
+    assert!(fx.config_map("extra").await.is_some());
+    let yaml = fx.kfctl_yaml();
+    assert!(yaml.contains("outcome: succeeded") && !yaml.contains("outcome: failed"), "{yaml}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_crd_that_stops_serving_a_stored_version_has_its_objects_moved_first() {
     let fx = Fixture::new("upgrade-storage").await;

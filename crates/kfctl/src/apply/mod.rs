@@ -176,6 +176,28 @@ impl ApplyReport {
     }
 }
 
+/// Where a run that applies (`kfctl deploy`, `kfctl upgrade`) stopped on Ctrl-C or SIGTERM.
+#[derive(Debug)]
+pub enum Interruption {
+    /// Before this step (`creating or reaching the cluster`, `applying`): it did not start.
+    Before(&'static str),
+    /// While applying: what the apply did (its report lists what was not started).
+    Applying(Result<ApplyReport, ApplyError>),
+    /// Everything was applied; while waiting until every component is ready.
+    Waiting,
+}
+
+impl std::fmt::Display for Interruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interruption::Before(step) => write!(f, "before {step}"),
+            Interruption::Applying(Ok(report)) => write!(f, "after the last write: {}", report.summary()),
+            Interruption::Applying(Err(_)) => f.write_str("while applying"),
+            Interruption::Waiting => f.write_str("while waiting until every component is ready; everything was applied"),
+        }
+    }
+}
+
 /// Why an apply (or delete) stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {

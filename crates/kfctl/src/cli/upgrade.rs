@@ -10,7 +10,7 @@ use anyhow::Context;
 use super::AppArgs;
 use super::common::{ClusterArgs, connect, parse_duration, runtime};
 use crate::app::App;
-use crate::apply::{ApplyOptions, ReleaseRange};
+use crate::apply::{ApplyOptions, Interruption, ReleaseRange};
 use crate::config::UpgradeOutcome;
 use crate::plan::AppTarget;
 use crate::progress::{Printer, Progress, ProgressSink};
@@ -118,7 +118,17 @@ pub fn run(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        let done = upgrade::execute(&client, &target, &prepared, &plan, &rendered, &apply, args.timeout, !args.no_wait, &printer).await?;
+        // From here Ctrl-C stops new writes and records the upgrade as failed (not at the
+        // questions above: nothing was changed then, and the default exit is right).
+        let finish = format!("kfctl upgrade {} --to {}", args.app.dir.display(), prepared.to);
+        crate::interrupt::install(format!("run `{finish}` again: it finishes the upgrade kfctl.yaml records")).context("cannot listen for Ctrl-C")?;
+        let done = match upgrade::execute(&client, &target, &prepared, &plan, &rendered, &apply, args.timeout, !args.no_wait, &printer).await {
+            Err(UpgradeError::Interrupted { signal, at }) => {
+                eprintln!("{}", interrupted_text(signal, &at, &finish));
+                return Ok(ExitCode::from(signal.exit_code()));
+            }
+            done => done?,
+        };
         printer.report(Progress::Message {
             text: format!(
                 "upgraded app {} from Kubeflow {} to {}: {}; {}{}",
@@ -135,6 +145,25 @@ pub fn run(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// What an interrupted upgrade did and did not do, and how to finish it (`finish`: the command).
+fn interrupted_text(signal: crate::interrupt::Interrupt, at: &Interruption, finish: &str) -> String {
+    let recorded = "kfctl.yaml records the upgrade as failed, with where it stopped";
+    match at {
+        Interruption::Before(step) => {
+            format!("interrupted by {} before {step}; {recorded}\n  hint: run `{finish}` again to go on", signal.name())
+        }
+        Interruption::Applying(applied) => super::common::interrupted_text(
+            signal,
+            applied,
+            &format!("{recorded}; run `{finish}` to finish: objects already applied stay, the rest is applied"),
+        ),
+        Interruption::Waiting => format!(
+            "interrupted by {} while waiting until every component is ready; everything was applied, and {recorded}\n  hint: `{finish}` waits once more and records it as succeeded; `kfctl status` shows where each component stands",
+            signal.name()
+        ),
+    }
 }
 
 /// [`Prepared::abandon`], passing the error on.

@@ -11,6 +11,9 @@
 //!    Event, replace what must be replaced, apply in one pass with prune, wait until ready, and
 //!    record the outcome.
 //!
+//! Ctrl-C or SIGTERM (where the face listens, see [`crate::interrupt`]) stops it between steps, or
+//! stops new writes of the apply, and records the upgrade as failed, saying where it stopped.
+//!
 //! Interrupted at any point, `kfctl upgrade --to` the same release again finishes it: before
 //! kfctl.yaml names the new release nothing on the cluster changed (the vendored copy is reused or
 //! replaced); after, the open history record says where the app came from, replaces are decided
@@ -29,10 +32,11 @@ use kube::api::DeleteParams;
 use serde_json::Value;
 
 use crate::app::{App, AppError, ReleaseSource, RenderedApp};
-use crate::apply::{AppDiff, ApplyError, ApplyOptions};
+use crate::apply::{AppDiff, ApplyError, ApplyOptions, Interruption};
 use crate::config::{AppConfig, UpgradeOutcome, UpgradeRecord};
 use crate::discovery::KindResolver;
 use crate::health::EventRecorder;
+use crate::interrupt::Interrupt;
 use crate::plan::{AppTarget, ObjectRef};
 use crate::progress::{Progress, ProgressSink};
 use crate::registry::catalog::{self, Migration, Release};
@@ -78,6 +82,17 @@ pub enum UpgradeError {
     Storage { crd: String, reason: String },
     #[error("the upgrade to Kubeflow {to} applied, but the app is not ready: {reason}\n  hint: `kfctl status` shows what is not ready; `kfctl upgrade --to {to}` again waits once more")]
     NotReady { to: String, reason: String },
+    /// Ctrl-C or SIGTERM; `at` says where the upgrade stopped.
+    #[error("interrupted by {}, {at}", signal.name())]
+    Interrupted { signal: Interrupt, at: Box<Interruption> },
+}
+
+/// The interruption received, as an error that stops the upgrade before `step`.
+fn stop_if_interrupted(step: &'static str) -> Result<(), UpgradeError> {
+    match crate::interrupt::requested() {
+        Some(signal) => Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Before(step)) }),
+        None => Ok(()),
+    }
 }
 
 /// A prepared upgrade: the new kfctl.yaml (in memory until executed) and what changed on the way.
@@ -560,9 +575,14 @@ pub async fn execute(
         return Err(UpgradeError::Unconfirmed { steps: unconfirmed });
     }
     // One writer per app: an apply, delete or another upgrade waits (or fails with --no-wait).
-    let lock = crate::lock::acquire(client, target, &format!("kfctl upgrade to {}", prepared.to), wait_for_lock, sink)
-        .await
-        .map_err(|e| UpgradeError::Lock(Box::new(e)))?;
+    let lock = match crate::lock::acquire(client, target, &format!("kfctl upgrade to {}", prepared.to), wait_for_lock, sink).await {
+        Ok(lock) => lock,
+        Err(crate::lock::LockError::Interrupted { .. }) => {
+            let signal = crate::interrupt::requested().expect("the lock stops waiting only when a signal was received");
+            return Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Before("the upgrade (it was waiting for the app's lock)")) });
+        }
+        Err(e) => return Err(UpgradeError::Lock(Box::new(e))),
+    };
     let mut app = prepared.new.clone();
     // From here the cluster changes: kfctl.yaml names the new release and says where it came from.
     let confirmed: Vec<String> = plan.manual.iter().filter(|m| m.confirmed).map(|m| m.id.clone()).collect();
@@ -646,6 +666,7 @@ async fn run_upgrade(
     sink: &dyn ProgressSink,
     events: &EventRecorder<'_>,
 ) -> Result<Upgraded, UpgradeError> {
+    stop_if_interrupted("moving objects to their CRDs' new stored versions")?;
     for m in &plan.storage {
         sink.report(Progress::Message { text: m.line() });
         let rewritten = storage::migrate(client, m).await.map_err(|reason| UpgradeError::Storage { crd: m.crd.clone(), reason })?;
@@ -653,17 +674,29 @@ async fn run_upgrade(
     }
     let resolver = KindResolver::new(client.clone());
     let mut replaced = Vec::new();
+    stop_if_interrupted("replacing objects")?;
     for r in &plan.replace {
         sink.report(Progress::Message { text: format!("replacing {}: {}", r.object, r.why) });
         replace_object(client, &resolver, r).await?;
         events.record(false, "Replaced", &format!("deleted {} to recreate it: {}", r.object, r.why));
         replaced.push(r.object.clone());
     }
-    let report = crate::apply::apply_rendered(client, target, rendered, opts, sink).await?;
+    stop_if_interrupted("applying")?;
+    let applied = crate::apply::apply_rendered(client, target, rendered, opts, sink).await;
+    if let Some(signal) = crate::interrupt::requested() {
+        return Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Applying(applied)) });
+    }
+    let report = applied?;
     crate::health::refresh(client, target, sink).await.map_err(|e| UpgradeError::NotReady { to: plan.to.clone(), reason: e.to_string() })?;
-    let status = crate::health::wait_target(client, target, timeout, sink)
-        .await
-        .map_err(|e| UpgradeError::NotReady { to: plan.to.clone(), reason: e.to_string() })?;
+    let status = tokio::select! {
+        ready = crate::health::wait_target(client, target, timeout, sink) => {
+            ready.map_err(|e| UpgradeError::NotReady { to: plan.to.clone(), reason: e.to_string() })?
+        }
+        () = crate::interrupt::received() => {
+            let signal = crate::interrupt::requested().expect("received means requested");
+            return Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Waiting) });
+        }
+    };
     let ready = format!("{}/{} components ready", status.objects_ready(), status.objects_total());
     Ok(Upgraded { from: plan.from.clone(), to: plan.to.clone(), replaced, apply: report, ready })
 }
