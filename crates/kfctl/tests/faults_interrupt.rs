@@ -8,7 +8,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -37,12 +37,7 @@ async fn interrupted_apply_exits_with_the_signals_code_and_the_next_apply_finish
     };
     // One write at a time, so that most are still to start when the signal comes.
     let mut child = apply(&["--output", "json", "--concurrency", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).unwrap();
-        text
-    });
+    let stderr = support::Collected::of(child.stderr.take().unwrap());
     let mut created = 0;
     let mut signalled = false;
     for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
@@ -56,7 +51,7 @@ async fn interrupted_apply_exits_with_the_signals_code_and_the_next_apply_finish
         }
     }
     let status = child.wait().unwrap();
-    let said = err_reader.join().unwrap();
+    let said = stderr.all();
     assert!(signalled, "the apply ended before 5 writes:\n{said}");
     assert_eq!(status.code(), Some(code), "exit status {status:?}:\n{said}");
     let name = if signal == "INT" { "SIGINT (Ctrl-C)" } else { "SIGTERM" };
@@ -100,38 +95,6 @@ fn send(signal: &str, pid: u32) {
     assert!(sent.success(), "kill -{signal} {pid}");
 }
 
-/// A child's stderr, read on a thread as it comes; `seen` tells whether a line containing a text
-/// has come yet.
-struct Stderr {
-    text: std::sync::Arc<std::sync::Mutex<String>>,
-    reader: std::thread::JoinHandle<()>,
-}
-
-impl Stderr {
-    fn of(child: &mut std::process::Child) -> Stderr {
-        let stderr = child.stderr.take().unwrap();
-        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-        let sink = text.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut text = sink.lock().unwrap();
-                text.push_str(&line);
-                text.push('\n');
-            }
-        });
-        Stderr { text, reader }
-    }
-
-    fn seen(&self, what: &str) -> bool {
-        self.text.lock().unwrap().contains(what)
-    }
-
-    fn all(self) -> String {
-        self.reader.join().unwrap();
-        std::sync::Arc::try_unwrap(self.text).unwrap().into_inner().unwrap()
-    }
-}
-
 /// Waits (bounded) until `child` exits.
 fn wait_exit(child: &mut std::process::Child, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
     let deadline = std::time::Instant::now() + limit;
@@ -168,7 +131,7 @@ async fn ctrl_c_stops_a_delete_waiting_for_a_group_and_the_next_delete_finishes(
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut child = kfctl("delete").stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = Stderr::of(&mut child);
+    let stderr = support::Collected::of(child.stderr.take().unwrap());
     let cms = ns.api::<ConfigMap>();
     support::wait_until("the held ConfigMaps to be terminating", std::time::Duration::from_secs(60), || async {
         cms.get_opt("held-0").await.unwrap().is_some_and(|c| c.metadata.deletion_timestamp.is_some())
@@ -220,7 +183,7 @@ async fn sigterm_stops_a_deploy_waiting_for_readiness_exits_143_and_the_next_dep
         cmd
     };
     let mut child = deploy().args(["--output", "json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = Stderr::of(&mut child);
+    let stderr = support::Collected::of(child.stderr.take().unwrap());
     let mut signalled = false;
     for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
         if !signalled && line.contains("\"component_status\"") {
@@ -278,7 +241,7 @@ async fn a_second_ctrl_c_exits_at_once_while_a_request_hangs() {
         cmd
     };
     let mut child = apply().args(["--output", "json", "--concurrency", "1"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = Stderr::of(&mut child);
+    let stderr = support::Collected::of(child.stderr.take().unwrap());
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok);
     assert!(lines.any(|l| l.contains("\"object_applied\"")), "the apply wrote nothing:\n{}", stderr.all());
     // The API server stops answering: the write in flight hangs. The first Ctrl-C waits for it;
@@ -335,7 +298,7 @@ async fn ctrl_c_stops_a_deploy_waiting_for_the_apps_lock_and_nothing_is_written(
     leases.create(&Default::default(), &lease).await.unwrap();
 
     let mut child = ns.kfctl().arg("deploy").arg(app.path()).args(["--platform", "existing"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    let stderr = Stderr::of(&mut child);
+    let stderr = support::Collected::of(child.stderr.take().unwrap());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while !stderr.seen("waiting for the lock of app") {
         assert!(std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(), "the deploy never waited for the lock:\n{}", stderr.all());

@@ -81,12 +81,7 @@ fn apply_through(ns: &TestNamespace, app: &AppDir, fault: Fault, extra: &[&str])
     let mut cmd = ns.kfctl();
     cmd.arg("apply").arg(app.path()).args(["--app-namespace", &ns.name, "--output", "json", "--concurrency", "1"]).args(extra);
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn kfctl");
-    let mut stderr = child.stderr.take().unwrap();
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        stderr.read_to_string(&mut text).unwrap();
-        text
-    });
+    let stderr = support::Collected::of(child.stderr.take().unwrap());
     let mut written = 0;
     let mut script = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
@@ -113,7 +108,7 @@ fn apply_through(ns: &TestNamespace, app: &AppDir, fault: Fault, extra: &[&str])
         }
     }
     let status = child.wait().unwrap();
-    let stderr = err_reader.join().unwrap();
+    let stderr = stderr.all();
     let mut script = script.unwrap_or_else(|| panic!("the apply ended after {written} writes, before the fault at {FAULT_AT}:\n{stderr}"));
     let ended = script.wait().unwrap();
     let mut said = String::new();

@@ -21,11 +21,10 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::io::{BufRead as _, BufReader, Read};
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -129,8 +128,8 @@ fn kfctl_status(ns: &TestNamespace, app: &Path) -> String {
 /// A running `kfctl notebook`, its output collected as it comes; killed when dropped.
 struct Running {
     child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: support::Collected,
+    stderr: support::Collected,
 }
 
 impl Running {
@@ -145,29 +144,17 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting kfctl notebook");
-        let collect = |pipe: Box<dyn Read + Send>| {
-            let text = Arc::new(Mutex::new(String::new()));
-            let sink = text.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut text = sink.lock().expect("output");
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            });
-            text
-        };
-        let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
-        let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
+        let stdout = support::Collected::of(child.stdout.take().expect("stdout"));
+        let stderr = support::Collected::of(child.stderr.take().expect("stderr"));
         Running { child, stdout, stderr }
     }
 
     fn output(&self) -> String {
-        format!("--- stdout\n{}--- stderr\n{}", self.stdout.lock().unwrap(), self.stderr.lock().unwrap())
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout.text(), self.stderr.text())
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
     }
 
     /// Waits until kfctl's stderr contains `text`; fails with everything it printed.
@@ -190,7 +177,7 @@ impl Running {
     async fn url(&mut self) -> String {
         wait_for("kfctl notebook to print its URL", LIMIT, || {
             self.assert_running();
-            let url = self.stdout.lock().unwrap().lines().find(|l| l.starts_with("http://")).map(str::to_owned);
+            let url = self.stdout.text().lines().find(|l| l.starts_with("http://")).map(str::to_owned);
             async move { url }
         })
         .await
@@ -377,7 +364,7 @@ async fn notebook_creates_waits_forwards_reuses_and_deletes() {
     let url = run.url().await;
     let lab = format!("/notebook/{}/codelabs/lab/tree/codelabs", profile.name);
     assert_eq!(url, format!("http://localhost:{port}{lab}"));
-    let stdout = run.stdout.lock().unwrap().clone();
+    let stdout = run.stdout.text();
     assert!(stdout.contains(&format!("sign in as {USER} with the password you set for dex")), "{stdout}");
     assert!(!stdout.contains("12341234"), "a password was printed:\n{stdout}");
     assert!(run.stderr().contains("workspace: a 5Gi volume on the default StorageClass simnode"), "{}", run.output());

@@ -14,11 +14,10 @@
 mod support;
 
 use std::convert::Infallible;
-use std::io::{BufRead as _, BufReader, Read};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -81,8 +80,8 @@ impl Backend {
 /// A running `kfctl open`, its output collected as it comes; killed when dropped.
 struct RunningOpen {
     child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: support::Collected,
+    stderr: support::Collected,
 }
 
 impl RunningOpen {
@@ -95,29 +94,17 @@ impl RunningOpen {
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting kfctl open");
-        let collect = |pipe: Box<dyn Read + Send>| {
-            let text = Arc::new(Mutex::new(String::new()));
-            let sink = text.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    let mut text = sink.lock().expect("output");
-                    text.push_str(&line);
-                    text.push('\n');
-                }
-            });
-            text
-        };
-        let stdout = collect(Box::new(child.stdout.take().expect("stdout piped")));
-        let stderr = collect(Box::new(child.stderr.take().expect("stderr piped")));
+        let stdout = support::Collected::of(child.stdout.take().expect("stdout piped"));
+        let stderr = support::Collected::of(child.stderr.take().expect("stderr piped"));
         RunningOpen { child, stdout, stderr }
     }
 
     fn stdout(&self) -> String {
-        self.stdout.lock().expect("stdout").clone()
+        self.stdout.text()
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().expect("stderr").clone()
+        self.stderr.text()
     }
 
     /// The URL kfctl printed once it listens.

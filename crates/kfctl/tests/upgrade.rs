@@ -316,14 +316,9 @@ async fn ctrl_c_stops_the_upgrade_records_where_and_the_same_command_finishes_it
         }
         cmd.arg(&fx.app).args(["--app-namespace", &fx.ns.name]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().unwrap();
-        let (stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+        let (stdout, stderr) = (child.stdout.take().unwrap(), support::Collected::of(child.stderr.take().unwrap()));
         let (signalled, status, said) = tokio::task::spawn_blocking(move || {
-            use std::io::{BufRead, Read};
-            let err_reader = std::thread::spawn(move || {
-                let mut text = String::new();
-                stderr.read_to_string(&mut text).unwrap();
-                text
-            });
+            use std::io::BufRead;
             let mut signalled = false;
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
                 if line.contains(signal_at) && !signalled {
@@ -332,7 +327,7 @@ async fn ctrl_c_stops_the_upgrade_records_where_and_the_same_command_finishes_it
                     signalled = true;
                 }
             }
-            (signalled, child.wait().unwrap(), err_reader.join().unwrap())
+            (signalled, child.wait().unwrap(), stderr.all())
         })
         .await
         .unwrap();

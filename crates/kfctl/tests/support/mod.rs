@@ -477,3 +477,42 @@ pub fn artifacts_dir() -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// A child's output pipe, read line by line on a thread of its own as it comes, so the child never
+/// blocks on a full pipe and the test can look at what it said so far.
+pub struct Collected {
+    text: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Collected {
+    pub fn of(pipe: impl std::io::Read + Send + 'static) -> Collected {
+        use std::io::BufRead;
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = text.clone();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut text = sink.lock().expect("collected output");
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Collected { text, reader }
+    }
+
+    /// What came so far.
+    pub fn text(&self) -> String {
+        self.text.lock().expect("collected output").clone()
+    }
+
+    /// Whether what came so far contains `what`.
+    pub fn seen(&self, what: &str) -> bool {
+        self.text.lock().expect("collected output").contains(what)
+    }
+
+    /// Everything, once the pipe is closed (the child exited).
+    pub fn all(self) -> String {
+        self.reader.join().expect("output reader");
+        self.text.lock().expect("collected output").clone()
+    }
+}
