@@ -576,7 +576,8 @@ async fn write_plan(
             report.held_back.push(HeldBack { component: o.component.clone(), object: o.reference.to_string(), webhook });
         }
     };
-    let writer = schedule::Writer { client, resolver, plan, pending, opts, sink, events };
+    let unavailable = std::sync::OnceLock::new();
+    let writer = schedule::Writer { client, resolver, plan, pending, opts, sink, events, unavailable: &unavailable };
     let todo = |namespaces: bool| -> Vec<&PlannedObject> {
         plan.phases
             .iter()
@@ -597,7 +598,7 @@ async fn write_plan(
     let unready = if namespaces_failed { Vec::new() } else { writer.write(todo(false), &mut done).await.unready_webhooks };
     drop(done);
     report.unready_webhooks = unready;
-    if let Some(reason) = crate::cluster::outage::gave_up() {
+    if let Some(reason) = unavailable.get() {
         // Nothing more reaches the server (the inventory neither): say what was applied. The next
         // apply finds what this one wrote by its label.
         sink.report(Progress::Finished { ok: false, summary: report.summary() });
@@ -869,12 +870,14 @@ pub async fn prefetch(client: &Client, target: &AppTarget) -> Prefetched {
 }
 
 /// Apply one object with retries; the outcome compares resourceVersions before and after. Also
-/// returns the applied object's metadata.
+/// returns the applied object's metadata. When the client gives up on the API server, says why
+/// in `unavailable`.
 async fn apply_one(
     client: &Client,
     resolver: &KindResolver,
     o: &PlannedObject,
     before: Option<String>,
+    unavailable: &std::sync::OnceLock<String>,
 ) -> Result<(Outcome, ObjectMeta), String> {
     let gv = o.reference.api_version();
     let mut backoff = retry::Backoff::new();
@@ -913,6 +916,7 @@ async fn apply_one(
                 return Ok((outcome, meta));
             }
             Err(retry::Failure::Permanent(reason)) => return Err(reason),
+            Err(retry::Failure::Unavailable(reason)) => return Err(unavailable.get_or_init(|| reason).clone()),
             Err(retry::Failure::Retry(reason)) => {
                 if !backoff.wait().await {
                     return Err(format!("{reason} (gave up after {} attempts)", backoff.attempts()));

@@ -7,6 +7,9 @@ use std::time::Duration;
 pub enum Failure {
     Retry(String),
     Permanent(String),
+    /// The client gave up on the API server (see [`crate::cluster::outage`]): final, and nothing
+    /// more of the run reaches the server.
+    Unavailable(String),
 }
 
 impl Failure {
@@ -15,8 +18,8 @@ impl Failure {
     /// errors. Everything else (403, 400, 422, ...) is final and reported with the server's text.
     pub fn from_kube(err: kube::Error) -> Failure {
         // The outage layer waited as long as allowed (--timeout): another attempt fails at once.
-        if let Some(why) = crate::cluster::outage::gave_up() {
-            return Failure::Permanent(why.to_owned());
+        if let Some(why) = crate::cluster::outage::unavailable(&err) {
+            return Failure::Unavailable(why);
         }
         match &err {
             kube::Error::Api(status) => {

@@ -60,6 +60,8 @@ pub(super) struct Writer<'a> {
     pub opts: &'a ApplyOptions,
     pub sink: &'a dyn ProgressSink,
     pub events: &'a EventRecorder<'a>,
+    /// Set when the client gave up on the API server: why (the writes after it fail at once).
+    pub unavailable: &'a std::sync::OnceLock<String>,
 }
 
 /// Per phase: how many of its objects this pool writes, and how far it got.
@@ -140,7 +142,7 @@ impl Writer<'_> {
                     }
                     self.phase_started(tallies, phase);
                     let before = self.pending.get(&o.reference.identity()).cloned().flatten();
-                    match apply_one(self.client, self.resolver, o, before).await {
+                    match apply_one(self.client, self.resolver, o, before, self.unavailable).await {
                         Ok((outcome, meta)) => (o, Written::Applied(outcome, meta)),
                         Err(reason) => (o, Written::Failed(reason)),
                     }

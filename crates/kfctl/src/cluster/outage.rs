@@ -11,6 +11,10 @@
 //!
 //! Only a server that has answered once is waited for: one that never did is a wrong address or
 //! a cluster that is not running, and `cluster::connect` says so at once.
+//!
+//! Giving up belongs to one client: its later requests fail at once with [`Unavailable`] (the run
+//! stops starting work and says what it did), while a new client, as the next web-app job makes,
+//! tries the server afresh.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -36,7 +40,6 @@ const FIRST_DELAY: Duration = Duration::from_millis(250);
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
 static TIMEOUT_SECS: AtomicU64 = AtomicU64::new(DEFAULT_TIMEOUT.as_secs());
-static GAVE_UP: OnceLock<String> = OnceLock::new();
 
 /// Set how long an outage may last before kfctl stops (the CLI's `--timeout`).
 pub fn set_timeout(timeout: Duration) {
@@ -47,17 +50,24 @@ fn timeout() -> Duration {
     Duration::from_secs(TIMEOUT_SECS.load(Ordering::SeqCst))
 }
 
-/// Why kfctl stopped waiting for the API server, once an outage outlasted the timeout. From then
-/// on every request fails at once with this text: the run stops starting work and says what it
-/// did.
-pub fn gave_up() -> Option<&'static str> {
-    GAVE_UP.get().map(String::as_str)
-}
-
-/// The error of a request sent after kfctl stopped waiting (see [`gave_up`]).
+/// The error of a request once its client stopped waiting for the API server (an outage outlasted
+/// the timeout), and of every later request of that client.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Unavailable(String);
+
+/// Why kfctl stopped waiting for the API server, when `err` is a request that failed because its
+/// client gave up on the server ([`Unavailable`]).
+pub fn unavailable(err: &kube::Error) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(u) = e.downcast_ref::<Unavailable>() {
+            return Some(u.0.clone());
+        }
+        source = e.source();
+    }
+    None
+}
 
 /// A duration for messages: `45s`, `2m`, `2m30s`.
 pub fn human(d: Duration) -> String {
@@ -90,7 +100,8 @@ where
     fn layer(&self, inner: S) -> Self::Service {
         // A buffer makes the inner stack cloneable: a retry sends the request again on a clone.
         let inner = tower::buffer::Buffer::new(inner, 1024);
-        Outage { inner, state: Arc::new(State { server: self.server.clone(), reached: AtomicBool::new(false), outage: Mutex::new(None) }) }
+        let state = State { server: self.server.clone(), reached: AtomicBool::new(false), outage: Mutex::new(None), gave_up: OnceLock::new() };
+        Outage { inner, state: Arc::new(state) }
     }
 }
 
@@ -101,6 +112,8 @@ struct State {
     reached: AtomicBool,
     /// When the current outage started.
     outage: Mutex<Option<Instant>>,
+    /// Why this client stopped waiting for the server (an outage outlasted the timeout).
+    gave_up: OnceLock<String>,
 }
 
 impl State {
@@ -166,8 +179,8 @@ where
     S: Service<Request<Body>, Response = Response<Box<DynBody>>, Error = BoxError> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
-    if let Some(why) = gave_up() {
-        return Err(Unavailable(why.to_owned()).into());
+    if let Some(why) = state.gave_up.get() {
+        return Err(Unavailable(why.clone()).into());
     }
     let (parts, body) = request.into_parts();
     // A streamed body cannot be sent twice (kube sends none; be safe): one attempt.
@@ -218,8 +231,8 @@ where
                 human(waited),
                 human(limit)
             );
-            let _ = GAVE_UP.set(why);
-            return Err(Unavailable(gave_up().unwrap_or_default().to_owned()).into());
+            let why = state.gave_up.get_or_init(|| why);
+            return Err(Unavailable(why.clone()).into());
         }
         // Full jitter in the upper half: concurrent requests do not come back in lockstep.
         let jittered = delay.mul_f64(rand::random_range(0.5..=1.0));
@@ -300,6 +313,66 @@ mod tests {
         assert!(!is_transient(s(500), "Internal error occurred: failed calling webhook \"x\": Post \"https://x\": dial tcp: connect: connection refused"));
         assert!(!is_transient(s(500), "Internal error occurred: something else"));
         assert!(!is_transient(s(404), "not found"));
+    }
+
+    /// A stand-in API server on `listener` answering `GET /version` until the task is aborted.
+    fn serve_version(listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut conn, _)) = listener.accept().await else { return };
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let body = r#"{"major":"1","minor":"20","gitVersion":"v1.20.2","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(response.as_bytes()).await;
+                });
+            }
+        })
+    }
+
+    fn client(url: &str) -> kube::Client {
+        let config = kube::Config::new(url.parse().unwrap());
+        kube::client::ClientBuilder::try_from(config).unwrap().with_layer(&OutageLayer::new(url.to_string())).build()
+    }
+
+    /// Giving up is the client's: it fails at once from then on, even once the server is back,
+    /// while a new client (the next web-app job's) reaches the server. Before, one outage past the
+    /// timeout left a `kfctl serve` unable to reach any cluster until it was restarted.
+    #[tokio::test]
+    async fn a_client_that_gave_up_fails_at_once_and_a_new_one_tries_afresh() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = format!("http://{addr}");
+        let server = serve_version(listener);
+        let first = client(&url);
+        first.apiserver_version().await.expect("the server answers");
+
+        server.abort();
+        let _ = server.await;
+        set_timeout(Duration::from_secs(1));
+        let err = first.apiserver_version().await.expect_err("the server is gone");
+        let why = unavailable(&err).unwrap_or_else(|| panic!("not an outage past the timeout: {err}"));
+        assert!(why.starts_with(&format!("the API server at {url} has not answered for")) && why.contains("(--timeout 1s)"), "{why}");
+
+        let server = serve_version(tokio::net::TcpListener::bind(addr).await.unwrap());
+        let started = Instant::now();
+        let err = first.apiserver_version().await.expect_err("a client that gave up stays given up");
+        assert_eq!(unavailable(&err).as_deref(), Some(why.as_str()));
+        assert!(started.elapsed() < Duration::from_millis(500), "it waited {:?}", started.elapsed());
+        client(&url).apiserver_version().await.expect("a new client reaches the server again");
+        set_timeout(DEFAULT_TIMEOUT);
+        server.abort();
     }
 
     #[test]
