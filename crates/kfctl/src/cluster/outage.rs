@@ -12,6 +12,9 @@
 //! Only a server that has answered once is waited for: one that never did is a wrong address or
 //! a cluster that is not running, and `cluster::connect` says so at once.
 //!
+//! The lines go to stderr, or, for a client made inside [`reporting_to`] (a web-app job), to
+//! that job's log.
+//!
 //! Giving up belongs to one client: its later requests fail at once with [`Unavailable`] (the run
 //! stops starting work and says what it did), while a new client, as the next web-app job makes,
 //! tries the server afresh.
@@ -40,6 +43,20 @@ const FIRST_DELAY: Duration = Duration::from_millis(250);
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
 static TIMEOUT_SECS: AtomicU64 = AtomicU64::new(DEFAULT_TIMEOUT.as_secs());
+
+/// Where the outage lines of a client go.
+pub type Report = Arc<dyn Fn(String) + Send + Sync>;
+
+tokio::task_local! {
+    /// Set by [`reporting_to`] for the clients made inside it.
+    static REPORT: Report;
+}
+
+/// Run `work` with the outage lines of every client made inside it going to `report` (a web-app
+/// job's log) instead of stderr.
+pub async fn reporting_to<F: Future>(report: Report, work: F) -> F::Output {
+    REPORT.scope(report, work).await
+}
 
 /// Set how long an outage may last before kfctl stops (the CLI's `--timeout`).
 pub fn set_timeout(timeout: Duration) {
@@ -82,11 +99,13 @@ pub fn human(d: Duration) -> String {
 /// The layer [`crate::cluster::configure`] puts around every client's stack.
 pub struct OutageLayer {
     server: String,
+    report: Option<Report>,
 }
 
 impl OutageLayer {
+    /// For a client of `server`, reporting where [`reporting_to`] says, if the caller runs inside it.
     pub fn new(server: String) -> OutageLayer {
-        OutageLayer { server }
+        OutageLayer { server, report: REPORT.try_with(Arc::clone).ok() }
     }
 }
 
@@ -100,7 +119,13 @@ where
     fn layer(&self, inner: S) -> Self::Service {
         // A buffer makes the inner stack cloneable: a retry sends the request again on a clone.
         let inner = tower::buffer::Buffer::new(inner, 1024);
-        let state = State { server: self.server.clone(), reached: AtomicBool::new(false), outage: Mutex::new(None), gave_up: OnceLock::new() };
+        let state = State {
+            server: self.server.clone(),
+            reached: AtomicBool::new(false),
+            outage: Mutex::new(None),
+            gave_up: OnceLock::new(),
+            report: self.report.clone(),
+        };
         Outage { inner, state: Arc::new(state) }
     }
 }
@@ -114,14 +139,23 @@ struct State {
     outage: Mutex<Option<Instant>>,
     /// Why this client stopped waiting for the server (an outage outlasted the timeout).
     gave_up: OnceLock<String>,
+    /// Where its lines go (stderr when none).
+    report: Option<Report>,
 }
 
 impl State {
+    fn say(&self, line: String) {
+        match &self.report {
+            Some(report) => report(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
     /// A request got an answer: an outage, if any, is over.
     fn answered(&self) {
         self.reached.store(true, Ordering::SeqCst);
         if let Some(since) = self.outage.lock().expect("outage lock").take() {
-            eprintln!("the API server at {} answers again, after {}", self.server, human(since.elapsed()));
+            self.say(format!("the API server at {} answers again, after {}", self.server, human(since.elapsed())));
         }
     }
 
@@ -132,11 +166,8 @@ impl State {
             Some(since) => since.elapsed(),
             None => {
                 *outage = Some(Instant::now());
-                eprintln!(
-                    "waiting for the API server at {}: {reason}; retrying for up to {} (--timeout)",
-                    self.server,
-                    human(timeout())
-                );
+                drop(outage);
+                self.say(format!("waiting for the API server at {}: {reason}; retrying for up to {} (--timeout)", self.server, human(timeout())));
                 Duration::ZERO
             }
         }
@@ -346,22 +377,28 @@ mod tests {
         kube::client::ClientBuilder::try_from(config).unwrap().with_layer(&OutageLayer::new(url.to_string())).build()
     }
 
-    /// Giving up is the client's: it fails at once from then on, even once the server is back,
-    /// while a new client (the next web-app job's) reaches the server. Before, one outage past the
-    /// timeout left a `kfctl serve` unable to reach any cluster until it was restarted.
+    /// A client's outage lines go where it was made (a web-app job's log). Giving up is the
+    /// client's: it fails at once from then on, even once the server is back, while a new client
+    /// (the next web-app job's) reaches the server. Before, one outage past the timeout left a
+    /// `kfctl serve` unable to reach any cluster until it was restarted.
     #[tokio::test]
-    async fn a_client_that_gave_up_fails_at_once_and_a_new_one_tries_afresh() {
+    async fn outage_lines_go_where_the_client_was_made_and_giving_up_is_the_clients() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let url = format!("http://{addr}");
         let server = serve_version(listener);
-        let first = client(&url);
+        // Made inside `reporting_to`, as a web-app job makes its clients: its lines go there.
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let log = said.clone();
+        let first = reporting_to(Arc::new(move |line| log.lock().unwrap().push(line)), async { client(&url) }).await;
         first.apiserver_version().await.expect("the server answers");
 
         server.abort();
         let _ = server.await;
         set_timeout(Duration::from_secs(1));
         let err = first.apiserver_version().await.expect_err("the server is gone");
+        let lines = said.lock().unwrap().clone();
+        assert_eq!(lines, [format!("waiting for the API server at {url}: connection refused; retrying for up to 1s (--timeout)")]);
         let why = unavailable(&err).unwrap_or_else(|| panic!("not an outage past the timeout: {err}"));
         assert!(why.starts_with(&format!("the API server at {url} has not answered for")) && why.contains("(--timeout 1s)"), "{why}");
 

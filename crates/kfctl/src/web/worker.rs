@@ -62,7 +62,10 @@ where
                 if let Some(signal) = crate::interrupt::requested() {
                     return (Err(format!("the server was stopped ({}) before the job's turn came", signal.name())), Some(turn));
                 }
-                (work(thread_job.clone()).await, Some(turn))
+                // The API server's outages are told in the job's log, not on the server's stderr.
+                let log = thread_job.clone();
+                let report: crate::cluster::outage::Report = Arc::new(move |text| log.report(Progress::Message { text }));
+                (crate::cluster::outage::reporting_to(report, work(thread_job.clone())).await, Some(turn))
             }),
             Err(err) => (Err(format!("cannot start the job's async runtime: {err}")), None),
         };
