@@ -184,6 +184,37 @@ async fn a_removed_component_is_pruned_and_its_settings_stop_the_upgrade_unless_
     assert!(patch.is_file(), "the patch file stays");
 }
 
+/// Two patches on a role the new release no longer has: the component does not render with
+/// them. The upgrade stops naming both; `--force` drops both from kfctl.yaml (each one, not the
+/// pair as one setting) and the upgrade goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn patches_the_new_release_cannot_render_stop_the_upgrade_and_force_drops_each_of_them() {
+    let fx = Fixture::new("upgrade-patches").await;
+    let role = format!("{}-view", fx.ns.name);
+    for (file, field) in [("verbs-patch.yaml", "rules:\n- apiGroups: [\"\"]\n  resources: [configmaps]\n  verbs: [get, list]\n"), ("label-patch.yaml", "")] {
+        let labels = if field.is_empty() { "  labels:\n    mine: \"1\"\n" } else { "" };
+        let text = format!("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: {role}\n{labels}{field}");
+        std::fs::write(fx.app.join(file), text).unwrap();
+    }
+    let config = fx.kfctl_yaml().replace("- name: auth-old\n", "- name: auth-old\n  patches:\n  - path: verbs-patch.yaml\n  - path: label-patch.yaml\n");
+    std::fs::write(fx.app.join("kfctl.yaml"), config).unwrap();
+    fx.run_ok(&["apply"], &[]);
+    let applied = fx.cluster_api::<ClusterRole>().get(&role).await.unwrap();
+    assert_eq!(applied.metadata.labels.unwrap().get("mine").map(String::as_str), Some("1"));
+
+    let out = fx.upgrade(&["--yes"]);
+    let text = text_of(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.contains("patch verbs-patch.yaml, patch label-patch.yaml no longer applies: the component no longer renders with them"), "{text}");
+
+    let text = fx.run_ok(&["upgrade"], &["--to", &fx.new, "--registry", fx.archive("new").to_str().unwrap(), "--yes", "--force"]);
+    assert!(text.contains(&format!("upgraded app {} from Kubeflow {} to {}", fx.ns.name, fx.old, fx.new)), "{text}");
+    let yaml = fx.kfctl_yaml();
+    assert!(!yaml.contains("verbs-patch.yaml") && !yaml.contains("label-patch.yaml"), "{yaml}");
+    assert!(fx.app.join("verbs-patch.yaml").is_file() && fx.app.join("label-patch.yaml").is_file(), "the patch files stay");
+    assert!(fx.cluster_api::<ClusterRole>().get_opt(&format!("{}-edit", fx.ns.name)).await.unwrap().is_some());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_renamed_component_keeps_its_parameters_and_its_objects() {
     let fx = Fixture::new("upgrade-renamed").await;

@@ -20,9 +20,47 @@ pub enum CarryNote {
     Added { component: String, enabled: bool },
     /// Enabled in the app, no longer in the new release's base set: kept as the app has it.
     NoLongerBase { component: String },
-    /// One of the user's settings does not apply to the new release. The upgrade stops unless
-    /// `--force`, which drops it from kfctl.yaml (patch files stay on disk).
-    NoLongerApplies { component: String, setting: String, why: String },
+    /// Some of the user's settings do not apply to the new release. The upgrade stops unless
+    /// `--force`, which drops them from kfctl.yaml (patch files stay on disk).
+    NoLongerApplies {
+        component: String,
+        #[serde(rename = "setting", serialize_with = "joined")]
+        settings: Vec<Setting>,
+        why: String,
+    },
+}
+
+/// One of the user's settings in kfctl.yaml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    Parameter(String),
+    Variant(String),
+    /// A patch, by its path in the app directory.
+    Patch(std::path::PathBuf),
+    /// An image override, by the image it replaces.
+    ImageOverride(String),
+    /// kfctl.yaml as a whole: it does not validate against the new release.
+    Validation,
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Parameter(key) => write!(f, "parameter {key}"),
+            Setting::Variant(name) => write!(f, "variant {name}"),
+            Setting::Patch(path) => write!(f, "patch {}", path.display()),
+            Setting::ImageOverride(image) => write!(f, "image override {image}"),
+            Setting::Validation => f.write_str("validation"),
+        }
+    }
+}
+
+fn list(settings: &[Setting]) -> String {
+    settings.iter().map(Setting::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn joined<S: serde::Serializer>(settings: &[Setting], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&list(settings))
 }
 
 impl CarryNote {
@@ -43,7 +81,7 @@ impl CarryNote {
             CarryNote::NoLongerBase { component } => format!(
                 "{component}: no longer in the base set; kept enabled because the app has it (`kfctl component remove {component}` to drop it)"
             ),
-            CarryNote::NoLongerApplies { component, setting, why } => format!("{component}: {setting} no longer applies: {why}"),
+            CarryNote::NoLongerApplies { component, settings, why } => format!("{component}: {} no longer applies: {why}", list(settings)),
         }
     }
 }
@@ -115,7 +153,7 @@ pub fn carry(old: &AppConfig, from: &'static Release, to: &'static Release, regi
                 for setting in settings_of(c) {
                     notes.push(CarryNote::NoLongerApplies {
                         component: c.name.clone(),
-                        setting,
+                        settings: vec![setting],
                         why: format!("Kubeflow {} has no component {}", to.version, c.name),
                     });
                 }
@@ -155,11 +193,11 @@ pub fn carry(old: &AppConfig, from: &'static Release, to: &'static Release, regi
 }
 
 /// The user's settings on a component, as the plan names them.
-fn settings_of(c: &ComponentConfig) -> Vec<String> {
-    let mut out: Vec<String> = c.parameters.keys().map(|k| format!("parameter {k}")).collect();
-    out.extend(c.patches.iter().map(|p| format!("patch {}", p.path.display())));
-    out.extend(c.images.iter().map(|i| format!("image override {}", i.name)));
-    out.extend(c.variant.iter().map(|v| format!("variant {v}")));
+fn settings_of(c: &ComponentConfig) -> Vec<Setting> {
+    let mut out: Vec<Setting> = c.parameters.keys().map(|k| Setting::Parameter(k.clone())).collect();
+    out.extend(c.patches.iter().map(|p| Setting::Patch(p.path.clone())));
+    out.extend(c.images.iter().map(|i| Setting::ImageOverride(i.name.clone())));
+    out.extend(c.variant.iter().map(|v| Setting::Variant(v.clone())));
     out
 }
 
@@ -170,7 +208,7 @@ fn merge_into(into: &mut ComponentConfig, other: ComponentConfig, notes: &mut Ve
         match into.parameters.get(&key) {
             Some(existing) if *existing != value => notes.push(CarryNote::NoLongerApplies {
                 component: into.name.clone(),
-                setting: format!("parameter {key}"),
+                settings: vec![Setting::Parameter(key.clone())],
                 why: "two components that became this one set it to different values; keep one in kfctl.yaml".into(),
             }),
             _ => {
@@ -195,7 +233,7 @@ fn check_settings(c: &mut ComponentConfig, spec: &catalog::ComponentSpec, versio
             Some(param) => config::check_parameter(param.kind, value).err().map(|e| format!("the value {e}")),
         };
         if let Some(why) = why {
-            notes.push(CarryNote::NoLongerApplies { component: c.name.clone(), setting: format!("parameter {key}"), why });
+            notes.push(CarryNote::NoLongerApplies { component: c.name.clone(), settings: vec![Setting::Parameter(key.clone())], why });
             dropped.push(key.clone());
         }
     }
@@ -209,7 +247,7 @@ fn check_settings(c: &mut ComponentConfig, spec: &catalog::ComponentSpec, versio
     {
         notes.push(CarryNote::NoLongerApplies {
             component: c.name.clone(),
-            setting: format!("variant {variant}"),
+            settings: vec![Setting::Variant(variant.clone())],
             why: format!("Kubeflow {version} has {}", if spec.variants.is_empty() { "no variants of it".to_string() } else { format!("variants {}", spec.variant_names().join(", ")) }),
         });
         if force {

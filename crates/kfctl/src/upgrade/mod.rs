@@ -40,7 +40,7 @@ use crate::interrupt::Interrupt;
 use crate::plan::{AppTarget, ObjectRef};
 use crate::progress::{Progress, ProgressSink};
 use crate::registry::catalog::{self, Migration, Release};
-pub use carry::CarryNote;
+pub use carry::{CarryNote, Setting};
 
 /// What `kfctl upgrade` was asked.
 #[derive(Debug, Clone, Default)]
@@ -226,7 +226,7 @@ pub fn prepare(app: &App, opts: &UpgradeOptions, sink: &dyn ProgressSink) -> Res
         return Err(abandon(UpgradeError::SettingsNoLongerApply { to: to.version.clone(), notes: blocking }));
     }
     if let Err(problems) = config.validate() {
-        let notes = problems.into_iter().map(|why| CarryNote::NoLongerApplies { component: "kfctl.yaml".into(), setting: "validation".into(), why }).collect();
+        let notes = problems.into_iter().map(|why| CarryNote::NoLongerApplies { component: "kfctl.yaml".into(), settings: vec![Setting::Validation], why }).collect();
         return Err(abandon(UpgradeError::SettingsNoLongerApply { to: to.version.clone(), notes }));
     }
     let mut confirmed = opts.confirmed.clone();
@@ -290,11 +290,11 @@ fn check_customisations(new: &App) -> Result<Vec<CarryNote>, AppError> {
         let full = match new.render_component(c) {
             Ok(objects) => objects,
             Err(AppError::Render { message, .. }) => {
-                let mut settings: Vec<String> = c.patches.iter().map(|p| format!("patch {}", p.path.display())).collect();
-                settings.extend(c.images.iter().map(|i| format!("image override {}", i.name)));
+                let mut settings: Vec<Setting> = c.patches.iter().map(|p| Setting::Patch(p.path.clone())).collect();
+                settings.extend(c.images.iter().map(|i| Setting::ImageOverride(i.name.clone())));
                 notes.push(CarryNote::NoLongerApplies {
                     component: c.name.clone(),
-                    setting: settings.join(", "),
+                    settings,
                     why: format!("the component no longer renders with them: {message}"),
                 });
                 continue;
@@ -308,7 +308,7 @@ fn check_customisations(new: &App) -> Result<Vec<CarryNote>, AppError> {
                 let target = patch.target.as_ref().map(|t| format!(" (target {})", serde_json::to_string(t).unwrap_or_default())).unwrap_or_default();
                 notes.push(CarryNote::NoLongerApplies {
                     component: c.name.clone(),
-                    setting: format!("patch {}", patch.path.display()),
+                    settings: vec![Setting::Patch(patch.path.clone())],
                     why: format!("it changes nothing in Kubeflow {}{target}: what it patches is gone", new.config.version),
                 });
             }
@@ -319,7 +319,7 @@ fn check_customisations(new: &App) -> Result<Vec<CarryNote>, AppError> {
             if new.render_component(&without).is_ok_and(|objects| objects == full) {
                 notes.push(CarryNote::NoLongerApplies {
                     component: c.name.clone(),
-                    setting: format!("image override {}", image.name),
+                    settings: vec![Setting::ImageOverride(image.name.clone())],
                     why: format!("no object of {} in Kubeflow {} uses the image {}", c.name, new.config.version, image.name),
                 });
             }
@@ -328,15 +328,19 @@ fn check_customisations(new: &App) -> Result<Vec<CarryNote>, AppError> {
     Ok(notes)
 }
 
-/// With `--force`: remove the patches and image overrides the render found inert.
+/// With `--force`: remove the patches and image overrides the render found inert, or that the
+/// component no longer renders with.
 fn drop_no_longer_applying(config: &mut AppConfig, notes: &[CarryNote]) {
     for note in notes {
-        let CarryNote::NoLongerApplies { component, setting, .. } = note else { continue };
+        let CarryNote::NoLongerApplies { component, settings, .. } = note else { continue };
         let Some(c) = config.component_mut(component) else { continue };
-        if let Some(path) = setting.strip_prefix("patch ") {
-            c.patches.retain(|p| p.path.display().to_string() != path);
-        } else if let Some(name) = setting.strip_prefix("image override ") {
-            c.images.retain(|i| i.name != name);
+        for setting in settings {
+            match setting {
+                Setting::Patch(path) => c.patches.retain(|p| p.path != *path),
+                Setting::ImageOverride(image) => c.images.retain(|i| i.name != *image),
+                // Carrying kfctl.yaml over dropped these already.
+                Setting::Parameter(_) | Setting::Variant(_) | Setting::Validation => {}
+            }
         }
     }
 }
