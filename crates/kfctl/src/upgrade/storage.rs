@@ -53,16 +53,26 @@ fn storage_version(crd: &Value) -> Option<String> {
     crd.pointer("/spec/versions").and_then(Value::as_array)?.iter().find(|v| v["storage"] == true).and_then(|v| v["name"].as_str()).map(str::to_owned)
 }
 
-/// The rendered CRDs whose live copy has stored versions the render no longer lists.
+/// The rendered CRDs whose live copy has stored versions the render no longer lists. The live
+/// copies are read a few at a time (a release has about a hundred CRDs).
 pub async fn find(client: &Client, rendered: &RenderedApp) -> Result<Vec<StorageMigration>, kube::Error> {
+    use futures::{StreamExt, TryStreamExt};
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &crd_resource());
+    let crds = rendered.objects.iter().map(|o| &o.object).filter_map(|o| {
+        let is_crd = o["kind"] == "CustomResourceDefinition" && o["apiVersion"] == "apiextensions.k8s.io/v1";
+        Some((o, o.pointer("/metadata/name").and_then(Value::as_str).filter(|_| is_crd)?))
+    });
+    let live: Vec<(&Value, &str, Option<DynamicObject>)> =
+        futures::stream::iter(crds).map(|(o, name)| {
+            let api = &api;
+            async move { Ok::<_, kube::Error>((o, name, api.get_opt(name).await?)) }
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
     let mut out = Vec::new();
-    for o in rendered.objects.iter().map(|o| &o.object) {
-        if o["kind"] != "CustomResourceDefinition" || o["apiVersion"] != "apiextensions.k8s.io/v1" {
-            continue;
-        }
-        let Some(name) = o.pointer("/metadata/name").and_then(Value::as_str) else { continue };
-        let Some(live) = api.get_opt(name).await? else { continue };
+    for (o, name, live) in live {
+        let Some(live) = live else { continue };
         let live = serde_json::to_value(live).unwrap_or_default();
         let wanted = version_names(o);
         let stored: Vec<String> = live.pointer("/status/storedVersions").and_then(Value::as_array).into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)).collect();
