@@ -327,10 +327,11 @@ async fn a_prepared_upgrade_blocks_plain_apply_and_finishes_after_an_interruptio
     fx.run_ok(&["apply"], &[]);
 }
 
-/// Ctrl-C once the upgrade is under way stops it where it is (pods kept unready, so it cannot
-/// have finished), exits 130, records it in kfctl.yaml as failed with where it stopped, and frees
-/// the lock; the same command goes on. Twice: at the upgrade's start (before its migrations), then
-/// at the resumed run's first write (in the apply or the wait); a third run finishes.
+/// Ctrl-C while the upgrade waits for the app's lock changes nothing. Once it is under way, Ctrl-C
+/// stops it where it is (pods kept unready, so it cannot have finished), exits 130, records it in
+/// kfctl.yaml as failed with where it stopped, and frees the lock; the same command goes on.
+/// Twice: at the upgrade's start (before its migrations), then at the resumed run's first write
+/// (in the apply or the wait); a third run finishes.
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_stops_the_upgrade_records_where_and_the_same_command_finishes_it() {
     let fx = Fixture::new("upgrade-sigint").await;
@@ -339,6 +340,45 @@ async fn ctrl_c_stops_the_upgrade_records_where_and_the_same_command_finishes_it
     let new_archive = fx.archive("new");
     let finish = format!("kfctl upgrade {} --to {}", fx.app.display(), fx.new);
 
+    // First while it waits for the app's lock, which another writer holds: it has not begun, so
+    // nothing is recorded and the release it vendored goes again.
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases = fx.ns.api::<Lease>();
+    let lease_name = format!("kfctl-lock-{}", fx.ns.name);
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(jiff::Timestamp::now());
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": lease_name, "annotations": {"kfctl.kubeflow.org/purpose": "a test holding the lock"}},
+        "spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 300, "acquireTime": now, "renewTime": now}});
+    leases.create(&PostParams::default(), &serde_json::from_value(lease).unwrap()).await.unwrap();
+    let before = fx.kfctl_yaml();
+    let mut child = fx
+        .ns
+        .kfctl()
+        .env("KFCTL_CATALOGS", fx.releases.catalogs())
+        .args(["upgrade", "--to", &fx.new, "--registry", new_archive.to_str().unwrap(), "--yes"])
+        .arg(&fx.app)
+        .args(["--app-namespace", &fx.ns.name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = support::Collected::of(child.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !stderr.seen("waiting for the lock of app") {
+        assert!(std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none(), "the upgrade never waited for the lock:\n{}", stderr.text());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let sent = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let said = stderr.all();
+    leases.delete(&lease_name, &Default::default()).await.unwrap();
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(said.contains("interrupted by SIGINT (Ctrl-C), before the upgrade (it was waiting for the app's lock); nothing was changed"), "{said}");
+    assert_eq!(fx.kfctl_yaml(), before, "kfctl.yaml is untouched");
+    assert!(!fx.app.join(format!("registry/{}", fx.new)).exists(), "the release it vendored is removed again");
+
+    // Then once it is under way.
     for (registry, signal_at) in [(Some(new_archive.to_str().unwrap()), "UpgradeStarted"), (None, "object_applied")] {
         let mut cmd = fx.ns.kfctl();
         cmd.env("KFCTL_CATALOGS", fx.releases.catalogs()).args(["upgrade", "--to", &fx.new, "--yes", "--output", "json", "--timeout", "3m"]);

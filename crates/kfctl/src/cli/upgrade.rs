@@ -123,7 +123,13 @@ pub fn run(args: UpgradeArgs) -> anyhow::Result<ExitCode> {
         let finish = format!("kfctl upgrade {} --to {}", args.app.dir.display(), prepared.to);
         crate::interrupt::install(format!("run `{finish}` again: it finishes the upgrade kfctl.yaml records")).context("cannot listen for Ctrl-C")?;
         let done = match upgrade::execute(&client, &target, &prepared, &plan, &rendered, &apply, args.timeout, !args.no_wait, &printer).await {
-            Err(UpgradeError::Interrupted { signal, at }) => {
+            Err(UpgradeError::Interrupted { signal, at, recorded: false }) => {
+                // Stopped before it began: nothing changed, and what this run vendored goes.
+                prepared.abandon();
+                eprintln!("interrupted by {}, {at}; nothing was changed\n  hint: run `{finish}` again", signal.name());
+                return Ok(ExitCode::from(signal.exit_code()));
+            }
+            Err(UpgradeError::Interrupted { signal, at, recorded: true }) => {
                 eprintln!("{}", interrupted_text(signal, &at, &finish));
                 return Ok(ExitCode::from(signal.exit_code()));
             }

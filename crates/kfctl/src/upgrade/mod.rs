@@ -82,15 +82,16 @@ pub enum UpgradeError {
     Storage { crd: String, reason: String },
     #[error("the upgrade to Kubeflow {to} applied, but the app is not ready: {reason}\n  hint: `kfctl status` shows what is not ready; `kfctl upgrade --to {to}` again waits once more")]
     NotReady { to: String, reason: String },
-    /// Ctrl-C or SIGTERM; `at` says where the upgrade stopped.
+    /// Ctrl-C or SIGTERM; `at` says where the upgrade stopped, `recorded` whether kfctl.yaml
+    /// records the upgrade (it does from the moment it holds the app's lock).
     #[error("interrupted by {}, {at}", signal.name())]
-    Interrupted { signal: Interrupt, at: Box<Interruption> },
+    Interrupted { signal: Interrupt, at: Box<Interruption>, recorded: bool },
 }
 
 /// The interruption received, as an error that stops the upgrade before `step`.
 fn stop_if_interrupted(step: &'static str) -> Result<(), UpgradeError> {
     match crate::interrupt::requested() {
-        Some(signal) => Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Before(step)) }),
+        Some(signal) => Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Before(step)), recorded: true }),
         None => Ok(()),
     }
 }
@@ -583,7 +584,8 @@ pub async fn execute(
         Ok(lock) => lock,
         Err(crate::lock::LockError::Interrupted { .. }) => {
             let signal = crate::interrupt::requested().expect("the lock stops waiting only when a signal was received");
-            return Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Before("the upgrade (it was waiting for the app's lock)")) });
+            let at = Box::new(Interruption::Before("the upgrade (it was waiting for the app's lock)"));
+            return Err(UpgradeError::Interrupted { signal, at, recorded: false });
         }
         Err(e) => return Err(UpgradeError::Lock(Box::new(e))),
     };
@@ -688,7 +690,7 @@ async fn run_upgrade(
     stop_if_interrupted("applying")?;
     let applied = crate::apply::apply_rendered(client, target, rendered, opts, sink).await;
     if let Some(signal) = crate::interrupt::requested() {
-        return Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Applying(applied)) });
+        return Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Applying(applied)), recorded: true });
     }
     let report = applied?;
     crate::health::refresh(client, target, sink).await.map_err(|e| UpgradeError::NotReady { to: plan.to.clone(), reason: e.to_string() })?;
@@ -698,7 +700,7 @@ async fn run_upgrade(
         }
         () = crate::interrupt::received() => {
             let signal = crate::interrupt::requested().expect("received means requested");
-            return Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Waiting) });
+            return Err(UpgradeError::Interrupted { signal, at: Box::new(Interruption::Waiting), recorded: true });
         }
     };
     let ready = format!("{}/{} components ready", status.objects_ready(), status.objects_total());
