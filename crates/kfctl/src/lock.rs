@@ -89,10 +89,24 @@ impl HeldLease {
         while !self.renewer.is_finished() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let rv = self.lease.lock().expect("lease lock").metadata.resource_version.clone();
-        let params = DeleteParams { preconditions: Some(Preconditions { resource_version: rv, uid: None }), ..Default::default() };
-        // Gone already (its namespace deleted by this very run, say), or taken over: nothing to do.
-        let _ = self.api.delete(&self.name, &params).await;
+        let mut lease = self.lease.lock().expect("lease lock").clone();
+        let me = lease.spec.as_ref().and_then(|s| s.holder_identity.clone());
+        for _ in 0..3 {
+            let rv = lease.metadata.resource_version.clone();
+            let params = DeleteParams { preconditions: Some(Preconditions { resource_version: rv, uid: None }), ..Default::default() };
+            match self.api.delete(&self.name, &params).await {
+                // A renewal cut off by the abort may still reach the server after its request
+                // left (the client's buffer sends it on), so the Lease is newer than the one
+                // read above: still this process's, it goes at its new version.
+                Err(kube::Error::Api(s)) if s.code == 409 => match self.api.get_opt(&self.name).await {
+                    Ok(Some(current)) if current.spec.as_ref().and_then(|s| s.holder_identity.clone()) == me => lease = current,
+                    // Taken over by another writer, or gone: not ours to delete.
+                    _ => break,
+                },
+                // Deleted, or gone already (its namespace deleted by this very run, say).
+                _ => break,
+            }
+        }
         remove_if_unused(&self.client, &self.namespace).await;
     }
 }
